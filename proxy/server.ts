@@ -1,0 +1,117 @@
+/**
+ * The listener: accepts clients on listen.host:listen.port, enforces
+ * listen.max_connections, hands each connection to a ClientSession, and drains on
+ * shutdown.
+ */
+import { readFileSync } from 'node:fs'
+import net from 'node:net'
+import tls from 'node:tls'
+import { SqlState, WireError } from '../protocol/errors.js'
+import { CancelRegistry } from './cancel-registry.js'
+import type { PgveilConfig } from './config.js'
+import { createLogger, type Logger } from './log.js'
+import { ClientSession, type SessionContext } from './session.js'
+import { describeUpstream } from './upstream-url.js'
+
+export interface ProxyServer {
+  readonly host: string
+  readonly port: number
+  /** Client sessions currently open. */
+  readonly connectionCount: number
+  /** Stop accepting; let sessions finish their transaction, up to `drainTimeoutMs`; then close the rest. */
+  shutdown(drainTimeoutMs: number): Promise<void>
+  /** Close every session now. */
+  close(): Promise<void>
+}
+
+export interface StartProxyOptions {
+  logger?: Logger
+}
+
+export async function startProxy(config: PgveilConfig, options: StartProxyOptions = {}): Promise<ProxyServer> {
+  const logger = options.logger ?? createLogger()
+  const target = config.upstream.target
+  if (target === null) throw new TypeError('startProxy needs an upstream (upstream.url)')
+  const listenTls = config.listen.tls
+  const secureContext = listenTls === null ? null : tls.createSecureContext({ cert: readFileSync(listenTls.cert), key: readFileSync(listenTls.key) })
+  const sessions = new Set<ClientSession>()
+  let closing = false
+  let allClosed: (() => void) | null = null
+
+  const context: SessionContext = {
+    config,
+    target,
+    secureContext,
+    cancelRegistry: new CancelRegistry(),
+    logger,
+    onClose(session) {
+      sessions.delete(session)
+      if (sessions.size === 0 && allClosed !== null) allClosed()
+    },
+  }
+
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    if (closing) {
+      socket.destroy()
+      return
+    }
+    let refusal: WireError | null = null
+    if (sessions.size >= config.listen.maxConnections) {
+      refusal = new WireError(SqlState.TooManyConnections, 'sorry, too many clients already', {
+        severity: 'FATAL',
+        detail: `pgveil listen.max_connections is ${config.listen.maxConnections}`,
+      })
+      logger.warn('connection refused: listen.max_connections reached', { limit: config.listen.maxConnections })
+    }
+    const session = new ClientSession(socket, context, refusal)
+    sessions.add(session)
+  })
+  server.on('error', (error) => logger.error('listener error', { error: error.message }))
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const address = server.address() as net.AddressInfo
+  logger.info('pgveil listening', { host: address.address, port: address.port, upstream: describeUpstream(target), tls: listenTls !== null })
+
+  const waitForSessions = (): Promise<void> =>
+    sessions.size === 0
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          allClosed = resolve
+        })
+  const stopListening = (): Promise<void> => new Promise((resolve) => server.close(() => resolve()))
+
+  return {
+    host: address.address,
+    port: address.port,
+    get connectionCount() {
+      return sessions.size
+    },
+    async shutdown(drainTimeoutMs: number) {
+      if (closing) return waitForSessions()
+      closing = true
+      const listenerClosed = stopListening()
+      logger.info('shutting down: no new connections; waiting for sessions to finish', { sessions: sessions.size, drainTimeoutMs })
+      for (const session of sessions) session.drain()
+      const timer = setTimeout(() => {
+        for (const session of [...sessions]) session.terminate('terminating connection because pgveil is shutting down (drain timeout reached)')
+      }, drainTimeoutMs)
+      await waitForSessions()
+      clearTimeout(timer)
+      await listenerClosed
+      logger.info('shutdown complete')
+    },
+    async close() {
+      closing = true
+      const listenerClosed = stopListening()
+      for (const session of [...sessions]) session.terminate('terminating connection because pgveil is shutting down')
+      await waitForSessions()
+      await listenerClosed
+    },
+  }
+}

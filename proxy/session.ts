@@ -1,0 +1,511 @@
+/**
+ * One client connection in session mode: startup and TLS negotiation, the upstream
+ * connection, the authentication relay, then message-by-message forwarding with a
+ * pending-response queue. Frames pgveil does not change are forwarded byte for byte.
+ */
+import type net from 'node:net'
+import tls from 'node:tls'
+import { encodeBackendKeyData, encodeAuthenticationSASL, authenticationCode, readyForQueryStatus, decodeBackendMessage } from '../protocol/backend.js'
+import { SqlState, WireError, ProtocolError, encodeErrorResponse, decodeNoticeFields } from '../protocol/errors.js'
+import { MessageFramer } from '../protocol/framer.js'
+import { decodeSASLInitialResponse, TERMINATE } from '../protocol/frontend.js'
+import { AuthCode, BackendCode, FrontendCode, TransactionStatus } from '../protocol/message-codes.js'
+import { decodeStartupPacket } from '../protocol/startup.js'
+import type { CancelRegistry, CancelTarget } from './cancel-registry.js'
+import type { PgveilConfig } from './config.js'
+import { FrameWriter } from './frame-writer.js'
+import type { Logger } from './log.js'
+import { Pending, PendingResponseQueue } from './pending-queue.js'
+import { connectUpstream, sendUpstreamCancel } from './upstream.js'
+import type { UpstreamTarget } from './upstream-url.js'
+
+/** Largest backend message pgveil accepts from PostgreSQL (its own limit). */
+const MAX_BACKEND_MESSAGE_SIZE = 0x3fffffff + 1
+/** Like PostgreSQL's authentication_timeout: a client must be through startup by then. */
+const STARTUP_TIMEOUT_MS = 60_000
+/** After we end a socket, how long the peer gets to close before it is destroyed. */
+const CLOSE_GRACE_MS = 5_000
+
+const SSL_ACCEPT = Buffer.from('S')
+const SSL_REFUSE = Buffer.from('N')
+
+const Phase = {
+  Startup: 0,
+  Connecting: 1,
+  Authenticating: 2,
+  Ready: 3,
+  Closed: 4,
+} as const
+type Phase = (typeof Phase)[keyof typeof Phase]
+
+export interface SessionContext {
+  readonly config: PgveilConfig
+  readonly target: UpstreamTarget
+  readonly secureContext: tls.SecureContext | null
+  readonly cancelRegistry: CancelRegistry
+  readonly logger: Logger
+  onClose(session: ClientSession): void
+}
+
+let nextSessionId = 1
+
+export class ClientSession implements CancelTarget {
+  readonly id = nextSessionId++
+  private readonly ctx: SessionContext
+  private client: net.Socket
+  private clientTls = false
+  private upstream: net.Socket | null = null
+  private upstreamTls = false
+  private phase: Phase = Phase.Startup
+  private readonly clientFramer: MessageFramer
+  private readonly upstreamFramer = new MessageFramer({ startup: false, maxMessageSize: MAX_BACKEND_MESSAGE_SIZE, peer: 'server' })
+  private toClient: FrameWriter
+  private toUpstream: FrameWriter | null = null
+  readonly pending = new PendingResponseQueue()
+  private transactionStatus: number = TransactionStatus.Idle
+  /** The last backend message was ReadyForQuery and the client has sent nothing since. */
+  private atReadyForQuery = false
+  private upstreamKey: { processId: number; secretKey: Buffer } | null = null
+  private clientProcessId = 0
+  private expectSaslInitialResponse = false
+  private upstreamSentFatal = false
+  private draining = false
+  private waitingForClientDrain = false
+  private waitingForUpstreamDrain = false
+  private startupTimer: NodeJS.Timeout | null
+  /** Set for a connection over listen.max_connections: answered after its startup packet. */
+  private readonly refusal: WireError | null
+  private user = ''
+  private database = ''
+
+  constructor(socket: net.Socket, ctx: SessionContext, refusal: WireError | null = null) {
+    this.ctx = ctx
+    this.client = socket
+    this.refusal = refusal
+    this.clientFramer = new MessageFramer({ startup: true, maxMessageSize: ctx.config.listen.maxMessageSize, peer: 'client' })
+    this.toClient = new FrameWriter(socket)
+    socket.setNoDelay(true)
+    this.attachClient(socket)
+    this.startupTimer = setTimeout(() => this.fail(new WireError(SqlState.ConnectionFailure, 'timeout while waiting for the startup exchange to finish', { severity: 'FATAL' })), STARTUP_TIMEOUT_MS)
+    this.startupTimer.unref()
+  }
+
+  get remoteAddress(): string {
+    return `${this.client.remoteAddress ?? 'unknown'}:${this.client.remotePort ?? 0}`
+  }
+
+  get isClosed(): boolean {
+    return this.phase === Phase.Closed
+  }
+
+  /** Stop this session as soon as it is idle outside a transaction (SIGTERM). */
+  drain(): void {
+    this.draining = true
+    this.closeIfDrainedAndIdle()
+  }
+
+  /** Close now with a FATAL 57P01 (drain timeout reached, or immediate shutdown). */
+  terminate(reason: string): void {
+    this.fail(new WireError(SqlState.AdminShutdown, reason, { severity: 'FATAL' }))
+  }
+
+  cancelUpstream(): void {
+    const key = this.upstreamKey
+    if (key === null) return
+    const { target, config, logger } = this.ctx
+    sendUpstreamCancel(target, config.upstream.connectTimeoutMs, key.processId, key.secretKey).catch((error: unknown) =>
+      logger.warn('could not forward cancel request', { session: this.id, error: (error as Error).message }),
+    )
+  }
+
+  // --- client side -------------------------------------------------------
+
+  private attachClient(socket: net.Socket): void {
+    socket.on('data', this.onClientData)
+    socket.on('drain', this.onClientDrain)
+    socket.on('error', this.onClientError)
+    socket.on('close', this.onClientClose)
+  }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    if (this.phase === Phase.Closed) return
+    if (this.phase !== Phase.Ready) this.atReadyForQuery = false
+    try {
+      this.clientFramer.push(chunk, this.onClientFrame)
+    } catch (error) {
+      this.fail(error)
+      return
+    }
+    this.flushToUpstream()
+    this.flushToClient()
+  }
+
+  private readonly onClientFrame = (frame: Buffer): boolean => {
+    if (this.phase === Phase.Ready) return this.onReadyClientFrame(frame)
+    if (this.clientFramer.inStartupMode) return this.onStartupPacket(frame)
+    return this.onAuthClientFrame(frame)
+  }
+
+  private onStartupPacket(frame: Buffer): boolean {
+    const packet = decodeStartupPacket(frame)
+    switch (packet.kind) {
+      case 'ssl':
+        if (this.clientTls) throw new ProtocolError('SSLRequest received on an encrypted connection')
+        if (this.ctx.secureContext === null) {
+          this.toClient.push(SSL_REFUSE)
+          return true
+        }
+        queueMicrotask(() => this.upgradeClientToTls())
+        return false
+      case 'gssenc':
+        this.toClient.push(SSL_REFUSE)
+        return true
+      case 'cancel':
+        this.ctx.cancelRegistry.cancel(packet.processId, packet.secretKey)
+        this.close()
+        return false
+      case 'startup':
+        if (this.refusal !== null) throw this.refusal
+        if (this.ctx.config.listen.tls?.require === true && !this.clientTls) {
+          throw new WireError(SqlState.InvalidAuthorization, 'pgveil accepts only TLS connections', {
+            severity: 'FATAL',
+            hint: 'connect with sslmode=require (or verify-full with the proxy\'s CA certificate)',
+          })
+        }
+        this.user = packet.params.get('user') ?? ''
+        this.database = packet.params.get('database') ?? this.user
+        this.phase = Phase.Connecting
+        this.client.pause()
+        void this.openUpstream(frame)
+        return false
+    }
+  }
+
+  private upgradeClientToTls(): void {
+    if (this.phase === Phase.Closed) return
+    if (this.clientFramer.bufferedBytes > 0) {
+      this.fail(new ProtocolError('received unencrypted data after SSL request'))
+      return
+    }
+    const raw = this.client
+    raw.removeListener('data', this.onClientData)
+    raw.removeListener('drain', this.onClientDrain)
+    raw.removeListener('error', this.onClientError)
+    raw.removeListener('close', this.onClientClose)
+    raw.on('error', () => {}) // surfaced by the TLS socket
+    raw.write(SSL_ACCEPT)
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.ctx.secureContext! })
+    this.client = secure
+    this.clientTls = true
+    this.toClient = new FrameWriter(secure)
+    this.attachClient(secure)
+    this.clientFramer.resume(this.onClientFrame)
+  }
+
+  private onAuthClientFrame(frame: Buffer): boolean {
+    const code = frame[0]
+    if (code === FrontendCode.Terminate) {
+      this.close()
+      return false
+    }
+    if (code !== FrontendCode.Password) {
+      throw new ProtocolError(`expected a password or SASL message during authentication, got message type "${String.fromCharCode(code!)}"`)
+    }
+    if (this.expectSaslInitialResponse) {
+      this.expectSaslInitialResponse = false
+      const response = decodeSASLInitialResponse(frame)
+      // 'y': the client can do channel binding but believes the server cannot. A TLS
+      // upstream treats that as a downgrade attack, so say what to do instead.
+      if (this.upstreamTls && response.data !== null && response.data[0] === 0x79) {
+        throw new WireError(SqlState.InvalidAuthorization, 'SCRAM channel binding cannot pass through pgveil to a TLS upstream', {
+          severity: 'FATAL',
+          hint: 'connect to pgveil with channel_binding=disable (TLS still protects client to pgveil), or without TLS on this hop',
+        })
+      }
+    }
+    this.toUpstream!.push(frame)
+    return true
+  }
+
+  private onReadyClientFrame(frame: Buffer): boolean {
+    this.atReadyForQuery = false
+    switch (frame[0]) {
+      case FrontendCode.Query:
+        this.pending.push(Pending.Query)
+        break
+      case FrontendCode.Parse:
+        this.pending.push(Pending.Parse)
+        break
+      case FrontendCode.Bind:
+        this.pending.push(Pending.Bind)
+        break
+      case FrontendCode.Execute:
+        this.pending.push(Pending.Execute)
+        break
+      case FrontendCode.Sync:
+        this.pending.push(Pending.Sync)
+        break
+      case FrontendCode.Describe:
+        this.pending.push(frame[5] === 0x53 ? Pending.DescribeStatement : Pending.DescribePortal)
+        break
+      case FrontendCode.Close:
+        this.pending.push(Pending.Close)
+        break
+      case FrontendCode.FunctionCall:
+        this.pending.push(Pending.FunctionCall)
+        break
+      case FrontendCode.Flush:
+      case FrontendCode.CopyData:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+      case FrontendCode.Password:
+        break
+      case FrontendCode.Terminate:
+        // close() sends the upstream its own Terminate after what is queued.
+        this.flushToUpstream()
+        this.close()
+        return false
+      default:
+        throw new ProtocolError(`invalid frontend message type ${frame[0]}`)
+    }
+    this.toUpstream!.push(frame)
+    return true
+  }
+
+  private readonly onClientDrain = (): void => {
+    if (!this.waitingForClientDrain) return
+    this.waitingForClientDrain = false
+    this.upstream?.resume()
+  }
+
+  private readonly onClientError = (error: Error): void => {
+    this.ctx.logger.debug('client socket error', { session: this.id, error: error.message })
+  }
+
+  private readonly onClientClose = (): void => {
+    if (this.phase === Phase.Closed) return
+    // A client that vanishes mid-query must not leave its backend running.
+    if (this.phase === Phase.Ready && !this.pending.isEmpty) this.cancelUpstream()
+    this.close()
+  }
+
+  private flushToClient(): void {
+    if (this.toClient.flush() || this.waitingForClientDrain) return
+    this.waitingForClientDrain = true
+    this.upstream?.pause()
+  }
+
+  // --- upstream side -----------------------------------------------------
+
+  private async openUpstream(startupPacket: Buffer): Promise<void> {
+    const { target, config, logger } = this.ctx
+    let connection
+    try {
+      connection = await connectUpstream(target, config.upstream.connectTimeoutMs)
+    } catch (error) {
+      logger.warn('upstream connection failed', { session: this.id, error: (error as Error).message })
+      this.fail(error)
+      return
+    }
+    if (this.phase === Phase.Closed) {
+      connection.socket.destroy()
+      return
+    }
+    const upstream = connection.socket
+    this.upstream = upstream
+    this.upstreamTls = connection.tls
+    this.toUpstream = new FrameWriter(upstream)
+    upstream.on('data', this.onUpstreamData)
+    upstream.on('drain', this.onUpstreamDrain)
+    upstream.on('error', this.onUpstreamError)
+    upstream.on('close', this.onUpstreamClose)
+    this.phase = Phase.Authenticating
+    this.clientFramer.setStartupMode(false)
+    upstream.write(startupPacket)
+    this.client.resume()
+    try {
+      this.clientFramer.resume(this.onClientFrame)
+    } catch (error) {
+      this.fail(error)
+      return
+    }
+    this.flushToUpstream()
+  }
+
+  private readonly onUpstreamData = (chunk: Buffer): void => {
+    if (this.phase === Phase.Closed) return
+    try {
+      this.upstreamFramer.push(chunk, this.onUpstreamFrame)
+    } catch (error) {
+      this.ctx.logger.error('invalid message from upstream', { session: this.id, error: (error as Error).message })
+      this.fail(new WireError(SqlState.ConnectionFailure, 'pgveil received an invalid message from the upstream PostgreSQL', { severity: 'FATAL' }))
+      return
+    }
+    this.flushToClient()
+    if (this.draining) this.closeIfDrainedAndIdle()
+  }
+
+  private readonly onUpstreamFrame = (frame: Buffer): boolean => {
+    if (this.phase !== Phase.Ready) return this.onAuthUpstreamFrame(frame)
+    const pending = this.pending
+    switch (frame[0]) {
+      case BackendCode.DataRow:
+        break
+      case BackendCode.ParseComplete:
+      case BackendCode.BindComplete:
+      case BackendCode.CloseComplete:
+      case BackendCode.NoData:
+      case BackendCode.PortalSuspended:
+        pending.shift()
+        break
+      case BackendCode.RowDescription: {
+        const head = pending.peek()
+        if (head === Pending.DescribeStatement || head === Pending.DescribePortal) pending.shift()
+        break
+      }
+      case BackendCode.CommandComplete:
+      case BackendCode.EmptyQueryResponse:
+        if (pending.peek() === Pending.Execute) pending.shift()
+        break
+      case BackendCode.ErrorResponse: {
+        const head = pending.peek()
+        if (head !== Pending.Query && head !== Pending.FunctionCall) pending.failUntilSync()
+        if (isFatal(frame)) this.upstreamSentFatal = true
+        break
+      }
+      case BackendCode.ReadyForQuery:
+        pending.shift()
+        this.transactionStatus = readyForQueryStatus(frame)
+        this.atReadyForQuery = pending.isEmpty
+        break
+      default:
+        break
+    }
+    this.toClient.push(frame)
+    return true
+  }
+
+  private onAuthUpstreamFrame(frame: Buffer): boolean {
+    switch (frame[0]) {
+      case BackendCode.Authentication:
+        if (authenticationCode(frame) === AuthCode.SASL) {
+          this.toClient.push(this.withoutChannelBinding(frame))
+          this.expectSaslInitialResponse = true
+          return true
+        }
+        break
+      case BackendCode.BackendKeyData: {
+        const secretKey = Buffer.from(frame.subarray(9))
+        this.upstreamKey = { processId: frame.readInt32BE(5), secretKey }
+        const issued = this.ctx.cancelRegistry.issue(this, secretKey.length)
+        this.clientProcessId = issued.processId
+        this.toClient.push(encodeBackendKeyData(issued.processId, issued.secretKey))
+        return true
+      }
+      case BackendCode.ErrorResponse:
+        // PostgreSQL's own error (wrong password, unknown database…) reaches the client as is.
+        this.upstreamSentFatal = true
+        break
+      case BackendCode.ReadyForQuery:
+        this.phase = Phase.Ready
+        this.transactionStatus = readyForQueryStatus(frame)
+        this.atReadyForQuery = true
+        if (this.startupTimer !== null) clearTimeout(this.startupTimer)
+        this.startupTimer = null
+        this.ctx.logger.debug('session ready', { session: this.id, user: this.user, database: this.database, tls: this.clientTls, upstreamTls: this.upstreamTls })
+        break
+      default:
+        break
+    }
+    this.toClient.push(frame)
+    return true
+  }
+
+  /** TLS ends at pgveil, so the client cannot bind to the upstream's channel: drop SCRAM-SHA-256-PLUS. */
+  private withoutChannelBinding(frame: Buffer): Buffer {
+    const message = decodeBackendMessage(frame)
+    if (message.type !== 'AuthenticationSASL') return frame
+    const mechanisms = message.mechanisms.filter((m) => m !== 'SCRAM-SHA-256-PLUS')
+    if (mechanisms.length === 0) {
+      throw new WireError(SqlState.InvalidAuthorization, 'the upstream PostgreSQL offers only SCRAM-SHA-256-PLUS (channel binding), which cannot pass through a TLS-terminating proxy', { severity: 'FATAL' })
+    }
+    return mechanisms.length === message.mechanisms.length ? frame : encodeAuthenticationSASL(mechanisms)
+  }
+
+  private readonly onUpstreamDrain = (): void => {
+    if (!this.waitingForUpstreamDrain) return
+    this.waitingForUpstreamDrain = false
+    this.client.resume()
+  }
+
+  private readonly onUpstreamError = (error: Error): void => {
+    this.ctx.logger.debug('upstream socket error', { session: this.id, error: error.message })
+  }
+
+  private readonly onUpstreamClose = (): void => {
+    if (this.phase === Phase.Closed) return
+    if (!this.upstreamSentFatal) {
+      this.fail(new WireError(SqlState.ConnectionFailure, `the upstream PostgreSQL closed the connection unexpectedly (${this.ctx.target.host}:${this.ctx.target.port})`, { severity: 'FATAL' }))
+      return
+    }
+    this.close()
+  }
+
+  private flushToUpstream(): void {
+    const writer = this.toUpstream
+    if (writer === null || writer.flush() || this.waitingForUpstreamDrain) return
+    this.waitingForUpstreamDrain = true
+    this.client.pause()
+  }
+
+  // --- ending ------------------------------------------------------------
+
+  private closeIfDrainedAndIdle(): void {
+    if (this.phase === Phase.Ready && this.atReadyForQuery && this.pending.isEmpty && this.transactionStatus === TransactionStatus.Idle) {
+      this.terminate('terminating connection because pgveil is shutting down')
+    }
+  }
+
+  /** Send the error (WireError as is, anything else as an internal error) and close. */
+  fail(error: unknown): void {
+    if (this.phase === Phase.Closed) return
+    let wire: WireError
+    if (error instanceof WireError) {
+      wire = error
+    } else {
+      this.ctx.logger.error('session failed', { session: this.id, error: (error as Error)?.message ?? String(error) })
+      wire = new WireError(SqlState.InternalError, 'internal error in pgveil; the connection is closed (see the pgveil log)', { severity: 'FATAL' })
+    }
+    if (this.client.writable) {
+      this.toClient.push(encodeErrorResponse(wire.toFields()))
+      this.flushToClient()
+    }
+    this.close()
+  }
+
+  /** Close both sides once; queued writes are flushed first. */
+  close(): void {
+    if (this.phase === Phase.Closed) return
+    const wasReady = this.phase === Phase.Ready
+    this.phase = Phase.Closed
+    if (this.startupTimer !== null) clearTimeout(this.startupTimer)
+    if (this.clientProcessId !== 0) this.ctx.cancelRegistry.release(this.clientProcessId)
+    this.clientFramer.reset()
+    this.upstreamFramer.reset()
+    const upstream = this.upstream
+    if (upstream !== null) {
+      if (wasReady && upstream.writable) upstream.end(TERMINATE)
+      else upstream.end()
+      setTimeout(() => upstream.destroy(), CLOSE_GRACE_MS).unref()
+    }
+    const client = this.client
+    client.end()
+    setTimeout(() => client.destroy(), CLOSE_GRACE_MS).unref()
+    this.ctx.onClose(this)
+  }
+}
+
+function isFatal(frame: Buffer): boolean {
+  const severity = decodeNoticeFields(frame).get('V')
+  return severity === 'FATAL' || severity === 'PANIC'
+}

@@ -1,0 +1,133 @@
+/**
+ * Opens connections to the upstream PostgreSQL: TCP or Unix socket, then TLS as the
+ * URI's `sslmode` / `sslrootcert` / `sslcert` / `sslkey` say (libpq semantics).
+ */
+import { readFileSync } from 'node:fs'
+import net from 'node:net'
+import tls from 'node:tls'
+import { SqlState, WireError } from '../protocol/errors.js'
+import { encodeCancelRequest, encodeSSLRequest } from '../protocol/startup.js'
+import { describeUpstream, type UpstreamTarget } from './upstream-url.js'
+
+export interface UpstreamSocket {
+  socket: net.Socket
+  /** True when the connection is encrypted. */
+  tls: boolean
+}
+
+/** TLS material read once per target (files are read at first use, then cached). */
+interface TlsMaterial {
+  ca: Buffer | undefined
+  cert: Buffer | undefined
+  key: Buffer | undefined
+}
+const tlsMaterialCache = new WeakMap<UpstreamTarget, TlsMaterial>()
+
+function tlsMaterial(target: UpstreamTarget): TlsMaterial {
+  let material = tlsMaterialCache.get(target)
+  if (material === undefined) {
+    const read = (path: string | null, what: string): Buffer | undefined => {
+      if (path === null || path === 'system') return undefined
+      try {
+        return readFileSync(path)
+      } catch (error) {
+        throw new WireError(SqlState.ConnectionFailure, `could not read upstream ${what} file "${path}": ${(error as Error).message}`)
+      }
+    }
+    material = { ca: read(target.sslrootcert, 'sslrootcert'), cert: read(target.sslcert, 'sslcert'), key: read(target.sslkey, 'sslkey') }
+    tlsMaterialCache.set(target, material)
+  }
+  return material
+}
+
+function connectFailure(target: UpstreamTarget, reason: string, cause?: unknown): WireError {
+  return new WireError(SqlState.ConnectionFailure, `pgveil could not connect to the upstream PostgreSQL at ${describeUpstream(target)}: ${reason}`, {
+    severity: 'FATAL',
+    cause,
+  })
+}
+
+/**
+ * Connect and negotiate TLS. Rejects with a WireError (08006) naming the upstream,
+ * at the latest after `timeoutMs`.
+ */
+export function connectUpstream(target: UpstreamTarget, timeoutMs: number): Promise<UpstreamSocket> {
+  return new Promise((resolve, reject) => {
+    let socket: net.Socket = target.host.startsWith('/')
+      ? net.connect({ path: `${target.host}/.s.PGSQL.${target.port}` })
+      : net.connect({ host: target.host, port: target.port })
+    let settled = false
+    const fail = (reason: string, cause?: unknown): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.destroy()
+      reject(connectFailure(target, reason, cause))
+    }
+    const succeed = (encrypted: boolean): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.removeAllListeners('error')
+      socket.removeAllListeners('data')
+      socket.setNoDelay(true)
+      socket.setKeepAlive(true, 60_000)
+      resolve({ socket, tls: encrypted })
+    }
+    const timer = setTimeout(() => fail(`timed out after ${timeoutMs} ms`), timeoutMs)
+    socket.once('error', (error: NodeJS.ErrnoException) => fail(error.code ?? error.message, error))
+
+    const startTls = (): void => {
+      const material = tlsMaterial(target)
+      const verify = target.sslmode === 'verify-ca' || target.sslmode === 'verify-full' || (target.sslmode === 'require' && material.ca !== undefined)
+      const options: tls.ConnectionOptions = {
+        socket,
+        rejectUnauthorized: verify,
+        servername: net.isIP(target.host) === 0 && !target.host.startsWith('/') ? target.host : undefined,
+      }
+      if (material.ca !== undefined) options.ca = material.ca
+      if (material.cert !== undefined) options.cert = material.cert
+      if (material.key !== undefined) options.key = material.key
+      // verify-ca checks the chain only; verify-full also the host name (Node's default check).
+      if (target.sslmode !== 'verify-full') options.checkServerIdentity = () => undefined
+      else if (net.isIP(target.host) !== 0) options.checkServerIdentity = (_name, cert) => tls.checkServerIdentity(target.host, cert)
+      const secure = tls.connect(options)
+      socket.removeAllListeners('error')
+      socket = secure
+      secure.once('error', (error: Error) => fail(`TLS handshake failed: ${error.message}`, error))
+      secure.once('secureConnect', () => succeed(true))
+    }
+
+    socket.once('connect', () => {
+      if (target.sslmode === 'disable' || target.sslmode === 'allow' || target.host.startsWith('/')) {
+        succeed(false)
+        return
+      }
+      socket.write(encodeSSLRequest())
+      socket.once('data', (answer: Buffer) => {
+        // More than one byte would be bytes injected before the handshake (CVE-2021-23222).
+        if (answer.length !== 1) return fail('unexpected data in answer to SSLRequest')
+        if (answer[0] === 0x53) return startTls()
+        if (answer[0] === 0x4e) {
+          if (target.sslmode === 'prefer') return succeed(false)
+          return fail(`the server does not support SSL, but sslmode is ${target.sslmode}`)
+        }
+        return fail('unexpected answer to SSLRequest')
+      })
+    })
+  })
+}
+
+/** Ask the upstream to cancel the running query of a backend. Best effort, like libpq's PQcancel. */
+export async function sendUpstreamCancel(target: UpstreamTarget, timeoutMs: number, processId: number, secretKey: Buffer): Promise<void> {
+  const { socket } = await connectUpstream(target, timeoutMs)
+  await new Promise<void>((resolve) => {
+    socket.once('error', () => resolve())
+    socket.once('close', () => resolve())
+    socket.end(encodeCancelRequest(processId, secretKey))
+    setTimeout(() => {
+      socket.destroy()
+      resolve()
+    }, timeoutMs).unref()
+  })
+}
