@@ -42,6 +42,8 @@ export class MessageFramer {
   private completed: Buffer | null = null
   /** Unprocessed bytes left when a handler stopped the loop. */
   private held: Buffer | null = null
+  /** A handler returned false and resume() has not been called since. */
+  private isStopped = false
 
   constructor(options: FramerOptions) {
     this.startupMode = options.startup
@@ -49,8 +51,15 @@ export class MessageFramer {
     this.peer = options.peer
   }
 
-  /** Switch to typed messages (after StartupMessage) or back to startup packets (after SSLRequest). */
+  /**
+   * Switch to typed messages (after StartupMessage) or back to startup packets. Call it
+   * from a handler, or while stopped: a header fragment already buffered was read in
+   * the old mode.
+   */
   setStartupMode(startup: boolean): void {
+    if (this.partial !== null && this.partialHeaderOnly && startup !== this.startupMode) {
+      throw new ProtocolError(`incomplete message header from ${this.peer} while switching protocol phase`)
+    }
     this.startupMode = startup
   }
 
@@ -65,14 +74,14 @@ export class MessageFramer {
 
   /** True while a handler's `false` holds frames back. */
   get stopped(): boolean {
-    return this.held !== null
+    return this.isStopped
   }
 
   /** Feed bytes. Throws ProtocolError on an impossible length. Returns false if a handler stopped it. */
   push(chunk: Buffer, onFrame: FrameHandler): boolean {
-    if (this.held !== null) {
+    if (this.isStopped) {
       // Rare: only between a handler's stop and resume (startup negotiation).
-      this.held = Buffer.concat([this.held, chunk])
+      this.held = this.held === null ? chunk : Buffer.concat([this.held, chunk])
       return false
     }
     return this.consume(chunk, onFrame)
@@ -80,6 +89,7 @@ export class MessageFramer {
 
   /** Continue after a handler returned false. */
   resume(onFrame: FrameHandler): boolean {
+    this.isStopped = false
     const held = this.held
     if (held === null) return true
     this.held = null
@@ -91,6 +101,7 @@ export class MessageFramer {
     this.partial = null
     this.partialFilled = 0
     this.held = null
+    this.isStopped = false
   }
 
   private consume(chunk: Buffer, onFrame: FrameHandler): boolean {
@@ -101,6 +112,7 @@ export class MessageFramer {
       const frame = this.completed!
       this.completed = null
       if (onFrame(frame) === false) {
+        this.isStopped = true
         if (offset < chunk.length) this.held = chunk.subarray(offset)
         return false
       }
@@ -121,6 +133,7 @@ export class MessageFramer {
       const frame = chunk.subarray(offset, end)
       offset = end
       if (onFrame(frame) === false) {
+        this.isStopped = true
         if (offset < length) this.held = chunk.subarray(offset)
         return false
       }

@@ -2,13 +2,24 @@
  * pgveil's configuration: the typed result of loading the YAML file, the
  * environment overrides and the secret references. See config.example.yaml and the
  * README's configuration reference.
+ *
+ * Everything is validated once, here, at load: unknown keys (typos), wrong types,
+ * out-of-range numbers, unreadable TLS files, unresolvable secret references and a
+ * malformed upstream URL are all collected and thrown together as one ConfigError
+ * whose lines read `FILE:LINE:COL: key.path: what is wrong (what is expected)`, or
+ * `PGVEIL_LISTEN__PORT: listen.port: …` for a value that came from the environment.
  */
-import type { UpstreamTarget } from './upstream-url.js'
+import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs'
+import { readFile, stat } from 'node:fs/promises'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml'
+import { parseUpstreamUrl, type UpstreamTarget } from './upstream-url.js'
 
 export interface ListenTlsConfig {
-  /** PEM certificate chain file. */
+  /** PEM certificate chain file (absolute path, checked readable at load). */
   cert: string
-  /** PEM private key file. */
+  /** PEM private key file (absolute path, checked readable at load). */
   key: string
   /** Refuse clients that do not negotiate TLS. */
   require: boolean
@@ -16,6 +27,7 @@ export interface ListenTlsConfig {
 
 export interface ListenConfig {
   host: string
+  /** 0 means "any free port" (tests); the server reports the port it got. */
   port: number
   tls: ListenTlsConfig | null
   /** Client connections beyond this get SQLSTATE 53300. */
@@ -41,10 +53,737 @@ export interface AdminConfig {
 }
 
 export interface PgveilConfig {
-  /** Where the configuration came from (file path, or "defaults"). */
+  /** Where the configuration came from (absolute file path, or "defaults"). */
   source: string
   listen: ListenConfig
   upstream: UpstreamConfig
   mode: 'session'
   admin: AdminConfig | null
+  /**
+   * Things the operator wrote that this version accepts but does not act on (for
+   * example an `audit:` section), in the same `FILE:LINE:COL: key: …` form as
+   * errors. Callers should log them as warnings.
+   */
+  warnings?: readonly string[]
+}
+
+/** Every problem found while loading, one per line of the message. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID' as const
+  readonly problems: readonly string[]
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems.join('\n')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export const DEFAULT_LISTEN_HOST = '127.0.0.1'
+export const DEFAULT_LISTEN_PORT = 6432
+export const DEFAULT_MAX_CONNECTIONS = 100
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+export const MIN_MAX_MESSAGE_SIZE = 1024
+/** PostgreSQL's own ceiling for one message (MaxAllocSize - 1). */
+export const MAX_MAX_MESSAGE_SIZE = 1073741823
+export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 30
+export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
+export const DEFAULT_ADMIN_HOST = '127.0.0.1'
+export const DEFAULT_ADMIN_PORT = 9930
+
+// ---------------------------------------------------------------------------
+// Secret references
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/** True for `env:NAME` and `file:PATH`, the two forms a secret may take. */
+export function isSecretReference(value: string): boolean {
+  return value.startsWith('env:') || value.startsWith('file:')
+}
+
+/**
+ * Resolves `env:NAME` (the variable's value) or `file:PATH` (the file's content,
+ * trailing newlines trimmed; a relative PATH is taken from `baseDir`, default the
+ * working directory). Throws TypeError/RangeError whose message names the variable
+ * or file, never the secret.
+ */
+export function resolveSecretReference(value: string, env: NodeJS.ProcessEnv, options: { baseDir?: string } = {}): string {
+  if (value.startsWith('env:')) {
+    const name = value.slice(4)
+    if (!ENV_NAME.test(name)) throw new TypeError(`"env:${name}" does not name an environment variable (expected env:NAME, NAME made of letters, digits and _)`)
+    const resolved = env[name]
+    if (resolved === undefined) throw new RangeError(`environment variable ${name} is not set (expected it to hold the secret)`)
+    if (resolved === '') throw new RangeError(`environment variable ${name} is empty (expected it to hold the secret)`)
+    return resolved
+  }
+  if (value.startsWith('file:')) {
+    const file = value.slice(5)
+    if (file === '') throw new TypeError('"file:" names no file (expected file:PATH)')
+    const full = path.resolve(options.baseDir ?? process.cwd(), file)
+    let content: string
+    try {
+      content = readFileSync(full, 'utf8')
+    } catch (error) {
+      throw new RangeError(`cannot read secret file ${full}: ${describeFsError(error)} (expected a readable file holding the secret)`)
+    }
+    content = content.replace(/(\r?\n)+$/, '')
+    if (content === '') throw new RangeError(`secret file ${full} is empty (expected it to hold the secret)`)
+    return content
+  }
+  throw new TypeError('is not a secret reference (expected env:NAME or file:PATH)')
+}
+
+// ---------------------------------------------------------------------------
+// The document as a tree of nodes that remember where they came from
+
+/** A position in the file (1-based) or the environment variable that set the value. */
+type Origin = { readonly line: number; readonly col: number } | { readonly env: string }
+
+type RawNode = RawScalar | RawMapping | RawSequence
+interface RawScalar {
+  readonly kind: 'scalar'
+  readonly value: unknown
+  readonly at: Origin
+}
+interface RawMapping {
+  readonly kind: 'map'
+  readonly entries: Map<string, RawEntry>
+  readonly at: Origin
+}
+interface RawSequence {
+  readonly kind: 'seq'
+  readonly items: RawNode[]
+  readonly at: Origin
+}
+interface RawEntry {
+  readonly keyAt: Origin
+  readonly node: RawNode
+}
+
+/** Guards against alias bombs: a configuration file is small. */
+const MAX_NODES = 100_000
+const MAX_DEPTH = 64
+
+class DocumentReader {
+  private count = 0
+  constructor(
+    private readonly doc: Document.Parsed,
+    private readonly lineCounter: LineCounter,
+  ) {}
+
+  at(offset: number | undefined): Origin {
+    const { line, col } = this.lineCounter.linePos(offset ?? 0)
+    return { line: Math.max(line, 1), col: Math.max(col, 1) }
+  }
+
+  read(node: unknown, fallbackAt: Origin, depth = 0): RawNode {
+    if (++this.count > MAX_NODES || depth > MAX_DEPTH) throw new RangeError('the document is too large or too deeply nested (aliases?)')
+    if (isAlias(node)) return this.read(node.resolve(this.doc), this.at(node.range?.[0]), depth + 1)
+    if (isMap(node)) {
+      const entries = new Map<string, RawEntry>()
+      const at = this.at(node.range?.[0])
+      for (const pair of node.items) {
+        const keyAt = isScalar(pair.key) || isMap(pair.key) || isSeq(pair.key) ? this.at(pair.key.range?.[0]) : at
+        const key = isScalar(pair.key) ? String(pair.key.value) : '[complex key]'
+        entries.set(key, { keyAt, node: this.read(pair.value, keyAt, depth + 1) })
+      }
+      return { kind: 'map', entries, at }
+    }
+    if (isSeq(node)) {
+      const at = this.at(node.range?.[0])
+      return { kind: 'seq', items: node.items.map((item) => this.read(item, at, depth + 1)), at }
+    }
+    if (isScalar(node)) return { kind: 'scalar', value: node.value, at: this.at(node.range?.[0]) }
+    return { kind: 'scalar', value: null, at: fallbackAt }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The schema (snake_case, as written in YAML)
+
+const TOP_LEVEL_KEYS = ['listen', 'upstream', 'mode', 'admin', 'keys', 'tables', 'identity', 'audit'] as const
+const LISTEN_KEYS = ['host', 'port', 'tls', 'max_connections', 'max_message_size', 'drain_timeout'] as const
+const TLS_KEYS = ['cert', 'key', 'require'] as const
+const UPSTREAM_KEYS = ['url', 'connect_timeout'] as const
+const ADMIN_KEYS = ['host', 'port'] as const
+/**
+ * Keys of the sections later versions act on; used only to recognise an
+ * environment variable written with one underscore where two were meant.
+ */
+const FUTURE_KEYS: Record<string, readonly string[]> = {
+  keys: ['current', 'versions', 'index'],
+  tables: [],
+  identity: ['require', 'issuers'],
+  audit: ['to', 'chain_key'],
+}
+const KNOWN_KEYS: Record<string, readonly string[]> = {
+  listen: LISTEN_KEYS,
+  upstream: UPSTREAM_KEYS,
+  mode: [],
+  admin: ADMIN_KEYS,
+  ...FUTURE_KEYS,
+}
+
+// ---------------------------------------------------------------------------
+// Validation context
+
+class Checker {
+  private readonly found: { at: Origin; line: string }[] = []
+  private readonly noted: { at: Origin; line: string }[] = []
+  constructor(
+    private readonly source: string,
+    /** Directory relative paths in the file are taken from. */
+    private readonly fileDir: string,
+    /** Directory relative paths from the environment are taken from. */
+    private readonly cwd: string,
+  ) {}
+
+  where(at: Origin): string {
+    return 'env' in at ? at.env : `${this.source}:${at.line}:${at.col}`
+  }
+
+  problem(at: Origin, keyPath: string, text: string): void {
+    this.found.push({ at, line: `${this.where(at)}: ${keyPath}: ${text}` })
+  }
+
+  warn(at: Origin, keyPath: string, text: string): void {
+    this.noted.push({ at, line: `${this.where(at)}: ${keyPath}: ${text}` })
+  }
+
+  /** In file order, then the environment's by variable name. */
+  get problems(): string[] {
+    return sortByOrigin(this.found)
+  }
+
+  get warnings(): string[] {
+    return sortByOrigin(this.noted)
+  }
+
+  baseDir(at: Origin): string {
+    return 'env' in at ? this.cwd : this.fileDir
+  }
+
+  /** The mapping at `key` of `parent`; undefined when absent, null when written as null, undefined (after a problem) when not a mapping. */
+  mapping(parent: RawMapping, key: string, keyPath: string, known: readonly string[] | null, expected: string): RawMapping | null | undefined {
+    const entry = parent.entries.get(key)
+    if (entry === undefined) return undefined
+    const node = entry.node
+    if (node.kind === 'scalar' && node.value === null) return null
+    if (node.kind !== 'map') {
+      this.problem(node.at, keyPath, `${describe(node)} is not a mapping (expected ${expected})`)
+      return undefined
+    }
+    if (known !== null) this.unknownKeys(node, keyPath, known)
+    return node
+  }
+
+  unknownKeys(node: RawMapping, keyPath: string, known: readonly string[]): void {
+    for (const [key, entry] of node.entries) {
+      if (known.includes(key)) continue
+      const near = nearest(key, known)
+      const hint = near === null ? '' : `; did you mean "${near}"?`
+      this.problem(entry.keyAt, keyPath === '' ? key : `${keyPath}.${key}`, `unknown key (expected one of: ${known.join(', ')}${hint})`)
+    }
+  }
+
+  /** The node at `key`, or undefined when absent or null (meaning "the default"). */
+  present(parent: RawMapping | null | undefined, key: string): RawNode | undefined {
+    const node = parent?.entries.get(key)?.node
+    if (node === undefined || (node.kind === 'scalar' && node.value === null)) return undefined
+    return node
+  }
+
+  string(parent: RawMapping | null | undefined, key: string, keyPath: string, fallback: string, expected: string): string {
+    const node = this.present(parent, key)
+    if (node === undefined) return fallback
+    if (node.kind !== 'scalar' || typeof node.value !== 'string') {
+      this.problem(node.at, keyPath, `${describe(node)} is not a string (expected ${expected})`)
+      return fallback
+    }
+    if (node.value.trim() === '') {
+      this.problem(node.at, keyPath, `is empty (expected ${expected})`)
+      return fallback
+    }
+    return node.value
+  }
+
+  integer(parent: RawMapping | null | undefined, key: string, keyPath: string, fallback: number, min: number, max: number, expected: string): number {
+    const node = this.present(parent, key)
+    if (node === undefined) return fallback
+    if (node.kind !== 'scalar' || typeof node.value !== 'number' || !Number.isInteger(node.value)) {
+      this.problem(node.at, keyPath, `${describe(node)} is not an integer (expected ${expected})`)
+      return fallback
+    }
+    if (node.value < min || node.value > max) {
+      this.problem(node.at, keyPath, `${node.value} is out of range (expected ${expected})`)
+      return fallback
+    }
+    return node.value
+  }
+
+  /** A positive, finite number of seconds, returned in milliseconds. */
+  seconds(parent: RawMapping | null | undefined, key: string, keyPath: string, fallbackSeconds: number): number {
+    const expected = 'a number of seconds greater than 0, such as 5 or 0.5'
+    const node = this.present(parent, key)
+    if (node === undefined) return fallbackSeconds * 1000
+    if (node.kind !== 'scalar' || typeof node.value !== 'number' || !Number.isFinite(node.value)) {
+      this.problem(node.at, keyPath, `${describe(node)} is not a number (expected ${expected})`)
+      return fallbackSeconds * 1000
+    }
+    if (node.value <= 0 || node.value * 1000 > 2 ** 31 - 1) {
+      this.problem(node.at, keyPath, `${node.value} is out of range (expected ${expected}, at most 2147483)`)
+      return fallbackSeconds * 1000
+    }
+    return Math.max(1, Math.round(node.value * 1000))
+  }
+
+  boolean(parent: RawMapping | null | undefined, key: string, keyPath: string, fallback: boolean): boolean {
+    const node = this.present(parent, key)
+    if (node === undefined) return fallback
+    if (node.kind !== 'scalar' || typeof node.value !== 'boolean') {
+      this.problem(node.at, keyPath, `${describe(node)} is not a boolean (expected true or false)`)
+      return fallback
+    }
+    return node.value
+  }
+
+  /** A path to a file that must be readable now; returned absolute. */
+  readableFile(parent: RawMapping, key: string, keyPath: string, what: string): string {
+    const expected = `a path to a readable ${what} file`
+    const node = parent.entries.get(key)?.node
+    if (node === undefined || (node.kind === 'scalar' && node.value === null)) {
+      this.problem(parent.at, keyPath, `missing (expected ${expected})`)
+      return ''
+    }
+    if (node.kind !== 'scalar' || typeof node.value !== 'string' || node.value === '') {
+      this.problem(node.at, keyPath, `${describe(node)} is not a path (expected ${expected})`)
+      return ''
+    }
+    const full = path.resolve(this.baseDir(node.at), node.value)
+    try {
+      if (statSync(full).isDirectory()) {
+        this.problem(node.at, keyPath, `${full} is a directory (expected ${expected})`)
+        return full
+      }
+      accessSync(full, fsConstants.R_OK)
+    } catch (error) {
+      this.problem(node.at, keyPath, `cannot read ${full}: ${describeFsError(error)} (expected ${expected})`)
+    }
+    return full
+  }
+}
+
+function sortByOrigin(items: readonly { at: Origin; line: string }[]): string[] {
+  const rank = (at: Origin): [number, number, string] => ('env' in at ? [Infinity, 0, at.env] : [at.line, at.col, ''])
+  return [...items]
+    .sort((a, b) => {
+      const [la, ca, ea] = rank(a.at)
+      const [lb, cb, eb] = rank(b.at)
+      return la !== lb ? la - lb : ca !== cb ? ca - cb : ea < eb ? -1 : ea > eb ? 1 : 0
+    })
+    .map((item) => item.line)
+}
+
+function describe(node: RawNode): string {
+  if (node.kind === 'map') return 'a mapping'
+  if (node.kind === 'seq') return 'a list'
+  const value = node.value
+  if (typeof value === 'string') {
+    const shown = value.length > 40 ? `${value.slice(0, 40)}…` : value
+    return `the string ${JSON.stringify(shown)}`
+  }
+  if (value === null || value === undefined) return 'null'
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
+  return `a value of type ${typeof value}`
+}
+
+/** Like describe(), but never shows the value: for settings that may hold secrets. */
+function describeType(node: RawNode): string {
+  if (node.kind !== 'scalar') return describe(node)
+  const value = node.value
+  if (typeof value === 'string') return 'a string'
+  if (typeof value === 'number') return 'a number'
+  if (typeof value === 'boolean') return 'a boolean'
+  return describe(node)
+}
+
+function describeFsError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | null)?.code
+  switch (code) {
+    case 'ENOENT':
+      return 'no such file'
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied'
+    case 'EISDIR':
+      return 'is a directory'
+    default:
+      return code ?? (error instanceof Error ? error.message : String(error))
+  }
+}
+
+/** The known key within edit distance 2 of `key`, for "did you mean". */
+function nearest(key: string, known: readonly string[]): string | null {
+  let best: string | null = null
+  let bestDistance = 3
+  for (const candidate of known) {
+    const distance = editDistance(key, candidate)
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return best
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1)
+      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution))
+    }
+    previous = current
+  }
+  return previous[b.length] ?? 0
+}
+
+// ---------------------------------------------------------------------------
+// Environment overrides
+
+const ENV_PREFIX = 'PGVEIL_'
+
+/** Variables with the prefix that are not settings. */
+function isReservedEnvName(name: string): boolean {
+  return name === 'PGVEIL_CONFIG' || name.startsWith('PGVEIL_TEST_') || name.startsWith('PGVEIL_BENCH_')
+}
+
+/**
+ * Environment values are YAML scalars ("6432" is a number, "true" a boolean, ""
+ * or "null" is null) but a plain string is taken verbatim, so that a URL or a
+ * path is never altered by YAML's rules for comments or quoting.
+ */
+function parseEnvValue(raw: string): unknown {
+  const doc = parseDocument(raw)
+  if (doc.errors.length > 0) return raw
+  const scalar = doc.contents
+  if (scalar === null) return null
+  if (!isScalar(scalar)) return raw
+  if (typeof scalar.value !== 'string') return scalar.value
+  return scalar.type === 'QUOTE_DOUBLE' || scalar.type === 'QUOTE_SINGLE' ? scalar.value : raw
+}
+
+/** Writes PGVEIL_A__B=… into `root` at a.b, replacing what the file had there. */
+function applyEnvOverrides(root: RawMapping, env: NodeJS.ProcessEnv, checker: Checker): void {
+  const names = Object.keys(env)
+    .filter((name) => name.startsWith(ENV_PREFIX) && !isReservedEnvName(name))
+    .sort()
+  for (const name of names) {
+    const raw = env[name]
+    if (raw === undefined) continue
+    const at: Origin = { env: name }
+    const rest = name.slice(ENV_PREFIX.length)
+    const segments = rest.split('__').map((segment) => segment.toLowerCase())
+    const first = segments[0] ?? ''
+    if (!(TOP_LEVEL_KEYS as readonly string[]).includes(first)) {
+      // PGVEIL_KEY_1 and the like hold secrets named by env: references; only a
+      // name that reads as a setting written with one underscore is a mistake.
+      const lower = rest.toLowerCase()
+      for (const section of TOP_LEVEL_KEYS) {
+        const key = lower.startsWith(`${section}_`) ? lower.slice(section.length + 1) : null
+        if (key !== null && (KNOWN_KEYS[section] ?? []).includes(key)) {
+          checker.problem(at, `${section}.${key}`, `not a setting name (expected ${ENV_PREFIX}${section.toUpperCase()}__${key.toUpperCase()}: path segments are joined by two underscores)`)
+        }
+      }
+      continue
+    }
+    if (segments.some((segment) => segment === '')) {
+      checker.problem(at, segments.join('.'), `malformed setting name (expected ${ENV_PREFIX} and the key path in upper case joined by __, such as PGVEIL_LISTEN__PORT)`)
+      continue
+    }
+    let mapping = root
+    for (let i = 0; i < segments.length - 1; i++) {
+      const segment = segments[i] as string
+      const existing = mapping.entries.get(segment)
+      if (existing !== undefined && existing.node.kind === 'map') {
+        mapping = existing.node
+      } else {
+        const created: RawMapping = { kind: 'map', entries: new Map(), at }
+        mapping.entries.set(segment, { keyAt: at, node: created })
+        mapping = created
+      }
+    }
+    mapping.entries.set(segments[segments.length - 1] as string, { keyAt: at, node: { kind: 'scalar', value: parseEnvValue(raw), at } })
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing and validation
+
+export interface ParseConfigOptions {
+  /** Working directory: relative paths from the environment, and `source` made absolute. Default process.cwd(). */
+  cwd?: string
+}
+
+/**
+ * Parses and validates one configuration text. `source` names it in messages (a
+ * file path, or "defaults" when there is no file); relative paths in the text are
+ * taken from that file's directory. Throws ConfigError listing every problem.
+ */
+export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv, options: ParseConfigOptions = {}): PgveilConfig {
+  const cwd = options.cwd ?? process.cwd()
+  const isFile = source !== 'defaults'
+  const absoluteSource = isFile ? path.resolve(cwd, source) : 'defaults'
+  const checker = new Checker(source, isFile ? path.dirname(absoluteSource) : cwd, cwd)
+
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    const problems = doc.errors.map((error) => {
+      const { line, col } = lineCounter.linePos(error.pos[0])
+      return `${source}:${Math.max(line, 1)}:${Math.max(col, 1)}: YAML syntax error: ${error.message}`
+    })
+    throw new ConfigError(problems)
+  }
+
+  let root: RawMapping = { kind: 'map', entries: new Map(), at: { line: 1, col: 1 } }
+  try {
+    const read = new DocumentReader(doc, lineCounter).read(doc.contents, { line: 1, col: 1 })
+    if (read.kind === 'map') root = read
+    else if (!(read.kind === 'scalar' && read.value === null)) {
+      checker.problem(read.at, '(document)', `${describe(read)} is not a mapping (expected sections: ${TOP_LEVEL_KEYS.join(', ')})`)
+    }
+  } catch (error) {
+    throw new ConfigError([`${source}:1:1: ${error instanceof Error ? error.message : String(error)}`])
+  }
+
+  applyEnvOverrides(root, env, checker)
+  checker.unknownKeys(root, '', TOP_LEVEL_KEYS)
+
+  const listen = readListen(checker, root)
+  const upstream = readUpstream(checker, root, env)
+  const mode = readMode(checker, root)
+  const admin = readAdmin(checker, root)
+  checkFutureSections(checker, root)
+
+  if (checker.problems.length > 0) throw new ConfigError(checker.problems)
+  const config: PgveilConfig = { source: absoluteSource, listen, upstream, mode, admin }
+  if (checker.warnings.length > 0) config.warnings = checker.warnings
+  return config
+}
+
+function readListen(checker: Checker, root: RawMapping): ListenConfig {
+  const section = checker.mapping(root, 'listen', 'listen', LISTEN_KEYS, `keys ${LISTEN_KEYS.join(', ')}`)
+  const host = checker.string(section, 'host', 'listen.host', DEFAULT_LISTEN_HOST, 'a host name or IP address to listen on, such as 127.0.0.1 or 0.0.0.0')
+  const port = checker.integer(section, 'port', 'listen.port', DEFAULT_LISTEN_PORT, 0, 65535, 'an integer from 1 to 65535, or 0 for any free port')
+  let tls: ListenTlsConfig | null = null
+  if (section) {
+    const tlsSection = checker.mapping(section, 'tls', 'listen.tls', TLS_KEYS, `keys ${TLS_KEYS.join(', ')}, or null for no TLS`)
+    if (tlsSection) {
+      tls = {
+        cert: checker.readableFile(tlsSection, 'cert', 'listen.tls.cert', 'PEM certificate'),
+        key: checker.readableFile(tlsSection, 'key', 'listen.tls.key', 'PEM private key'),
+        require: checker.boolean(tlsSection, 'require', 'listen.tls.require', false),
+      }
+    }
+  }
+  return {
+    host,
+    port,
+    tls,
+    maxConnections: checker.integer(section, 'max_connections', 'listen.max_connections', DEFAULT_MAX_CONNECTIONS, 1, 1_000_000, 'an integer from 1 to 1000000'),
+    maxMessageSize: checker.integer(
+      section,
+      'max_message_size',
+      'listen.max_message_size',
+      DEFAULT_MAX_MESSAGE_SIZE,
+      MIN_MAX_MESSAGE_SIZE,
+      MAX_MAX_MESSAGE_SIZE,
+      `a number of bytes from ${MIN_MAX_MESSAGE_SIZE} to ${MAX_MAX_MESSAGE_SIZE}`,
+    ),
+    drainTimeoutMs: checker.seconds(section, 'drain_timeout', 'listen.drain_timeout', DEFAULT_DRAIN_TIMEOUT_SECONDS),
+  }
+}
+
+function readUpstream(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv): UpstreamConfig {
+  const section = checker.mapping(root, 'upstream', 'upstream', UPSTREAM_KEYS, `keys ${UPSTREAM_KEYS.join(', ')}`)
+  const connectTimeoutMs = checker.seconds(section, 'connect_timeout', 'upstream.connect_timeout', DEFAULT_CONNECT_TIMEOUT_SECONDS)
+  const node = checker.present(section, 'url')
+  if (node === undefined) return { url: null, target: null, connectTimeoutMs }
+
+  const expected = 'a postgres:// URL, an env:NAME or file:PATH reference to one, or null for the embedded PostgreSQL'
+  // The URL may carry a password: no message below shows the value.
+  if (node.kind !== 'scalar' || typeof node.value !== 'string') {
+    checker.problem(node.at, 'upstream.url', `${describeType(node)} is not a URL (expected ${expected})`)
+    return { url: null, target: null, connectTimeoutMs }
+  }
+  if (node.value.trim() === '') {
+    checker.problem(node.at, 'upstream.url', `is empty (expected ${expected})`)
+    return { url: null, target: null, connectTimeoutMs }
+  }
+  let url = node.value
+  let from = 'the URL'
+  if (isSecretReference(url)) {
+    from = `the URL from ${url.startsWith('env:') ? url : 'file:…'}`
+    try {
+      url = resolveSecretReference(url, env, { baseDir: checker.baseDir(node.at) })
+    } catch (error) {
+      checker.problem(node.at, 'upstream.url', (error as Error).message)
+      return { url: null, target: null, connectTimeoutMs }
+    }
+    url = url.trim()
+  }
+  let target: UpstreamTarget
+  try {
+    target = parseUpstreamUrl(url)
+  } catch (error) {
+    checker.problem(node.at, 'upstream.url', `${from} ${(error as Error).message}`)
+    return { url: null, target: null, connectTimeoutMs }
+  }
+  if (from === 'the URL' && target.password !== null && !('env' in node.at)) {
+    checker.warn(node.at, 'upstream.url', 'holds a password inline (expected secrets as references: url: "env:NAME" or "file:PATH")')
+  }
+  return { url, target, connectTimeoutMs: target.connectTimeoutMs ?? connectTimeoutMs }
+}
+
+function readMode(checker: Checker, root: RawMapping): 'session' {
+  const node = checker.present(root, 'mode')
+  if (node === undefined) return 'session'
+  if (node.kind === 'scalar' && node.value === 'session') return 'session'
+  if (node.kind === 'scalar' && node.value === 'transaction') {
+    checker.problem(node.at, 'mode', 'transaction pooling is not available in this version (use session)')
+  } else {
+    checker.problem(node.at, 'mode', `${describe(node)} is not a pooling mode (expected session or transaction)`)
+  }
+  return 'session'
+}
+
+function readAdmin(checker: Checker, root: RawMapping): AdminConfig | null {
+  const section = checker.mapping(root, 'admin', 'admin', ADMIN_KEYS, `keys ${ADMIN_KEYS.join(', ')}, or null for no admin endpoint`)
+  if (!section) return null
+  return {
+    host: checker.string(section, 'host', 'admin.host', DEFAULT_ADMIN_HOST, 'a host name or IP address, such as 127.0.0.1'),
+    port: checker.integer(section, 'port', 'admin.port', DEFAULT_ADMIN_PORT, 0, 65535, 'an integer from 1 to 65535, or 0 for any free port'),
+  }
+}
+
+/**
+ * `keys`, `tables`, `identity` and `audit` belong to features later versions
+ * bring (column encryption, verified identity, the audit log). They are accepted
+ * as mappings so a policy file written for those versions still parses, but this
+ * version fails closed where ignoring them would weaken what the operator asked
+ * for: named columns would be stored in plaintext, unidentified statements would
+ * run. The other content (key references, issuers, the audit sink) is accepted
+ * and ignored, with a warning.
+ */
+function checkFutureSections(checker: Checker, root: RawMapping): void {
+  const tables = checker.mapping(root, 'tables', 'tables', null, 'a mapping of table names to their protected columns')
+  if (tables && tables.entries.size > 0) {
+    checker.problem(tables.at, 'tables', 'column encryption is not available in this version of pgveil; refusing to start rather than store these columns in plaintext (remove the tables section, or upgrade pgveil)')
+  }
+
+  const identity = checker.mapping(root, 'identity', 'identity', null, 'a mapping with require and issuers')
+  if (identity) {
+    const requireNode = identity.entries.get('require')?.node
+    if (requireNode !== undefined && !(requireNode.kind === 'scalar' && (requireNode.value === false || requireNode.value === null))) {
+      if (requireNode.kind === 'scalar' && requireNode.value === true) {
+        checker.problem(requireNode.at, 'identity.require', 'verified identity is not available in this version of pgveil; refusing to start rather than run statements without one (set it to false, or upgrade pgveil)')
+      } else {
+        checker.problem(requireNode.at, 'identity.require', `${describe(requireNode)} is not a boolean (expected true or false)`)
+      }
+    }
+    if ([...identity.entries.keys()].some((key) => key !== 'require')) {
+      checker.warn(identity.at, 'identity', 'accepted but not used by this version (verified identity comes in a later version)')
+    }
+  }
+
+  const keys = checker.mapping(root, 'keys', 'keys', null, 'a mapping with current, versions and index')
+  if (keys && keys.entries.size > 0) checker.warn(keys.at, 'keys', 'accepted but not used by this version (column encryption comes in a later version)')
+  const audit = checker.mapping(root, 'audit', 'audit', null, 'a mapping with to and chain_key')
+  if (audit && audit.entries.size > 0) checker.warn(audit.at, 'audit', 'accepted but not used by this version: no audit log is written (the audit log comes in a later version)')
+}
+
+/** The configuration with `upstream.url` replaced (for the embedded PostgreSQL); a `connect_timeout` in the URL wins as usual. */
+export function withUpstreamUrl(config: PgveilConfig, url: string): PgveilConfig {
+  const target = parseUpstreamUrl(url)
+  return { ...config, upstream: { url, target, connectTimeoutMs: target.connectTimeoutMs ?? config.upstream.connectTimeoutMs } }
+}
+
+// ---------------------------------------------------------------------------
+// Finding and loading the file
+
+/** The directory of pgveil's package.json (from dist/proxy/ or proxy/), or null. */
+export function findPackageRoot(from: string = path.dirname(fileURLToPath(import.meta.url))): string | null {
+  let dir = from
+  while (true) {
+    const candidate = path.join(dir, 'package.json')
+    if (existsSync(candidate)) {
+      try {
+        const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: unknown }
+        if (pkg.name === 'pgveil') return dir
+      } catch {
+        // not ours: keep looking upward
+      }
+    }
+    const parent = path.dirname(dir)
+    if (parent === dir) return null
+    dir = parent
+  }
+}
+
+export interface LoadConfigOptions {
+  /** Explicit file (`--config`); relative to `cwd`. */
+  file?: string
+  /** Default process.env. */
+  env?: NodeJS.ProcessEnv
+  /** Default process.cwd(). */
+  cwd?: string
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Finds, reads and validates the configuration: the explicit file, else
+ * $PGVEIL_CONFIG, else ./pgveil.yaml, else ./config.example.yaml, else the
+ * config.example.yaml shipped next to the package, else built-in defaults. The
+ * environment overrides apply in every case. Throws ConfigError.
+ */
+export async function loadConfig(options: LoadConfigOptions = {}): Promise<PgveilConfig> {
+  const env = options.env ?? process.env
+  const cwd = options.cwd ?? process.cwd()
+
+  let file: string | null = null
+  let label = ''
+  if (options.file !== undefined && options.file !== '') {
+    file = options.file
+  } else if (env.PGVEIL_CONFIG !== undefined && env.PGVEIL_CONFIG !== '') {
+    file = env.PGVEIL_CONFIG
+    label = 'PGVEIL_CONFIG: '
+  } else {
+    const candidates = ['pgveil.yaml', 'config.example.yaml']
+    const root = findPackageRoot()
+    if (root !== null) candidates.push(path.join(root, 'config.example.yaml'))
+    for (const candidate of candidates) {
+      if (await exists(path.resolve(cwd, candidate))) {
+        file = candidate
+        break
+      }
+    }
+  }
+
+  if (file === null) return parseConfig('', 'defaults', env, { cwd })
+  let text: string
+  try {
+    text = await readFile(path.resolve(cwd, file), 'utf8')
+  } catch (error) {
+    throw new ConfigError([`${label}${file}: cannot read the configuration file: ${describeFsError(error)}`])
+  }
+  return parseConfig(text, file, env, { cwd })
 }

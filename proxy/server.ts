@@ -36,7 +36,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
   const secureContext = listenTls === null ? null : tls.createSecureContext({ cert: readFileSync(listenTls.cert), key: readFileSync(listenTls.key) })
   const sessions = new Set<ClientSession>()
   let closing = false
-  let allClosed: (() => void) | null = null
+  const whenAllClosed: (() => void)[] = []
 
   const context: SessionContext = {
     config,
@@ -46,7 +46,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     logger,
     onClose(session) {
       sessions.delete(session)
-      if (sessions.size === 0 && allClosed !== null) allClosed()
+      if (sessions.size === 0) for (const resolve of whenAllClosed.splice(0)) resolve()
     },
   }
 
@@ -82,7 +82,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     sessions.size === 0
       ? Promise.resolve()
       : new Promise<void>((resolve) => {
-          allClosed = resolve
+          whenAllClosed.push(resolve)
         })
   const stopListening = (): Promise<void> => new Promise((resolve) => server.close(() => resolve()))
 

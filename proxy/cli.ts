@@ -1,0 +1,409 @@
+#!/usr/bin/env node
+/**
+ * The `pgveil` command: start, check, keygen (DESIGN "Interfaces").
+ *
+ * Exit status: 0 success; 1 a runtime failure (the upstream check failed, the
+ * proxy could not start, an unexpected error); 2 a usage or configuration error.
+ * stdout carries what the user asked for (the psql line, the key, the check
+ * result); stderr the operational log (JSON lines), problems and hints.
+ */
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import type { ClientConfig } from 'pg'
+import { ConfigError, findPackageRoot, loadConfig, withUpstreamUrl, type PgveilConfig } from './config.js'
+import type { EmbeddedPostgres } from './embedded.js'
+import { createLogger, type Logger } from './log.js'
+import type { ProxyServer } from './server.js'
+import { describeUpstream, type UpstreamTarget } from './upstream-url.js'
+
+const EXIT_OK = 0
+const EXIT_FAILURE = 1
+const EXIT_USAGE = 2
+/** Ctrl-C drains for at most this long; SIGTERM uses listen.drain_timeout. */
+const INTERRUPT_DRAIN_MS = 2000
+const EMBEDDED_DIR = '.pgveil'
+
+const PROGRAM_HELP = `pgveil: a PostgreSQL wire-protocol proxy
+
+Usage:
+  pgveil start [--config FILE]   run the proxy (with no upstream configured, in
+                                 front of an embedded PostgreSQL under ${EMBEDDED_DIR}/)
+  pgveil check [--config FILE]   validate the configuration and try the upstream
+  pgveil keygen                  print a new random key (base64, 32 bytes)
+  pgveil help [COMMAND]          show help for a command
+
+Options:
+  -h, --help       show help (also after a command: pgveil start --help)
+  -v, --version    print the version
+
+The configuration is read from FILE, else $PGVEIL_CONFIG, else ./pgveil.yaml,
+else config.example.yaml. Every setting can also come from the environment:
+PGVEIL_ and the key path in upper case joined by __ (PGVEIL_LISTEN__PORT=7000,
+PGVEIL_UPSTREAM__URL=...).
+`
+
+const CONFIG_OPTION_HELP = `  -c, --config FILE   configuration file (default: $PGVEIL_CONFIG, else
+                      ./pgveil.yaml, else config.example.yaml)
+  -h, --help          show this help`
+
+const COMMAND_HELP = {
+  start: `Usage: pgveil start [--config FILE]
+
+Runs the proxy. With no upstream.url configured, it first starts an embedded
+PostgreSQL under ./${EMBEDDED_DIR}/ (created on the first run, reused after) and
+prints a psql line that works against it.
+
+Options:
+${CONFIG_OPTION_HELP}
+
+Signals: SIGTERM stops accepting connections, lets sessions finish for up to
+listen.drain_timeout seconds, then exits. Ctrl-C (SIGINT) does the same for at
+most ${INTERRUPT_DRAIN_MS / 1000} s; a second Ctrl-C closes everything at once.
+`,
+  check: `Usage: pgveil check [--config FILE]
+
+Validates the configuration, printing every problem as FILE:LINE:COL: key: ...
+When upstream.url is set, also connects to the upstream with the credentials in
+the URL and reports the server version.
+
+Exit status: 0 all is well; 1 the upstream check failed; 2 the configuration is
+invalid.
+
+Options:
+${CONFIG_OPTION_HELP}
+`,
+  keygen: `Usage: pgveil keygen
+
+Prints a new random 32-byte key, base64-encoded, on stdout (and on stderr how to
+reference it from the configuration: keys are never written inline).
+
+Options:
+  -h, --help          show this help
+`,
+} as const
+type Command = keyof typeof COMMAND_HELP
+
+/** In DESIGN.md, not built yet. */
+const LATER_COMMANDS = new Set(['migrate', 'audit'])
+
+const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const
+const CONFIG_OPTIONS = { ...HELP_OPTION, config: { type: 'string', short: 'c' } } as const
+
+function isCommand(name: string): name is Command {
+  return Object.hasOwn(COMMAND_HELP, name)
+}
+
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly help: string,
+  ) {
+    super(message)
+    this.name = 'UsageError'
+  }
+}
+
+/** parseArgs, with its errors (unknown option, missing value) and stray arguments as usage errors. */
+function parseOrUsage<T extends { positionals: string[] }>(help: string, run: () => T): T {
+  let parsed: T
+  try {
+    parsed = run()
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    const unknown = /^Unknown option '([^']+)'/.exec(message)
+    throw new UsageError(unknown === null ? message : `unknown option "${unknown[1]}"`, help)
+  }
+  const extra = parsed.positionals[0]
+  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`, help)
+  return parsed
+}
+
+async function main(argv: string[]): Promise<number | 'running'> {
+  try {
+    return await dispatch(argv)
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error
+    process.stderr.write(`pgveil: ${error.message}\n\n${error.help}`)
+    return EXIT_USAGE
+  }
+}
+
+async function dispatch(argv: string[]): Promise<number | 'running'> {
+  const [first, ...rest] = argv
+  if (first === undefined) throw new UsageError('missing command', PROGRAM_HELP)
+
+  if (first.startsWith('-')) {
+    const { values } = parseOrUsage(PROGRAM_HELP, () =>
+      parseArgs({ args: argv, options: { ...HELP_OPTION, version: { type: 'boolean', short: 'v' } }, strict: true, allowPositionals: true }),
+    )
+    if (values.version === true) {
+      process.stdout.write(`${readVersion()}\n`)
+      return EXIT_OK
+    }
+    process.stdout.write(PROGRAM_HELP)
+    return EXIT_OK
+  }
+
+  if (first === 'help') {
+    const topic = rest[0]
+    if (topic === undefined) process.stdout.write(PROGRAM_HELP)
+    else if (isCommand(topic)) process.stdout.write(COMMAND_HELP[topic])
+    else throw new UsageError(`unknown command "${topic}"`, PROGRAM_HELP)
+    return EXIT_OK
+  }
+  if (LATER_COMMANDS.has(first)) {
+    process.stderr.write(`pgveil ${first}: not available in this version of pgveil (${readVersion()})\n`)
+    return EXIT_USAGE
+  }
+  if (!isCommand(first)) throw new UsageError(`unknown command "${first}"`, PROGRAM_HELP)
+
+  const help = COMMAND_HELP[first]
+  if (first === 'keygen') {
+    const { values } = parseOrUsage(help, () => parseArgs({ args: rest, options: HELP_OPTION, strict: true, allowPositionals: true }))
+    if (values.help === true) return printHelp(help)
+    return keygen()
+  }
+  const { values } = parseOrUsage(help, () => parseArgs({ args: rest, options: CONFIG_OPTIONS, strict: true, allowPositionals: true }))
+  if (values.help === true) return printHelp(help)
+  return first === 'start' ? start(values.config) : check(values.config)
+}
+
+function printHelp(text: string): number {
+  process.stdout.write(text)
+  return EXIT_OK
+}
+
+function readVersion(): string {
+  // dist/proxy/cli.js → ../../package.json (proxy/cli.ts → ../package.json when run from source)
+  const root = findPackageRoot()
+  if (root === null) return 'unknown'
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version?: unknown }
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+}
+
+/** The configuration, or null after printing its problems. */
+async function loadOrReport(file: string | undefined): Promise<PgveilConfig | null> {
+  try {
+    return await loadConfig(file === undefined ? {} : { file })
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    process.stderr.write(`pgveil: ${error.message}\n`)
+    return null
+  }
+}
+
+// ---------------------------------------------------------------------------
+// keygen
+
+function keygen(): number {
+  process.stdout.write(`${randomBytes(32).toString('base64')}\n`)
+  process.stderr.write(
+    '# keep it secret and reference it, never inline: export PGVEIL_KEY_1=... and in the configuration keys.versions: {1: "env:PGVEIL_KEY_1"} (or "file:/run/secrets/pgveil_key_1")\n',
+  )
+  return EXIT_OK
+}
+
+// ---------------------------------------------------------------------------
+// check
+
+async function check(file: string | undefined): Promise<number> {
+  const config = await loadOrReport(file)
+  if (config === null) return EXIT_USAGE
+  process.stdout.write(`configuration ${config.source}: valid\n`)
+  for (const warning of config.warnings ?? []) process.stderr.write(`warning: ${warning}\n`)
+
+  const target = config.upstream.target
+  if (target === null) {
+    process.stdout.write(`upstream: none configured (pgveil start runs an embedded PostgreSQL under ${EMBEDDED_DIR}/)\n`)
+    return EXIT_OK
+  }
+  const result = await checkUpstream(target, config.upstream.connectTimeoutMs)
+  ;(result.ok ? process.stdout : process.stderr).write(`upstream ${describeUpstream(target)}: ${result.text}\n`)
+  return result.ok ? EXIT_OK : EXIT_FAILURE
+}
+
+/**
+ * Connects with pgveil's own credentials from the URL (node-postgres, loaded only
+ * here) and asks for the version. TLS follows libpq's sslmode as the proxy does.
+ */
+async function checkUpstream(target: UpstreamTarget, timeoutMs: number): Promise<{ ok: boolean; text: string }> {
+  let Client: typeof import('pg').Client
+  try {
+    Client = (await import('pg')).default.Client
+  } catch {
+    return { ok: false, text: 'cannot check: the "pg" package is not installed' }
+  }
+  let ssl: ClientConfig['ssl']
+  try {
+    ssl = tlsOptions(target)
+  } catch (error) {
+    return { ok: false, text: `cannot check: ${(error as Error).message}` }
+  }
+
+  const attempt = async (useSsl: ClientConfig['ssl']): Promise<{ ok: boolean; text: string; noSsl?: boolean }> => {
+    const config: ClientConfig = { host: target.host, port: target.port, connectionTimeoutMillis: timeoutMs, ssl: useSsl, application_name: 'pgveil check' }
+    if (target.user !== null) config.user = target.user
+    if (target.password !== null) config.password = target.password
+    if (target.database !== null) config.database = target.database
+    const client = new Client(config)
+    client.on('error', () => {})
+    try {
+      await client.connect()
+      const version = await client.query<{ server_version: string }>('SHOW server_version')
+      const user = await client.query<{ current_user: string }>('SELECT current_user')
+      const versionText = (version.rows[0]?.server_version ?? 'unknown').split(' ')[0] ?? 'unknown'
+      const tls = useSsl === false ? '' : ', over TLS'
+      return { ok: true, text: `reachable, PostgreSQL ${versionText}, connected as ${user.rows[0]?.current_user ?? '?'}${tls}` }
+    } catch (error) {
+      const err = error as Error & { code?: string }
+      if (/does not support SSL/i.test(err.message)) return { ok: false, noSsl: true, text: `reachable, but it does not support TLS (sslmode=${target.sslmode})` }
+      // A SQLSTATE means the server answered: authentication, database, role.
+      if (typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) {
+        return { ok: false, text: `reachable, but the connection was refused: ${err.message} (SQLSTATE ${err.code})` }
+      }
+      return { ok: false, text: `not reachable: ${err.message}` }
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+
+  const result = await attempt(ssl)
+  if (result.noSsl === true && target.sslmode === 'prefer') return attempt(false)
+  return result
+}
+
+function tlsOptions(target: UpstreamTarget): ClientConfig['ssl'] {
+  if (target.host.startsWith('/') || target.sslmode === 'disable' || target.sslmode === 'allow') return false
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return readFileSync(file)
+    } catch (error) {
+      throw new Error(`cannot read ${what} ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error })
+    }
+  }
+  const ca = target.sslrootcert !== null && target.sslrootcert !== 'system' ? read(target.sslrootcert, 'sslrootcert') : undefined
+  const verify = target.sslmode === 'verify-ca' || target.sslmode === 'verify-full' || (target.sslmode === 'require' && ca !== undefined)
+  const options: Exclude<ClientConfig['ssl'], boolean | undefined> = { rejectUnauthorized: verify }
+  if (ca !== undefined) options.ca = ca
+  if (target.sslcert !== null) options.cert = read(target.sslcert, 'sslcert')
+  if (target.sslkey !== null) options.key = read(target.sslkey, 'sslkey')
+  if (target.sslmode !== 'verify-full') options.checkServerIdentity = () => undefined
+  else if (net.isIP(target.host) === 0) options.servername = target.host
+  return options
+}
+
+// ---------------------------------------------------------------------------
+// start
+
+async function start(file: string | undefined): Promise<number | 'running'> {
+  const logger = createLogger()
+  let config = await loadOrReport(file)
+  if (config === null) return EXIT_USAGE
+  logger.info('configuration loaded', { source: config.source })
+  for (const warning of config.warnings ?? []) logger.warn(warning)
+
+  let embedded: EmbeddedPostgres | null = null
+  let server: ProxyServer
+  try {
+    if (config.upstream.url === null) {
+      logger.info(`no upstream configured: starting the embedded PostgreSQL under ${EMBEDDED_DIR}/`)
+      const { startEmbeddedPostgres } = await import('./embedded.js')
+      embedded = await startEmbeddedPostgres({ dir: path.resolve(EMBEDDED_DIR), logger })
+      config = withUpstreamUrl(config, embedded.url)
+    }
+    const { startProxy } = await import('./server.js')
+    server = await startProxy(config, { logger })
+  } catch (error) {
+    logger.error('pgveil could not start', { error: error instanceof Error ? error.message : String(error) })
+    await embedded?.stop().catch(() => {})
+    return EXIT_FAILURE
+  }
+
+  printHowToConnect(server, config, embedded)
+  handleSignals(server, config, embedded, logger)
+  return 'running'
+}
+
+function printHowToConnect(server: ProxyServer, config: PgveilConfig, embedded: EmbeddedPostgres | null): void {
+  const target = config.upstream.target
+  const upstream = target === null ? '?' : describeUpstream(target)
+  const bracket = (host: string): string => (host.includes(':') ? `[${host}]` : host)
+  // A wildcard address is not something to connect to: suggest loopback.
+  const hostInUrl = bracket(server.host === '0.0.0.0' ? '127.0.0.1' : server.host === '::' ? '::1' : server.host)
+  const where = embedded === null ? '' : ` (embedded PostgreSQL, data in ${path.relative(process.cwd(), embedded.dataDir) || embedded.dataDir})`
+  const lines = [`pgveil listening on ${bracket(server.host)}:${server.port} → upstream ${upstream}${where}`]
+  if (embedded !== null && target !== null) {
+    // The user's own local development database: its credentials are what they need to try it.
+    const password = target.password === null ? '' : `:${encodeURIComponent(target.password)}`
+    lines.push(`try: psql "postgres://${encodeURIComponent(target.user ?? 'postgres')}${password}@${hostInUrl}:${server.port}/${encodeURIComponent(target.database ?? 'postgres')}"`)
+  } else {
+    lines.push(`try: psql "postgres://USER@${hostInUrl}:${server.port}/${target?.database == null ? 'DATABASE' : encodeURIComponent(target.database)}"`)
+  }
+  process.stdout.write(lines.join('\n') + '\n')
+}
+
+function handleSignals(server: ProxyServer, config: PgveilConfig, embedded: EmbeddedPostgres | null, logger: Logger): void {
+  let phase: 'running' | 'draining' | 'exiting' = 'running'
+
+  const exit = async (code: number): Promise<never> => {
+    try {
+      await embedded?.stop()
+    } catch (error) {
+      logger.error('stopping the embedded PostgreSQL failed', { error: (error as Error).message })
+    }
+    process.exit(code)
+  }
+  const drain = (signal: string, drainTimeoutMs: number): void => {
+    phase = 'draining'
+    logger.info(`${signal}: draining sessions (send it again to close them now)`, { drainTimeoutMs })
+    server.shutdown(drainTimeoutMs).then(
+      () => {
+        if (phase === 'draining') {
+          phase = 'exiting'
+          void exit(EXIT_OK)
+        }
+      },
+      (error: unknown) => {
+        logger.error('shutdown failed', { error: (error as Error).message })
+        phase = 'exiting'
+        void exit(EXIT_FAILURE)
+      },
+    )
+  }
+  const closeNow = (signal: string, code: number): void => {
+    phase = 'exiting'
+    logger.info(`${signal} again: closing every session now`)
+    server.close().then(
+      () => exit(code),
+      () => exit(EXIT_FAILURE),
+    )
+  }
+
+  process.on('SIGTERM', () => {
+    if (phase === 'running') drain('SIGTERM', config.listen.drainTimeoutMs)
+    else if (phase === 'draining') closeNow('SIGTERM', EXIT_OK)
+  })
+  process.on('SIGINT', () => {
+    if (phase === 'running') drain('SIGINT', Math.min(config.listen.drainTimeoutMs, INTERRUPT_DRAIN_MS))
+    else if (phase === 'draining') closeNow('SIGINT', 130)
+  })
+  // Reloading comes with the policy file; until then SIGHUP must not kill the proxy.
+  process.on('SIGHUP', () => logger.warn('SIGHUP: configuration reload is not available in this version; restart pgveil to apply changes'))
+}
+
+// ---------------------------------------------------------------------------
+
+function fatal(error: unknown): void {
+  createLogger().error('unexpected error', { error: error instanceof Error ? (error.stack ?? error.message) : String(error) })
+  // The embedded PostgreSQL, if any, is stopped by its 'exit' listener.
+  process.exit(EXIT_FAILURE)
+}
+
+process.on('uncaughtException', fatal)
+process.on('unhandledRejection', fatal)
+main(process.argv.slice(2)).then((result) => {
+  if (result !== 'running') process.exitCode = result
+}, fatal)
