@@ -19,6 +19,15 @@ export const MAX_PROTOCOL_MESSAGE_SIZE = 0x3fffffff
 
 /** Receives one whole frame (type byte, length and body; startup packets have no type byte). */
 export type FrameHandler = (frame: Buffer) => boolean | void
+/**
+ * Receives one whole frame as bytes [start, end) of `buffer`, without a view being
+ * allocated: the hot passthrough path only looks at a byte or two of most frames.
+ */
+export type FrameRangeHandler = (buffer: Buffer, start: number, end: number) => boolean | void
+
+function asRangeHandler(onFrame: FrameHandler): FrameRangeHandler {
+  return (buffer, start, end) => onFrame(buffer.subarray(start, end))
+}
 
 export interface FramerOptions {
   /** Start in startup mode (the frontend side of a fresh connection). */
@@ -79,6 +88,11 @@ export class MessageFramer {
 
   /** Feed bytes. Throws ProtocolError on an impossible length. Returns false if a handler stopped it. */
   push(chunk: Buffer, onFrame: FrameHandler): boolean {
+    return this.pushRanges(chunk, asRangeHandler(onFrame))
+  }
+
+  /** Like push(), handing out frames as ranges of the chunk (or of an assembled buffer). */
+  pushRanges(chunk: Buffer, onFrame: FrameRangeHandler): boolean {
     if (this.isStopped) {
       // Rare: only between a handler's stop and resume (startup negotiation).
       this.held = this.held === null ? chunk : Buffer.concat([this.held, chunk])
@@ -89,6 +103,10 @@ export class MessageFramer {
 
   /** Continue after a handler returned false. */
   resume(onFrame: FrameHandler): boolean {
+    return this.resumeRanges(asRangeHandler(onFrame))
+  }
+
+  resumeRanges(onFrame: FrameRangeHandler): boolean {
     this.isStopped = false
     const held = this.held
     if (held === null) return true
@@ -104,14 +122,14 @@ export class MessageFramer {
     this.isStopped = false
   }
 
-  private consume(chunk: Buffer, onFrame: FrameHandler): boolean {
+  private consume(chunk: Buffer, onFrame: FrameRangeHandler): boolean {
     let offset = 0
     if (this.partial !== null) {
       offset = this.fillPartial(chunk)
       if (this.partial !== null) return true // still incomplete, chunk used up
       const frame = this.completed!
       this.completed = null
-      if (onFrame(frame) === false) {
+      if (onFrame(frame, 0, frame.length) === false) {
         this.isStopped = true
         if (offset < chunk.length) this.held = chunk.subarray(offset)
         return false
@@ -130,9 +148,9 @@ export class MessageFramer {
         this.startPartial(chunk, offset, frameSize, false)
         return true
       }
-      const frame = chunk.subarray(offset, end)
+      const start = offset
       offset = end
-      if (onFrame(frame) === false) {
+      if (onFrame(chunk, start, end) === false) {
         this.isStopped = true
         if (offset < length) this.held = chunk.subarray(offset)
         return false

@@ -1,14 +1,15 @@
 /**
  * Coalesces the frames a session sends to one socket while it handles one incoming
- * chunk. Frames that sit back to back in the same memory (unchanged frames of one
- * received chunk) are merged into a single view, so passthrough traffic is written
- * as the very bytes that arrived, with one write per chunk.
+ * chunk. Frames that sit back to back in the same received chunk (unchanged frames)
+ * are merged into one run, and a run covering the whole chunk is written as that very
+ * Buffer: passthrough traffic goes out as the bytes that arrived, one write per chunk.
  */
 import type { Writable } from 'node:stream'
 
 export class FrameWriter {
   private readonly queue: Buffer[] = []
-  private runBuffer: ArrayBufferLike | null = null
+  /** The buffer of the current run; runs are compared by Buffer identity (reading `.buffer` is costly). */
+  private runSource: Buffer | null = null
   private runStart = 0
   private runEnd = 0
   private readonly socket: Writable
@@ -18,18 +19,23 @@ export class FrameWriter {
   }
 
   push(frame: Buffer): void {
-    if (frame.buffer === this.runBuffer && frame.byteOffset === this.runEnd) {
-      this.runEnd += frame.length
+    this.pushRange(frame, 0, frame.length)
+  }
+
+  /** Queue bytes [start, end) of `buffer`. */
+  pushRange(buffer: Buffer, start: number, end: number): void {
+    if (buffer === this.runSource && start === this.runEnd) {
+      this.runEnd = end
       return
     }
     this.closeRun()
-    this.runBuffer = frame.buffer
-    this.runStart = frame.byteOffset
-    this.runEnd = frame.byteOffset + frame.length
+    this.runSource = buffer
+    this.runStart = start
+    this.runEnd = end
   }
 
   get isEmpty(): boolean {
-    return this.runBuffer === null && this.queue.length === 0
+    return this.runSource === null && this.queue.length === 0
   }
 
   /** Write everything queued. Returns false when the socket asks the sender to wait for 'drain'. */
@@ -54,12 +60,13 @@ export class FrameWriter {
   /** Forget what was queued (the connection is going away). */
   discard(): void {
     this.queue.length = 0
-    this.runBuffer = null
+    this.runSource = null
   }
 
   private closeRun(): void {
-    if (this.runBuffer === null) return
-    this.queue.push(Buffer.from(this.runBuffer, this.runStart, this.runEnd - this.runStart))
-    this.runBuffer = null
+    const source = this.runSource
+    if (source === null) return
+    this.queue.push(this.runStart === 0 && this.runEnd === source.length ? source : source.subarray(this.runStart, this.runEnd))
+    this.runSource = null
   }
 }

@@ -129,9 +129,8 @@ export class ClientSession implements CancelTarget {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.phase === Phase.Closed) return
-    if (this.phase !== Phase.Ready) this.atReadyForQuery = false
     try {
-      this.clientFramer.push(chunk, this.onClientFrame)
+      this.clientFramer.pushRanges(chunk, this.onClientFrame)
     } catch (error) {
       this.fail(error)
       return
@@ -140,8 +139,9 @@ export class ClientSession implements CancelTarget {
     this.flushToClient()
   }
 
-  private readonly onClientFrame = (frame: Buffer): boolean => {
-    if (this.phase === Phase.Ready) return this.onReadyClientFrame(frame)
+  private readonly onClientFrame = (buffer: Buffer, start: number, end: number): boolean => {
+    if (this.phase === Phase.Ready) return this.onReadyClientFrame(buffer, start, end)
+    const frame = buffer.subarray(start, end)
     if (this.clientFramer.inStartupMode) return this.onStartupPacket(frame)
     return this.onAuthClientFrame(frame)
   }
@@ -199,7 +199,7 @@ export class ClientSession implements CancelTarget {
     this.clientTls = true
     this.toClient = new FrameWriter(secure)
     this.attachClient(secure)
-    this.clientFramer.resume(this.onClientFrame)
+    this.clientFramer.resumeRanges(this.onClientFrame)
   }
 
   private onAuthClientFrame(frame: Buffer): boolean {
@@ -227,9 +227,9 @@ export class ClientSession implements CancelTarget {
     return true
   }
 
-  private onReadyClientFrame(frame: Buffer): boolean {
+  private onReadyClientFrame(buffer: Buffer, start: number, end: number): boolean {
     this.atReadyForQuery = false
-    switch (frame[0]) {
+    switch (buffer[start]) {
       case FrontendCode.Query:
         this.pending.push(Pending.Query)
         break
@@ -246,7 +246,7 @@ export class ClientSession implements CancelTarget {
         this.pending.push(Pending.Sync)
         break
       case FrontendCode.Describe:
-        this.pending.push(frame[5] === 0x53 ? Pending.DescribeStatement : Pending.DescribePortal)
+        this.pending.push(buffer[start + 5] === 0x53 ? Pending.DescribeStatement : Pending.DescribePortal)
         break
       case FrontendCode.Close:
         this.pending.push(Pending.Close)
@@ -266,9 +266,9 @@ export class ClientSession implements CancelTarget {
         this.close()
         return false
       default:
-        throw new ProtocolError(`invalid frontend message type ${frame[0]}`)
+        throw new ProtocolError(`invalid frontend message type ${buffer[start]}`)
     }
-    this.toUpstream!.push(frame)
+    this.toUpstream!.pushRange(buffer, start, end)
     return true
   }
 
@@ -324,7 +324,7 @@ export class ClientSession implements CancelTarget {
     upstream.write(startupPacket)
     this.client.resume()
     try {
-      this.clientFramer.resume(this.onClientFrame)
+      this.clientFramer.resumeRanges(this.onClientFrame)
     } catch (error) {
       this.fail(error)
       return
@@ -335,7 +335,7 @@ export class ClientSession implements CancelTarget {
   private readonly onUpstreamData = (chunk: Buffer): void => {
     if (this.phase === Phase.Closed) return
     try {
-      this.upstreamFramer.push(chunk, this.onUpstreamFrame)
+      this.upstreamFramer.pushRanges(chunk, this.onUpstreamFrame)
     } catch (error) {
       this.ctx.logger.error('invalid message from upstream', { session: this.id, error: (error as Error).message })
       this.fail(new WireError(SqlState.ConnectionFailure, 'pgveil received an invalid message from the upstream PostgreSQL', { severity: 'FATAL' }))
@@ -345,10 +345,10 @@ export class ClientSession implements CancelTarget {
     if (this.draining) this.closeIfDrainedAndIdle()
   }
 
-  private readonly onUpstreamFrame = (frame: Buffer): boolean => {
-    if (this.phase !== Phase.Ready) return this.onAuthUpstreamFrame(frame)
+  private readonly onUpstreamFrame = (buffer: Buffer, start: number, end: number): boolean => {
+    if (this.phase !== Phase.Ready) return this.onAuthUpstreamFrame(buffer.subarray(start, end))
     const pending = this.pending
-    switch (frame[0]) {
+    switch (buffer[start]) {
       case BackendCode.DataRow:
         break
       case BackendCode.ParseComplete:
@@ -370,18 +370,18 @@ export class ClientSession implements CancelTarget {
       case BackendCode.ErrorResponse: {
         const head = pending.peek()
         if (head !== Pending.Query && head !== Pending.FunctionCall) pending.failUntilSync()
-        if (isFatal(frame)) this.upstreamSentFatal = true
+        if (isFatal(buffer.subarray(start, end))) this.upstreamSentFatal = true
         break
       }
       case BackendCode.ReadyForQuery:
         pending.shift()
-        this.transactionStatus = readyForQueryStatus(frame)
+        this.transactionStatus = buffer[start + 5]!
         this.atReadyForQuery = pending.isEmpty
         break
       default:
         break
     }
-    this.toClient.push(frame)
+    this.toClient.pushRange(buffer, start, end)
     return true
   }
 
