@@ -369,7 +369,9 @@ export class ClientSession implements CancelTarget {
         break
       case BackendCode.ErrorResponse: {
         const head = pending.peek()
-        if (head !== Pending.Query && head !== Pending.FunctionCall) pending.failUntilSync()
+        // Simple-protocol errors end at ReadyForQuery; extended ones skip to the next Sync.
+        // An error with nothing pending is asynchronous (a FATAL before the connection ends).
+        if (head !== 0 && head !== Pending.Query && head !== Pending.FunctionCall) pending.failUntilSync()
         if (isFatal(buffer.subarray(start, end))) this.upstreamSentFatal = true
         break
       }
