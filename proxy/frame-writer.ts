@@ -7,7 +7,7 @@
 import type { Writable } from 'node:stream'
 
 export class FrameWriter {
-  private readonly queue: Buffer[] = []
+  private queue: Buffer[] = []
   /** The buffer of the current run; runs are compared by Buffer identity (reading `.buffer` is costly). */
   private runSource: Buffer | null = null
   private runStart = 0
@@ -43,23 +43,19 @@ export class FrameWriter {
     this.closeRun()
     const queue = this.queue
     if (queue.length === 0) return true
-    let ok: boolean
-    if (queue.length === 1) {
-      ok = this.socket.write(queue[0]!)
-    } else {
-      this.socket.cork()
-      ok = true
-      for (const buf of queue) ok = this.socket.write(buf)
-      this.socket.uncork()
-      ok = ok && !this.socket.writableNeedDrain
-    }
-    queue.length = 0
-    return ok
+    // pop()/a new array rather than `length = 0`, which is a slow runtime call in V8.
+    if (queue.length === 1) return this.socket.write(queue.pop()!)
+    this.queue = []
+    this.socket.cork()
+    let ok = true
+    for (const buf of queue) ok = this.socket.write(buf)
+    this.socket.uncork()
+    return ok && !this.socket.writableNeedDrain
   }
 
   /** Forget what was queued (the connection is going away). */
   discard(): void {
-    this.queue.length = 0
+    this.queue = []
     this.runSource = null
   }
 

@@ -101,7 +101,9 @@ export class ClientSession implements CancelTarget {
   /** Stop this session as soon as it is idle outside a transaction (SIGTERM). */
   drain(): void {
     this.draining = true
-    this.closeIfDrainedAndIdle()
+    // Nothing started yet: no work to let finish.
+    if (this.phase === Phase.Startup) this.terminate('pgveil is shutting down')
+    else this.closeIfDrainedAndIdle()
   }
 
   /** Close now with a FATAL 57P01 (drain timeout reached, or immediate shutdown). */

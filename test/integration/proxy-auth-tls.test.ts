@@ -3,29 +3,15 @@
  * harness's PostgreSQL (md5, SCRAM and cleartext roles; server certificate from a
  * throw-away CA).
  */
-import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { getConfiguredTestPostgres, getTestPostgres, type ConfiguredTestPostgres } from '../harness/pg.js'
+import { runProgram, type ProgramResult } from '../harness/programs.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
 
-interface RunResult {
-  status: number | null
-  stdout: string
-  stderr: string
-}
-
-function psql(url: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('psql', [url, '-X', '-At', ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000, env: { ...process.env, PGCONNECT_TIMEOUT: '10' } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.once('error', reject)
-    child.once('close', (status) => resolve({ status, stdout, stderr }))
-  })
+function psql(url: string, args: string[]): Promise<ProgramResult> {
+  return runProgram('psql', [url, '-X', '-At', ...args], { ...process.env, PGCONNECT_TIMEOUT: '10' })
 }
 
 async function query(config: pg.ClientConfig, sql: string): Promise<Record<string, unknown>[]> {
@@ -50,6 +36,8 @@ describe.skipIf(!getTestPostgres().configurable)('authentication and TLS through
   /** TLS required on the client hop. */
   let tlsRequired: TestProxy
   const proxies: TestProxy[] = []
+  /** A query through a proxy as the superuser, plain client hop. */
+  const query_ = (proxy: TestProxy, sql: string) => query({ connectionString: proxy.url(database) }, sql)
 
   beforeAll(async () => {
     server = getConfiguredTestPostgres()
@@ -132,6 +120,24 @@ describe.skipIf(!getTestPostgres().configurable)('authentication and TLS through
     it('uses TLS with verify-full when upstream.url says so, and plain when disabled', async () => {
       expect(await query({ connectionString: tlsBoth.url(database) }, SSL_IN_USE)).toEqual([{ ssl: true }])
       expect(await query({ connectionString: plain.url(database) }, SSL_IN_USE)).toEqual([{ ssl: false }])
+    })
+
+    it('follows prefer, require and verify-ca, and verify-ca still checks the chain', async () => {
+      const ca = encodeURIComponent(server.tls.caFile)
+      for (const params of ['sslmode=prefer', 'sslmode=require', `sslmode=verify-ca&sslrootcert=${ca}`]) {
+        const proxy = await startTestProxy({ upstreamUrl: `postgres://pgveil@127.0.0.1:${server.port}/${database}?${params}` })
+        proxies.push(proxy)
+        expect(await query_(proxy, SSL_IN_USE), params).toEqual([{ ssl: true }])
+      }
+      const wrong = await startTestProxy({ upstreamUrl: `postgres://pgveil@127.0.0.1:${server.port}/${database}?sslmode=verify-ca&sslrootcert=${encodeURIComponent(server.tls.serverCertFile)}` })
+      proxies.push(wrong)
+      await expect(query_(wrong, 'SELECT 1')).rejects.toMatchObject({ code: '08006' })
+    })
+
+    it('reaches an upstream on a Unix socket', async () => {
+      const proxy = await startTestProxy({ upstreamUrl: `postgres:///${database}?host=${encodeURIComponent(server.baseDir)}&port=${server.port}&user=pgveil` })
+      proxies.push(proxy)
+      expect(await query_(proxy, "SELECT coalesce(inet_client_addr()::text, 'unix') AS via")).toEqual([{ via: 'unix' }])
     })
 
     it('fails with 08006 naming the upstream when its certificate does not verify', async () => {

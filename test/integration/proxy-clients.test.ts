@@ -2,7 +2,6 @@
  * Real clients through a real pgveil in front of a real PostgreSQL: psql, node-postgres,
  * postgres.js, pgbench and a raw protocol client for pipelining.
  */
-import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,6 +13,7 @@ import { serialize } from 'pg-protocol'
 import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { getTestPostgres } from '../harness/pg.js'
+import { runProgram, type ProgramResult } from '../harness/programs.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
 import { RawClient } from '../harness/raw-client.js'
 
@@ -37,27 +37,8 @@ function withSslDisabled(url: string): string {
   return url.includes('?') ? url : `${url}?sslmode=disable`
 }
 
-interface RunResult {
-  status: number | null
-  stdout: string
-  stderr: string
-}
-
-/** Runs a client program without blocking the event loop (the proxy under test lives in this process). */
-function run(command: string, args: string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.once('error', reject)
-    child.once('close', (status) => resolve({ status, stdout, stderr }))
-  })
-}
-
-function psql(args: string[]): Promise<RunResult> {
-  return run('psql', [proxyUrl, '-X', '-v', 'ON_ERROR_STOP=1', ...args])
+function psql(args: string[]): Promise<ProgramResult> {
+  return runProgram('psql', [proxyUrl, '-X', '-v', 'ON_ERROR_STOP=1', ...args])
 }
 
 async function withClient<T>(fn: (client: pg.Client) => Promise<T>, config: pg.ClientConfig = {}): Promise<T> {
@@ -272,10 +253,10 @@ describe('pipelined extended protocol (raw)', () => {
 
 describe('pgbench through pgveil', () => {
   it('initialises and runs simple, extended and prepared with zero failures', async () => {
-    const init = await run('pgbench', ['-i', '-s', '1', '-q', proxyUrl])
+    const init = await runProgram('pgbench', ['-i', '-s', '1', '-q', proxyUrl])
     expect(init.status, init.stderr).toBe(0)
     for (const mode of ['simple', 'extended', 'prepared']) {
-      const bench = await run('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '2', '-M', mode, proxyUrl])
+      const bench = await runProgram('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '2', '-M', mode, proxyUrl])
       expect(bench.status, bench.stderr).toBe(0)
       expect(bench.stdout).toMatch(/number of failed transactions: 0 \(0\.000%\)/)
       const tps = Number(/tps = ([\d.]+)/.exec(bench.stdout)?.[1])

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import fc from 'fast-check'
 import { Parser } from 'pg-protocol/dist/parser.js'
-import { ProtocolError, encodeErrorResponse } from '../../protocol/errors.js'
+import { encodeErrorResponse } from '../../protocol/errors.js'
 import {
   AUTHENTICATION_OK,
   BIND_COMPLETE,
@@ -58,26 +58,8 @@ import {
   readyForQueryStatus,
 } from '../../protocol/backend.js'
 import { AuthCode, TransactionStatus } from '../../protocol/message-codes.js'
+import { ascii, expectProtocolError, wire } from './wire-bytes.js'
 
-/** Hand-written wire bytes: hex strings (spaces ignored) and raw Buffers, concatenated. */
-function wire(...parts: (string | Buffer)[]): Buffer {
-  return Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part.replace(/\s+/g, ''), 'hex') : part)))
-}
-
-function ascii(text: string): Buffer {
-  return Buffer.from(text, 'utf8')
-}
-
-function expectProtocolError(run: () => unknown, message: RegExp): void {
-  let caught: unknown
-  try {
-    run()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(ProtocolError)
-  expect((caught as ProtocolError).message).toMatch(message)
-}
 
 /** pg-protocol's own parse of one backend frame, as an independent oracle. */
 function oracle(frame: Buffer): Record<string, unknown> {

@@ -1,7 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import fc from 'fast-check'
 import { serialize } from 'pg-protocol'
-import { ProtocolError } from '../../protocol/errors.js'
 import { FrameReader } from '../../protocol/reader.js'
 import { MessageBuilder } from '../../protocol/writer.js'
 import {
@@ -52,28 +51,8 @@ import {
   encodeSSLRequest,
   encodeStartupMessage,
 } from '../../protocol/startup.js'
+import { ascii, expectProtocolError, wire } from './wire-bytes.js'
 
-/** Hand-written wire bytes: hex strings (spaces ignored) and raw Buffers, concatenated. */
-function wire(...parts: (string | Buffer)[]): Buffer {
-  return Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part.replace(/\s+/g, ''), 'hex') : part)))
-}
-
-function ascii(text: string): Buffer {
-  return Buffer.from(text, 'utf8')
-}
-
-function expectProtocolError(run: () => unknown, message: RegExp): void {
-  let caught: unknown
-  try {
-    run()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(ProtocolError)
-  const error = caught as ProtocolError
-  expect(error.message).toMatch(message)
-  expect(error.sqlState).toBe('08P01')
-}
 
 /** The frame with its length field rewritten to match `body` (simulates a truncated but self-consistent message). */
 function withBody(code: number, body: Buffer): Buffer {

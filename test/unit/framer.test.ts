@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest'
 import fc from 'fast-check'
 import { serialize } from 'pg-protocol'
-import { ProtocolError } from '../../protocol/errors.js'
 import { MAX_STARTUP_PACKET_LENGTH, MessageFramer } from '../../protocol/framer.js'
+import { expectProtocolError } from './wire-bytes.js'
 
 const SSL_REQUEST_CODE = 80877103
 
@@ -38,16 +38,6 @@ function firstDifference(actual: Buffer[], expected: Buffer[]): number {
   return -1
 }
 
-function expectProtocolError(run: () => unknown, message: RegExp): void {
-  let caught: unknown
-  try {
-    run()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(ProtocolError)
-  expect((caught as ProtocolError).message).toMatch(message)
-}
 
 function typedFrame(code: number, body: Uint8Array): Buffer {
   const frame = Buffer.alloc(5 + body.length)

@@ -1,0 +1,162 @@
+/**
+ * The stored form of a protected value (DESIGN decision 3): a `bytea` holding a
+ * versioned envelope. Format version 1, byte by byte (offsets 0-based; SQL's
+ * substring() counts from 1):
+ *
+ *   offset  length  field
+ *   0       2       magic 0x70 0x76 ("pv")
+ *   2       1       format version, 0x01
+ *   3       1       flags: bit 0 = the envelope carries an equality-index slot;
+ *                   bits 1-7 are reserved and must be 0
+ *   4       4       key version (uint32 big-endian): the root key the column data
+ *                   key was derived from
+ *   -- only when flags bit 0 is set:
+ *   8       4       index key version (uint32 big-endian)
+ *   12      32      index slot: HMAC of the canonical plaintext under the index
+ *                   key (computed by the caller). Always at offset 12, so an
+ *                   expression index on `substring(col from 13 for 32)` serves
+ *                   equality lookups, joins and UNIQUE.
+ *   -- then, with H = 8 without the slot, H = 44 with it:
+ *   H       24      XChaCha20-Poly1305 nonce (random)
+ *   H+24    n       ciphertext of the n plaintext bytes
+ *   H+24+n  16      Poly1305 tag
+ *
+ * The header is bytes [0, H). The associated data is header || utf8(qualified
+ * column name "schema.table.column"), so a value copied to another column, or
+ * with an edited key version, flag, index key version or index slot, does not
+ * open. The header's length is fixed by its flags, so header and name cannot be
+ * re-split differently. The plaintext is the canonical text form of the value as
+ * UTF-8 bytes, produced by the type layer; here it is opaque.
+ *
+ * Overhead: 48 bytes (84 with the index slot).
+ */
+import { randomFillSync } from 'node:crypto'
+import { xchachaOpen, xchachaSealPrefixed, XCHACHA_NONCE_LENGTH, XCHACHA_TAG_LENGTH } from './cipher.js'
+import { DecryptionError } from './errors.js'
+import { MAX_KEY_VERSION, type Keyring } from './keyring.js'
+
+export const ENVELOPE_MAGIC = Buffer.from([0x70, 0x76])
+export const ENVELOPE_FORMAT_VERSION = 1
+/** Flags bit 0: the envelope carries an index key version and an index slot. */
+export const ENVELOPE_FLAG_INDEX = 0x01
+export const ENVELOPE_KEY_VERSION_OFFSET = 4
+export const ENVELOPE_INDEX_VERSION_OFFSET = 8
+/** 0-based offset of the 32-byte equality-index slot. */
+export const ENVELOPE_INDEX_OFFSET = 12
+export const ENVELOPE_INDEX_LENGTH = 32
+/** 1-based position of the slot for SQL: `substring(col from 13 for 32)`. */
+export const ENVELOPE_INDEX_SQL_FROM = ENVELOPE_INDEX_OFFSET + 1
+const HEADER_LENGTH = 8
+const INDEXED_HEADER_LENGTH = ENVELOPE_INDEX_OFFSET + ENVELOPE_INDEX_LENGTH
+/** Smallest envelope (empty plaintext, no index slot). */
+export const ENVELOPE_MIN_LENGTH = HEADER_LENGTH + XCHACHA_NONCE_LENGTH + XCHACHA_TAG_LENGTH
+/** Smallest envelope with an index slot. */
+export const ENVELOPE_INDEXED_MIN_LENGTH = INDEXED_HEADER_LENGTH + XCHACHA_NONCE_LENGTH + XCHACHA_TAG_LENGTH
+
+/** The equality-index slot of an envelope: the HMAC itself is made by the caller. */
+export interface EnvelopeIndex {
+  /** Version of the index key that made `mac` (uint32, 1 and up). */
+  version: number
+  /** 32-byte HMAC of the canonical plaintext. */
+  mac: Uint8Array
+}
+
+export interface SealOptions {
+  /** Write an equality-index slot. */
+  index?: EnvelopeIndex
+  /** 24-byte nonce; tests only. By default a fresh random nonce. */
+  nonce?: Uint8Array
+}
+
+function readUint32BE(buf: Uint8Array, offset: number): number {
+  return ((buf[offset]! << 24) | (buf[offset + 1]! << 16) | (buf[offset + 2]! << 8) | buf[offset + 3]!) >>> 0
+}
+
+function headerLength(flags: number): number {
+  return (flags & ENVELOPE_FLAG_INDEX) !== 0 ? INDEXED_HEADER_LENGTH : HEADER_LENGTH
+}
+
+/** header || utf8(column), the AEAD associated data. */
+function associatedData(envelope: Uint8Array, header: number, column: string): Buffer {
+  const aad = Buffer.allocUnsafe(header + Buffer.byteLength(column, 'utf8'))
+  aad.set(envelope.subarray(0, header), 0)
+  aad.write(column, header, 'utf8')
+  return aad
+}
+
+/**
+ * True when `buf` has the magic, format version 1, no reserved flag bits, and at
+ * least the length of an empty-plaintext envelope with those flags. Says nothing
+ * about whether it opens.
+ */
+export function isEnvelope(buf: Uint8Array): boolean {
+  if (!(buf instanceof Uint8Array) || buf.length < ENVELOPE_MIN_LENGTH) return false
+  if (buf[0] !== ENVELOPE_MAGIC[0] || buf[1] !== ENVELOPE_MAGIC[1] || buf[2] !== ENVELOPE_FORMAT_VERSION) return false
+  const flags = buf[3]!
+  if ((flags & ~ENVELOPE_FLAG_INDEX) !== 0) return false
+  return buf.length >= headerLength(flags) + XCHACHA_NONCE_LENGTH + XCHACHA_TAG_LENGTH
+}
+
+/** The root key version an envelope was sealed under; DecryptionError if it is not an envelope. */
+export function envelopeKeyVersion(buf: Uint8Array): number {
+  if (!isEnvelope(buf)) throw new DecryptionError('not a pgveil envelope (magic, format version, flags or length)')
+  return readUint32BE(buf, ENVELOPE_KEY_VERSION_OFFSET)
+}
+
+/**
+ * The index slot of an envelope (`mac` is a view into `buf`), or undefined when
+ * it has none. Unauthenticated until the envelope is opened.
+ */
+export function envelopeIndex(buf: Uint8Array): EnvelopeIndex | undefined {
+  if (!isEnvelope(buf)) throw new DecryptionError('not a pgveil envelope (magic, format version, flags or length)')
+  if ((buf[3]! & ENVELOPE_FLAG_INDEX) === 0) return undefined
+  return { version: readUint32BE(buf, ENVELOPE_INDEX_VERSION_OFFSET), mac: buf.subarray(ENVELOPE_INDEX_OFFSET, INDEXED_HEADER_LENGTH) }
+}
+
+/**
+ * Seals `plaintext` for `column` ("schema.table.column") under the keyring's
+ * current key version. Throws RangeError for a malformed index slot or nonce.
+ */
+export function sealValue(keyring: Keyring, column: string, plaintext: Uint8Array, options: SealOptions = {}): Buffer {
+  const { index, nonce } = options
+  const header = index === undefined ? HEADER_LENGTH : INDEXED_HEADER_LENGTH
+  const prefix = Buffer.allocUnsafe(header + XCHACHA_NONCE_LENGTH)
+  prefix[0] = ENVELOPE_MAGIC[0]!
+  prefix[1] = ENVELOPE_MAGIC[1]!
+  prefix[2] = ENVELOPE_FORMAT_VERSION
+  prefix[3] = index === undefined ? 0 : ENVELOPE_FLAG_INDEX
+  prefix.writeUInt32BE(keyring.current, ENVELOPE_KEY_VERSION_OFFSET)
+  if (index !== undefined) {
+    if (!Number.isInteger(index.version) || index.version < 1 || index.version > MAX_KEY_VERSION) throw new RangeError(`index key version ${index.version} is not an integer from 1 to ${MAX_KEY_VERSION}`)
+    if (!(index.mac instanceof Uint8Array) || index.mac.length !== ENVELOPE_INDEX_LENGTH) throw new RangeError(`index mac must be ${ENVELOPE_INDEX_LENGTH} bytes`)
+    prefix.writeUInt32BE(index.version, ENVELOPE_INDEX_VERSION_OFFSET)
+    prefix.set(index.mac, ENVELOPE_INDEX_OFFSET)
+  }
+  if (nonce === undefined) randomFillSync(prefix, header, XCHACHA_NONCE_LENGTH)
+  else {
+    if (!(nonce instanceof Uint8Array) || nonce.length !== XCHACHA_NONCE_LENGTH) throw new RangeError(`nonce must be ${XCHACHA_NONCE_LENGTH} bytes`)
+    prefix.set(nonce, header)
+  }
+  const key = keyring.columnKey(keyring.current, column)
+  return xchachaSealPrefixed(prefix, key, prefix.subarray(header), plaintext, associatedData(prefix, header, column))
+}
+
+/**
+ * Opens an envelope sealed for `column`. Every failure (not an envelope,
+ * truncated, unknown key version, another column, any altered byte) throws the
+ * same DecryptionError; only its `detail` differs.
+ */
+export function openValue(keyring: Keyring, column: string, envelope: Uint8Array): Buffer {
+  if (!isEnvelope(envelope)) throw new DecryptionError(`column ${column}: not a pgveil envelope (magic, format version, flags or length)`)
+  const header = headerLength(envelope[3]!)
+  const version = readUint32BE(envelope, ENVELOPE_KEY_VERSION_OFFSET)
+  if (!keyring.has(version)) throw new DecryptionError(`column ${column}: sealed under key version ${version}, which the keyring does not hold (have ${keyring.versions.join(', ')})`)
+  const key = keyring.columnKey(version, column)
+  const nonce = envelope.subarray(header, header + XCHACHA_NONCE_LENGTH)
+  try {
+    return xchachaOpen(key, nonce, envelope.subarray(header + XCHACHA_NONCE_LENGTH), associatedData(envelope, header, column))
+  } catch (error) {
+    if (error instanceof DecryptionError) throw new DecryptionError(`column ${column}, key version ${version}: ${error.detail}`, { cause: error.cause })
+    throw error
+  }
+}
