@@ -9,13 +9,12 @@
  */
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import type { ClientConfig } from 'pg'
 import { ConfigError, findPackageRoot, loadConfig, withUpstreamUrl, type PgveilConfig } from './config.js'
 import type { EmbeddedPostgres } from './embedded.js'
 import { createLogger, type Logger } from './log.js'
+import { connectAsPgveil, OwnConnectionError } from './own-connection.js'
 import type { ProxyServer } from './server.js'
 import { describeUpstream, type UpstreamTarget } from './upstream-url.js'
 
@@ -225,74 +224,25 @@ async function check(file: string | undefined): Promise<number> {
   return result.ok ? EXIT_OK : EXIT_FAILURE
 }
 
-/**
- * Connects with pgveil's own credentials from the URL (node-postgres, loaded only
- * here) and asks for the version. TLS follows libpq's sslmode as the proxy does.
- */
+/** Connects with pgveil's own credentials from the URL and asks for the version. */
 async function checkUpstream(target: UpstreamTarget, timeoutMs: number): Promise<{ ok: boolean; text: string }> {
-  let Client: typeof import('pg').Client
+  let connection
   try {
-    Client = (await import('pg')).default.Client
-  } catch {
-    return { ok: false, text: 'cannot check: the "pg" package is not installed' }
-  }
-  let ssl: ClientConfig['ssl']
-  try {
-    ssl = tlsOptions(target)
+    connection = await connectAsPgveil(target, { timeoutMs, applicationName: 'pgveil check' })
   } catch (error) {
-    return { ok: false, text: `cannot check: ${(error as Error).message}` }
+    return { ok: false, text: error instanceof OwnConnectionError ? error.message : `cannot check: ${(error as Error).message}` }
   }
-
-  const attempt = async (useSsl: ClientConfig['ssl']): Promise<{ ok: boolean; text: string; noSsl?: boolean }> => {
-    const config: ClientConfig = { host: target.host, port: target.port, connectionTimeoutMillis: timeoutMs, ssl: useSsl, application_name: 'pgveil check' }
-    if (target.user !== null) config.user = target.user
-    if (target.password !== null) config.password = target.password
-    if (target.database !== null) config.database = target.database
-    const client = new Client(config)
-    client.on('error', () => {})
-    try {
-      await client.connect()
-      const version = await client.query<{ server_version: string }>('SHOW server_version')
-      const user = await client.query<{ current_user: string }>('SELECT current_user')
-      const versionText = (version.rows[0]?.server_version ?? 'unknown').split(' ')[0] ?? 'unknown'
-      const tls = useSsl === false ? '' : ', over TLS'
-      return { ok: true, text: `reachable, PostgreSQL ${versionText}, connected as ${user.rows[0]?.current_user ?? '?'}${tls}` }
-    } catch (error) {
-      const err = error as Error & { code?: string }
-      if (/does not support SSL/i.test(err.message)) return { ok: false, noSsl: true, text: `reachable, but it does not support TLS (sslmode=${target.sslmode})` }
-      // A SQLSTATE means the server answered: authentication, database, role.
-      if (typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code)) {
-        return { ok: false, text: `reachable, but the connection was refused: ${err.message} (SQLSTATE ${err.code})` }
-      }
-      return { ok: false, text: `not reachable: ${err.message}` }
-    } finally {
-      await client.end().catch(() => {})
-    }
+  const { client, tls } = connection
+  try {
+    const version = await client.query<{ server_version: string }>('SHOW server_version')
+    const user = await client.query<{ current_user: string }>('SELECT current_user')
+    const versionText = (version.rows[0]?.server_version ?? 'unknown').split(' ')[0] ?? 'unknown'
+    return { ok: true, text: `reachable, PostgreSQL ${versionText}, connected as ${user.rows[0]?.current_user ?? '?'}${tls ? ', over TLS' : ''}` }
+  } catch (error) {
+    return { ok: false, text: `connected, but a query failed: ${(error as Error).message}` }
+  } finally {
+    await client.end().catch(() => {})
   }
-
-  const result = await attempt(ssl)
-  if (result.noSsl === true && target.sslmode === 'prefer') return attempt(false)
-  return result
-}
-
-function tlsOptions(target: UpstreamTarget): ClientConfig['ssl'] {
-  if (target.host.startsWith('/') || target.sslmode === 'disable' || target.sslmode === 'allow') return false
-  const read = (file: string, what: string): Buffer => {
-    try {
-      return readFileSync(file)
-    } catch (error) {
-      throw new Error(`cannot read ${what} ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error })
-    }
-  }
-  const ca = target.sslrootcert !== null && target.sslrootcert !== 'system' ? read(target.sslrootcert, 'sslrootcert') : undefined
-  const verify = target.sslmode === 'verify-ca' || target.sslmode === 'verify-full' || (target.sslmode === 'require' && ca !== undefined)
-  const options: Exclude<ClientConfig['ssl'], boolean | undefined> = { rejectUnauthorized: verify }
-  if (ca !== undefined) options.ca = ca
-  if (target.sslcert !== null) options.cert = read(target.sslcert, 'sslcert')
-  if (target.sslkey !== null) options.key = read(target.sslkey, 'sslkey')
-  if (target.sslmode !== 'verify-full') options.checkServerIdentity = () => undefined
-  else if (net.isIP(target.host) === 0) options.servername = target.host
-  return options
 }
 
 // ---------------------------------------------------------------------------

@@ -48,6 +48,25 @@ function connectFailure(target: UpstreamTarget, reason: string, cause?: unknown)
 }
 
 /**
+ * TLS options for `target` following libpq's sslmode (null: no TLS). `require` with an
+ * sslrootcert verifies the chain, like libpq; verify-full also checks the host name.
+ */
+export function tlsConnectOptions(target: UpstreamTarget): tls.ConnectionOptions | null {
+  if (target.host.startsWith('/') || target.sslmode === 'disable' || target.sslmode === 'allow') return null
+  const material = tlsMaterial(target)
+  const options: tls.ConnectionOptions = {
+    rejectUnauthorized: target.sslmode === 'verify-ca' || target.sslmode === 'verify-full' || (target.sslmode === 'require' && material.ca !== undefined),
+  }
+  if (net.isIP(target.host) === 0) options.servername = target.host
+  if (material.ca !== undefined) options.ca = material.ca
+  if (material.cert !== undefined) options.cert = material.cert
+  if (material.key !== undefined) options.key = material.key
+  if (target.sslmode !== 'verify-full') options.checkServerIdentity = () => undefined
+  else if (net.isIP(target.host) !== 0) options.checkServerIdentity = (_name, cert) => tls.checkServerIdentity(target.host, cert)
+  return options
+}
+
+/**
  * Connect and negotiate TLS. Rejects with a WireError (08006) naming the upstream,
  * at the latest after `timeoutMs`.
  */
@@ -78,20 +97,13 @@ export function connectUpstream(target: UpstreamTarget, timeoutMs: number): Prom
     socket.once('error', (error: NodeJS.ErrnoException) => fail(error.code ?? error.message, error))
 
     const startTls = (): void => {
-      const material = tlsMaterial(target)
-      const verify = target.sslmode === 'verify-ca' || target.sslmode === 'verify-full' || (target.sslmode === 'require' && material.ca !== undefined)
-      const options: tls.ConnectionOptions = {
-        socket,
-        rejectUnauthorized: verify,
-        servername: net.isIP(target.host) === 0 && !target.host.startsWith('/') ? target.host : undefined,
+      let options: tls.ConnectionOptions | null
+      try {
+        options = tlsConnectOptions(target)
+      } catch (error) {
+        return fail((error as Error).message, error)
       }
-      if (material.ca !== undefined) options.ca = material.ca
-      if (material.cert !== undefined) options.cert = material.cert
-      if (material.key !== undefined) options.key = material.key
-      // verify-ca checks the chain only; verify-full also the host name (Node's default check).
-      if (target.sslmode !== 'verify-full') options.checkServerIdentity = () => undefined
-      else if (net.isIP(target.host) !== 0) options.checkServerIdentity = (_name, cert) => tls.checkServerIdentity(target.host, cert)
-      const secure = tls.connect(options)
+      const secure = tls.connect({ ...options, socket })
       socket.removeAllListeners('error')
       socket = secure
       secure.once('error', (error: Error) => fail(`TLS handshake failed: ${error.message}`, error))

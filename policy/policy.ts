@@ -1,0 +1,59 @@
+/**
+ * The column policy: which columns of which tables pgveil protects, and as what
+ * plaintext type. Built once from the validated `tables:` section; lookups are by
+ * PostgreSQL's folded names (unqualified table names mean `public`).
+ */
+
+export interface ColumnPolicy {
+  schema: string
+  table: string
+  column: string
+  /** "schema.table.column": the name a ciphertext is bound to. */
+  qualified: string
+  /** The declared plaintext type, as written in the policy (e.g. "text", "integer"). */
+  type: string
+}
+
+export class Policy {
+  private readonly tables = new Map<string, Map<string, ColumnPolicy>>()
+  readonly columns: readonly ColumnPolicy[]
+
+  constructor(columns: readonly ColumnPolicy[]) {
+    this.columns = columns
+    for (const column of columns) {
+      const key = tableKey(column.schema, column.table)
+      let table = this.tables.get(key)
+      if (table === undefined) this.tables.set(key, (table = new Map()))
+      table.set(column.column, column)
+    }
+  }
+
+  /** Protected columns of a table, or undefined when it has none. */
+  table(schema: string, name: string): ReadonlyMap<string, ColumnPolicy> | undefined {
+    return this.tables.get(tableKey(schema, name))
+  }
+
+  /** Every protected table as [schema, table]. */
+  protectedTables(): [string, string][] {
+    const seen = new Map<string, [string, string]>()
+    for (const column of this.columns) seen.set(tableKey(column.schema, column.table), [column.schema, column.table])
+    return [...seen.values()]
+  }
+
+  get isEmpty(): boolean {
+    return this.columns.length === 0
+  }
+}
+
+function tableKey(schema: string, table: string): string {
+  return `${schema}\u0000${table}`
+}
+
+/**
+ * Splits a policy table name: "users" → public.users, "billing.accounts" → billing.accounts.
+ * Names are taken as written (the policy uses PostgreSQL's folded, lower-case names).
+ */
+export function splitTableName(name: string): { schema: string; table: string } {
+  const dot = name.indexOf('.')
+  return dot < 0 ? { schema: 'public', table: name } : { schema: name.slice(0, dot), table: name.slice(dot + 1) }
+}
