@@ -1,0 +1,154 @@
+/**
+ * The catalog map (DESIGN decision 6): which (table OID, attribute number) pairs of a
+ * database hold protected columns, so result columns are recognised by what
+ * RowDescription says, whatever the SQL looked like (`SELECT *`, aliases, joins, CTEs).
+ * Loaded per database with pgveil's own credentials; refreshed after DDL or on demand.
+ */
+import type pg from 'pg'
+import type { ColumnPolicy, Policy } from '../policy/policy.js'
+import type { Logger } from './log.js'
+import { connectAsPgveil } from './own-connection.js'
+import type { UpstreamTarget } from './upstream-url.js'
+
+/** bytea: the stored type of every protected column. */
+export const BYTEA_OID = 17
+
+export interface CatalogProblem {
+  column: ColumnPolicy
+  kind: 'missing-table' | 'missing-column' | 'not-bytea'
+  message: string
+  /** The statement that fixes it, when one does. */
+  fix: string
+}
+
+export class DatabaseCatalog {
+  /** tableOid → attnum → column. */
+  private readonly byTable = new Map<number, Map<number, ColumnPolicy>>()
+  readonly problems: readonly CatalogProblem[]
+  readonly loadedAt = Date.now()
+
+  constructor(entries: { tableOid: number; attnum: number; column: ColumnPolicy }[], problems: CatalogProblem[]) {
+    for (const { tableOid, attnum, column } of entries) {
+      let table = this.byTable.get(tableOid)
+      if (table === undefined) this.byTable.set(tableOid, (table = new Map()))
+      table.set(attnum, column)
+    }
+    this.problems = problems
+  }
+
+  /** The protected column a RowDescription field comes from, if any. */
+  column(tableOid: number, attnum: number): ColumnPolicy | undefined {
+    return this.byTable.get(tableOid)?.get(attnum)
+  }
+
+  isProtectedTable(tableOid: number): boolean {
+    return this.byTable.has(tableOid)
+  }
+}
+
+interface AttributeRow {
+  schema: string
+  table: string
+  table_oid: string
+  column: string | null
+  attnum: number | null
+  type_oid: string | null
+  type_name: string | null
+}
+
+const ATTRIBUTES_SQL = `
+SELECT n.nspname AS schema, c.relname AS table, c.oid::int8 AS table_oid,
+       a.attname AS column, a.attnum AS attnum, a.atttypid::int8 AS type_oid,
+       format_type(a.atttypid, a.atttypmod) AS type_name
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind IN ('r', 'p', 'f')
+  AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`
+}
+
+/** Reads where each protected column lives in the connected database, and what is wrong with it. */
+export async function loadDatabaseCatalog(client: pg.Client, policy: Policy): Promise<DatabaseCatalog> {
+  const tables = policy.protectedTables()
+  const { rows } = await client.query<AttributeRow>(ATTRIBUTES_SQL, [tables.map(([s]) => s), tables.map(([, t]) => t)])
+  const found = new Map<string, AttributeRow>()
+  const tablesFound = new Set<string>()
+  for (const row of rows) {
+    tablesFound.add(`${row.schema}.${row.table}`)
+    if (row.column !== null) found.set(`${row.schema}.${row.table}.${row.column}`, row)
+  }
+  const entries: { tableOid: number; attnum: number; column: ColumnPolicy }[] = []
+  const problems: CatalogProblem[] = []
+  for (const column of policy.columns) {
+    const table = `${quoteIdent(column.schema)}.${quoteIdent(column.table)}`
+    const row = found.get(column.qualified)
+    if (!tablesFound.has(`${column.schema}.${column.table}`)) {
+      problems.push({ column, kind: 'missing-table', message: `table "${column.schema}.${column.table}" does not exist`, fix: `CREATE TABLE ${table} (…, ${quoteIdent(column.column)} bytea, …);` })
+    } else if (row === undefined) {
+      problems.push({ column, kind: 'missing-column', message: `column "${column.qualified}" does not exist`, fix: `ALTER TABLE ${table} ADD COLUMN ${quoteIdent(column.column)} bytea;` })
+    } else if (Number(row.type_oid) !== BYTEA_OID) {
+      problems.push({
+        column,
+        kind: 'not-bytea',
+        message: `column "${column.qualified}" is ${row.type_name ?? 'of another type'}, not bytea`,
+        fix: `ALTER TABLE ${table} ALTER COLUMN ${quoteIdent(column.column)} TYPE bytea USING NULL;  -- only while it holds no data: existing plaintext must be migrated`,
+      })
+    } else {
+      entries.push({ tableOid: Number(row.table_oid), attnum: row.attnum!, column })
+    }
+  }
+  return new DatabaseCatalog(entries, problems)
+}
+
+export interface CatalogMapOptions {
+  target: UpstreamTarget
+  connectTimeoutMs: number
+  policy: Policy
+  logger: Logger
+}
+
+/** Catalogs per database, loaded once at a time (concurrent callers share one load). */
+export class CatalogMap {
+  private readonly options: CatalogMapOptions
+  private readonly catalogs = new Map<string, DatabaseCatalog>()
+  private readonly loading = new Map<string, Promise<DatabaseCatalog>>()
+
+  constructor(options: CatalogMapOptions) {
+    this.options = options
+  }
+
+  /** The loaded catalog of a database, if any (synchronous: for the data path). */
+  get(database: string): DatabaseCatalog | undefined {
+    return this.catalogs.get(database)
+  }
+
+  load(database: string): Promise<DatabaseCatalog> {
+    const pending = this.loading.get(database)
+    if (pending !== undefined) return pending
+    const load = this.fetch(database).finally(() => this.loading.delete(database))
+    this.loading.set(database, load)
+    return load
+  }
+
+  /** Forget a database's catalog (after DDL); the next load() reads it again. */
+  invalidate(database?: string): void {
+    if (database === undefined) this.catalogs.clear()
+    else this.catalogs.delete(database)
+  }
+
+  private async fetch(database: string): Promise<DatabaseCatalog> {
+    const { target, connectTimeoutMs, policy, logger } = this.options
+    const { client } = await connectAsPgveil(target, { database, timeoutMs: connectTimeoutMs, applicationName: 'pgveil catalog' })
+    try {
+      const catalog = await loadDatabaseCatalog(client, policy)
+      this.catalogs.set(database, catalog)
+      for (const problem of catalog.problems) logger.warn('protected column not usable', { database, column: problem.column.qualified, problem: problem.message, fix: problem.fix })
+      return catalog
+    } finally {
+      await client.end().catch(() => {})
+    }
+  }
+}

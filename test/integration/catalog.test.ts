@@ -1,0 +1,89 @@
+/**
+ * The catalog map against a real PostgreSQL: protected columns are found by the
+ * (table OID, attribute number) that RowDescription reports, and unusable columns are
+ * reported with the statement that fixes them.
+ */
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Policy, type ColumnPolicy } from '../../policy/policy.js'
+import { CatalogMap } from '../../proxy/catalog.js'
+import { silentLogger } from '../../proxy/log.js'
+import { parseUpstreamUrl } from '../../proxy/upstream-url.js'
+import { getTestPostgres } from '../harness/pg.js'
+
+const server = getTestPostgres()
+let database: string
+let direct: pg.Client
+
+function column(schema: string, table: string, name: string, type = 'text'): ColumnPolicy {
+  return { schema, table, column: name, qualified: `${schema}.${table}.${name}`, type }
+}
+
+beforeAll(async () => {
+  database = await server.createDatabase('catalog')
+  direct = new pg.Client({ connectionString: server.url(database) })
+  await direct.connect()
+  await direct.query(`
+    CREATE SCHEMA billing;
+    CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), username text NOT NULL, email bytea NOT NULL, ssn bytea, note text);
+    CREATE TABLE billing.accounts (id int PRIMARY KEY, iban bytea, dropped int, holder text);
+    ALTER TABLE billing.accounts DROP COLUMN dropped;
+    CREATE TABLE "Mixed" (secret bytea);
+  `)
+})
+afterAll(async () => {
+  await direct?.end()
+})
+
+describe('CatalogMap', () => {
+  it('maps RowDescription origins to protected columns and reports unusable ones', async () => {
+    const policy = new Policy([
+      column('public', 'users', 'email'),
+      column('public', 'users', 'ssn', 'text'),
+      column('public', 'users', 'note'),
+      column('public', 'users', 'phone'),
+      column('billing', 'accounts', 'iban'),
+      column('public', 'Mixed', 'secret'),
+      column('public', 'ghosts', 'name'),
+    ])
+    const map = new CatalogMap({
+      target: parseUpstreamUrl(`${server.url(database)}?sslmode=disable`),
+      connectTimeoutMs: 5_000,
+      policy,
+      logger: silentLogger,
+    })
+    expect(map.get(database)).toBeUndefined()
+    const [catalog, again] = await Promise.all([map.load(database), map.load(database)])
+    expect(again).toBe(catalog)
+    expect(map.get(database)).toBe(catalog)
+
+    // What PostgreSQL itself reports as each result column's origin.
+    const result = await direct.query('SELECT u.*, a.iban, a.holder, m.secret FROM users u, billing.accounts a, "Mixed" m')
+    const origins = new Map(result.fields.map((f) => [f.name, catalog.column(f.tableID, f.columnID)?.qualified ?? null]))
+    expect(Object.fromEntries(origins)).toEqual({
+      id: null,
+      username: null,
+      email: 'public.users.email',
+      ssn: 'public.users.ssn',
+      note: null,
+      iban: 'billing.accounts.iban',
+      holder: null,
+      secret: 'public.Mixed.secret',
+    })
+
+    const problems = Object.fromEntries(catalog.problems.map((p) => [p.column.qualified, [p.kind, p.fix]]))
+    expect(problems).toEqual({
+      'public.users.note': ['not-bytea', expect.stringContaining('ALTER TABLE "public"."users" ALTER COLUMN "note" TYPE bytea')],
+      'public.users.phone': ['missing-column', 'ALTER TABLE "public"."users" ADD COLUMN "phone" bytea;'],
+      'public.ghosts.name': ['missing-table', expect.stringContaining('CREATE TABLE "public"."ghosts"')],
+    })
+    expect(catalog.problems.find((p) => p.kind === 'not-bytea')!.message).toBe('column "public.users.note" is text, not bytea')
+
+    // After DDL, an invalidated catalog is read again.
+    await direct.query('ALTER TABLE users ADD COLUMN phone bytea')
+    map.invalidate(database)
+    const refreshed = await map.load(database)
+    expect(refreshed).not.toBe(catalog)
+    expect(refreshed.problems.map((p) => p.column.qualified)).not.toContain('public.users.phone')
+  })
+})
