@@ -68,6 +68,22 @@ export interface SealOptions {
   nonce?: Uint8Array
 }
 
+// Nonces are drawn from a pool refilled 1,024 at a time: one randomFillSync call
+// per value would cost more than the rest of sealing a short value. Every pool byte
+// is handed out once; nonces are public, so holding them in memory is harmless.
+const NONCE_POOL_SIZE = XCHACHA_NONCE_LENGTH * 1024
+const noncePool = Buffer.allocUnsafeSlow(NONCE_POOL_SIZE)
+let noncePoolOffset = NONCE_POOL_SIZE
+
+function writeRandomNonce(target: Buffer, offset: number): void {
+  if (noncePoolOffset === NONCE_POOL_SIZE) {
+    randomFillSync(noncePool)
+    noncePoolOffset = 0
+  }
+  noncePool.copy(target, offset, noncePoolOffset, noncePoolOffset + XCHACHA_NONCE_LENGTH)
+  noncePoolOffset += XCHACHA_NONCE_LENGTH
+}
+
 function readUint32BE(buf: Uint8Array, offset: number): number {
   return ((buf[offset]! << 24) | (buf[offset + 1]! << 16) | (buf[offset + 2]! << 8) | buf[offset + 3]!) >>> 0
 }
@@ -132,7 +148,7 @@ export function sealValue(keyring: Keyring, column: string, plaintext: Uint8Arra
     prefix.writeUInt32BE(index.version, ENVELOPE_INDEX_VERSION_OFFSET)
     prefix.set(index.mac, ENVELOPE_INDEX_OFFSET)
   }
-  if (nonce === undefined) randomFillSync(prefix, header, XCHACHA_NONCE_LENGTH)
+  if (nonce === undefined) writeRandomNonce(prefix, header)
   else {
     if (!(nonce instanceof Uint8Array) || nonce.length !== XCHACHA_NONCE_LENGTH) throw new RangeError(`nonce must be ${XCHACHA_NONCE_LENGTH} bytes`)
     prefix.set(nonce, header)

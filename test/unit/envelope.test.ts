@@ -72,6 +72,10 @@ describe('layout', () => {
     const b = sealValue(keyring1, EMAIL, Buffer.from('same'))
     expect(a.subarray(8, 32).equals(b.subarray(8, 32))).toBe(false)
     expect(a.equals(b)).toBe(false)
+    // Across several refills of the nonce pool, no nonce repeats.
+    const nonces = new Set<string>()
+    for (let i = 0; i < 3000; i++) nonces.add(sealValue(keyring1, EMAIL, Buffer.from('same')).subarray(8, 32).toString('hex'))
+    expect(nonces.size).toBe(3000)
   })
 
   it('reports key version and envelope-ness', () => {
