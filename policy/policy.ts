@@ -15,22 +15,27 @@ export interface ColumnPolicy {
 }
 
 export class Policy {
-  private readonly tables = new Map<string, Map<string, ColumnPolicy>>()
+  private readonly byTable = new Map<string, Map<string, ColumnPolicy>>()
   readonly columns: readonly ColumnPolicy[]
 
   constructor(columns: readonly ColumnPolicy[]) {
     this.columns = columns
     for (const column of columns) {
       const key = tableKey(column.schema, column.table)
-      let table = this.tables.get(key)
-      if (table === undefined) this.tables.set(key, (table = new Map()))
+      let table = this.byTable.get(key)
+      if (table === undefined) this.byTable.set(key, (table = new Map()))
       table.set(column.column, column)
     }
   }
 
   /** Protected columns of a table, or undefined when it has none. */
   table(schema: string, name: string): ReadonlyMap<string, ColumnPolicy> | undefined {
-    return this.tables.get(tableKey(schema, name))
+    return this.byTable.get(tableKey(schema, name))
+  }
+
+  /** Every protected table (the SQL analyzer's ProtectedColumns interface). */
+  tables(): { schema: string; name: string }[] {
+    return this.protectedTables().map(([schema, name]) => ({ schema, name }))
   }
 
   /** Every protected table as [schema, table]. */

@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util'
 import { ConfigError, findPackageRoot, loadConfig, withUpstreamUrl, type PgveilConfig } from './config.js'
 import type { EmbeddedPostgres } from './embedded.js'
 import { createLogger, type Logger } from './log.js'
+import { loadDatabaseCatalog } from './catalog.js'
 import { connectAsPgveil, OwnConnectionError } from './own-connection.js'
 import type { ProxyServer } from './server.js'
 import { describeUpstream, type UpstreamTarget } from './upstream-url.js'
@@ -219,27 +220,50 @@ async function check(file: string | undefined): Promise<number> {
     process.stdout.write(`upstream: none configured (pgveil start runs an embedded PostgreSQL under ${EMBEDDED_DIR}/)\n`)
     return EXIT_OK
   }
-  const result = await checkUpstream(target, config.upstream.connectTimeoutMs)
+  const result = await checkUpstream(target, config)
   ;(result.ok ? process.stdout : process.stderr).write(`upstream ${describeUpstream(target)}: ${result.text}\n`)
-  return result.ok ? EXIT_OK : EXIT_FAILURE
+  for (const line of result.columns) process.stdout.write(`${line}\n`)
+  for (const line of result.problems) process.stderr.write(`${line}\n`)
+  return result.ok && result.problems.length === 0 ? EXIT_OK : EXIT_FAILURE
 }
 
-/** Connects with pgveil's own credentials from the URL and asks for the version. */
-async function checkUpstream(target: UpstreamTarget, timeoutMs: number): Promise<{ ok: boolean; text: string }> {
+interface UpstreamCheck {
+  ok: boolean
+  text: string
+  /** One line per protected column that is ready. */
+  columns: string[]
+  /** One line per protected column that is missing or not bytea, with its fix. */
+  problems: string[]
+}
+
+/**
+ * Connects with pgveil's own credentials from the URL, asks for the version and,
+ * when columns are protected, checks each exists and is bytea.
+ */
+async function checkUpstream(target: UpstreamTarget, config: PgveilConfig): Promise<UpstreamCheck> {
   let connection
   try {
-    connection = await connectAsPgveil(target, { timeoutMs, applicationName: 'pgveil check' })
+    connection = await connectAsPgveil(target, { timeoutMs: config.upstream.connectTimeoutMs, applicationName: 'pgveil check' })
   } catch (error) {
-    return { ok: false, text: error instanceof OwnConnectionError ? error.message : `cannot check: ${(error as Error).message}` }
+    return { ok: false, text: error instanceof OwnConnectionError ? error.message : `cannot check: ${(error as Error).message}`, columns: [], problems: [] }
   }
   const { client, tls } = connection
   try {
     const version = await client.query<{ server_version: string }>('SHOW server_version')
     const user = await client.query<{ current_user: string }>('SELECT current_user')
     const versionText = (version.rows[0]?.server_version ?? 'unknown').split(' ')[0] ?? 'unknown'
-    return { ok: true, text: `reachable, PostgreSQL ${versionText}, connected as ${user.rows[0]?.current_user ?? '?'}${tls ? ', over TLS' : ''}` }
+    const text = `reachable, PostgreSQL ${versionText}, connected as ${user.rows[0]?.current_user ?? '?'}${tls ? ', over TLS' : ''}`
+    if (config.policy.isEmpty) return { ok: true, text, columns: [], problems: [] }
+    const catalog = await loadDatabaseCatalog(client, config.policy)
+    const broken = new Set(catalog.problems.map((p) => p.column.qualified))
+    return {
+      ok: true,
+      text,
+      columns: config.policy.columns.filter((c) => !broken.has(c.qualified)).map((c) => `column ${c.qualified}: ok (bytea, holds ${c.type})`),
+      problems: catalog.problems.map((p) => `column ${p.column.qualified}: ${p.message}\n  fix: ${p.fix}`),
+    }
   } catch (error) {
-    return { ok: false, text: `connected, but a query failed: ${(error as Error).message}` }
+    return { ok: false, text: `connected, but a query failed: ${(error as Error).message}`, columns: [], problems: [] }
   } finally {
     await client.end().catch(() => {})
   }

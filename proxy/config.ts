@@ -14,6 +14,10 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml'
+import { KeyringError } from '../policy/errors.js'
+import { Keyring, type KeysConfig } from '../policy/keyring.js'
+import { Policy, splitTableName, type ColumnPolicy } from '../policy/policy.js'
+import { POLICY_TYPES, policyTypeFromName } from '../protocol/types.js'
 import { parseUpstreamUrl, type UpstreamTarget } from './upstream-url.js'
 
 export interface ListenTlsConfig {
@@ -59,6 +63,10 @@ export interface PgveilConfig {
   upstream: UpstreamConfig
   mode: 'session'
   admin: AdminConfig | null
+  /** The protected columns (`tables:`); empty when nothing is protected. */
+  policy: Policy
+  /** Root keys (`keys:`); null when no column is protected. */
+  keyring: Keyring | null
   /**
    * Things the operator wrote that this version accepts but does not act on (for
    * example an `audit:` section), in the same `FILE:LINE:COL: key: …` form as
@@ -205,6 +213,7 @@ const LISTEN_KEYS = ['host', 'port', 'tls', 'max_connections', 'max_message_size
 const TLS_KEYS = ['cert', 'key', 'require'] as const
 const UPSTREAM_KEYS = ['url', 'connect_timeout'] as const
 const ADMIN_KEYS = ['host', 'port'] as const
+const KEYS_KEYS = ['current', 'versions', 'index'] as const
 /**
  * Keys of the sections later versions act on; used only to recognise an
  * environment variable written with one underscore where two were meant.
@@ -564,10 +573,12 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   const upstream = readUpstream(checker, root, env)
   const mode = readMode(checker, root)
   const admin = readAdmin(checker, root)
+  const policy = readTables(checker, root)
+  const keyring = readKeys(checker, root, env, policy)
   checkFutureSections(checker, root)
 
   if (checker.problems.length > 0) throw new ConfigError(checker.problems)
-  const config: PgveilConfig = { source: absoluteSource, listen, upstream, mode, admin }
+  const config: PgveilConfig = { source: absoluteSource, listen, upstream, mode, admin, policy, keyring }
   if (checker.warnings.length > 0) config.warnings = checker.warnings
   return config
 }
@@ -667,6 +678,108 @@ function readAdmin(checker: Checker, root: RawMapping): AdminConfig | null {
   }
 }
 
+const COLUMN_KEYS = ['type'] as const
+/** PostgreSQL's identifier limit (NAMEDATALEN - 1 bytes). */
+const MAX_IDENTIFIER_BYTES = 63
+
+function checkIdentifier(checker: Checker, at: Origin, keyPath: string, name: string, what: string): boolean {
+  if (name === '' || name.includes('\u0000') || Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) {
+    checker.problem(at, keyPath, `"${name}" is not a valid ${what} name (1 to ${MAX_IDENTIFIER_BYTES} bytes, no NUL)`)
+    return false
+  }
+  return true
+}
+
+/**
+ * `tables:` — table name (`users` means public.users; `billing.accounts`) → column
+ * name → `{ type: … }`. Names are PostgreSQL's stored names: lower case unless the
+ * table was created with a quoted mixed-case name.
+ */
+function readTables(checker: Checker, root: RawMapping): Policy {
+  const section = checker.mapping(root, 'tables', 'tables', null, 'a mapping of table names to their protected columns')
+  if (!section) return new Policy([])
+  const columns: ColumnPolicy[] = []
+  const seenTables = new Map<string, string>()
+  for (const [tableName, tableEntry] of section.entries) {
+    const tablePath = `tables.${tableName}`
+    const parts = tableName.split('.')
+    if (parts.length > 2) {
+      checker.problem(tableEntry.keyAt, tablePath, 'is not a table name (expected table or schema.table)')
+      continue
+    }
+    const { schema, table } = splitTableName(tableName)
+    if (!checkIdentifier(checker, tableEntry.keyAt, tablePath, schema, 'schema') || !checkIdentifier(checker, tableEntry.keyAt, tablePath, table, 'table')) continue
+    const duplicateOf = seenTables.get(`${schema}.${table}`)
+    if (duplicateOf !== undefined) {
+      checker.problem(tableEntry.keyAt, tablePath, `names the same table as tables.${duplicateOf} (${schema}.${table}); list its columns once`)
+      continue
+    }
+    seenTables.set(`${schema}.${table}`, tableName)
+    const tableNode = tableEntry.node
+    if (tableNode.kind !== 'map' || tableNode.entries.size === 0) {
+      checker.problem(tableNode.at, tablePath, `${describe(tableNode)} is not a mapping of columns (expected for example email: { type: text })`)
+      continue
+    }
+    for (const [columnName, columnEntry] of tableNode.entries) {
+      const columnPath = `${tablePath}.${columnName}`
+      if (!checkIdentifier(checker, columnEntry.keyAt, columnPath, columnName, 'column')) continue
+      const node = columnEntry.node
+      if (node.kind !== 'map') {
+        checker.problem(node.at, columnPath, `${describe(node)} is not a mapping (expected { type: ${POLICY_TYPES.join(' | ')} })`)
+        continue
+      }
+      checker.unknownKeys(node, columnPath, COLUMN_KEYS)
+      const typeNode = checker.present(node, 'type')
+      if (typeNode === undefined) {
+        checker.problem(node.at, `${columnPath}.type`, `missing (expected one of ${POLICY_TYPES.join(', ')})`)
+        continue
+      }
+      const type = typeNode.kind === 'scalar' && typeof typeNode.value === 'string' ? policyTypeFromName(typeNode.value) : undefined
+      if (type === undefined) {
+        checker.problem(typeNode.at, `${columnPath}.type`, `${describe(typeNode)} is not a supported type (expected one of ${POLICY_TYPES.join(', ')})`)
+        continue
+      }
+      columns.push({ schema, table, column: columnName, qualified: `${schema}.${table}.${columnName}`, type })
+    }
+  }
+  return new Policy(columns)
+}
+
+/** `keys:` — required as soon as a column is protected; every key is a secret reference. */
+function readKeys(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv, policy: Policy): Keyring | null {
+  const section = checker.mapping(root, 'keys', 'keys', KEYS_KEYS, `keys ${KEYS_KEYS.join(', ')}`)
+  if (!section) {
+    if (!policy.isEmpty) checker.problem(section === undefined ? root.at : root.entries.get('keys')!.keyAt, 'keys', 'missing: protected columns need root keys (keys: { current: 1, versions: { 1: "env:PGVEIL_KEY_1" } }; pgveil keygen makes one)')
+    return null
+  }
+  const current = checker.integer(section, 'current', 'keys.current', 0, 1, 2 ** 32 - 1, 'the key version new values are encrypted with, such as 1')
+  const versionsNode = checker.mapping(section, 'versions', 'keys.versions', null, 'a mapping of key versions to references, such as 1: "env:PGVEIL_KEY_1"')
+  const versions: Record<string, string> = {}
+  const origins = new Map<string, Origin>([['keys', section.at], ['keys.current', section.entries.get('current')?.node.at ?? section.at]])
+  if (versionsNode) {
+    origins.set('keys.versions', versionsNode.at)
+    for (const [version, entry] of versionsNode.entries) {
+      origins.set(`keys.versions.${version}`, entry.node.at)
+      versions[version] = entry.node.kind === 'scalar' && typeof entry.node.value === 'string' ? entry.node.value : String(entry.node.kind === 'scalar' ? entry.node.value : `[${entry.node.kind}]`)
+    }
+  }
+  const index = checker.present(section, 'index')
+  if (index !== undefined) origins.set('keys.index', index.at)
+  if (current === 0) {
+    if (section.entries.get('current') === undefined) checker.problem(section.at, 'keys.current', 'missing (expected the key version new values are encrypted with, such as 1)')
+    return null
+  }
+  const keysConfig: KeysConfig = { current, versions }
+  if (index !== undefined) keysConfig.index = index.kind === 'scalar' && typeof index.value === 'string' ? index.value : ''
+  try {
+    return Keyring.fromConfig(keysConfig, (reference) => resolveSecretReference(reference, env, { baseDir: checker.baseDir(origins.get('keys') ?? section.at) }))
+  } catch (error) {
+    if (!(error instanceof KeyringError)) throw error
+    for (const problem of error.problems) checker.problem(origins.get(problem.path) ?? section.at, problem.path, problem.message)
+    return null
+  }
+}
+
 /**
  * `keys`, `tables`, `identity` and `audit` belong to features later versions
  * bring (column encryption, verified identity, the audit log). They are accepted
@@ -677,11 +790,6 @@ function readAdmin(checker: Checker, root: RawMapping): AdminConfig | null {
  * and ignored, with a warning.
  */
 function checkFutureSections(checker: Checker, root: RawMapping): void {
-  const tables = checker.mapping(root, 'tables', 'tables', null, 'a mapping of table names to their protected columns')
-  if (tables && tables.entries.size > 0) {
-    checker.problem(tables.at, 'tables', 'column encryption is not available in this version of pgveil; refusing to start rather than store these columns in plaintext (remove the tables section, or upgrade pgveil)')
-  }
-
   const identity = checker.mapping(root, 'identity', 'identity', null, 'a mapping with require and issuers')
   if (identity) {
     const requireNode = identity.entries.get('require')?.node
@@ -697,8 +805,6 @@ function checkFutureSections(checker: Checker, root: RawMapping): void {
     }
   }
 
-  const keys = checker.mapping(root, 'keys', 'keys', null, 'a mapping with current, versions and index')
-  if (keys && keys.entries.size > 0) checker.warn(keys.at, 'keys', 'accepted but not used by this version (column encryption comes in a later version)')
   const audit = checker.mapping(root, 'audit', 'audit', null, 'a mapping with to and chain_key')
   if (audit && audit.entries.size > 0) checker.warn(audit.at, 'audit', 'accepted but not used by this version: no audit log is written (the audit log comes in a later version)')
 }

@@ -32,6 +32,10 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
   const logger = options.logger ?? createLogger()
   const target = config.upstream.target
   if (target === null) throw new TypeError('startProxy needs an upstream (upstream.url)')
+  if (!config.policy.isEmpty) {
+    // Fail closed: never let a configured column reach PostgreSQL in plaintext.
+    throw new Error('tables: column encryption is validated but not yet applied by this build of pgveil; refusing to start rather than store those columns in plaintext (remove the tables section to run as a passthrough proxy)')
+  }
   const listenTls = config.listen.tls
   const secureContext = listenTls === null ? null : tls.createSecureContext({ cert: readFileSync(listenTls.cert), key: readFileSync(listenTls.key) })
   const sessions = new Set<ClientSession>()

@@ -2,6 +2,8 @@
  * A real pgveil for a test: listens on a free 127.0.0.1 port in front of the given
  * upstream, with configuration built the way the loader builds it.
  */
+import type { Keyring } from '../../policy/keyring.js'
+import { Policy } from '../../policy/policy.js'
 import type { PgveilConfig } from '../../proxy/config.js'
 import { createLogger, silentLogger, type Logger } from '../../proxy/log.js'
 import { startProxy, type ProxyServer } from '../../proxy/server.js'
@@ -14,6 +16,8 @@ export interface TestProxyOptions {
   maxMessageSize?: number
   connectTimeoutMs?: number
   logger?: Logger
+  policy?: Policy
+  keyring?: Keyring | null
 }
 
 export interface TestProxy extends ProxyServer {
@@ -35,6 +39,8 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     upstream: { url: options.upstreamUrl, target: parseUpstreamUrl(options.upstreamUrl), connectTimeoutMs: options.connectTimeoutMs ?? 5_000 },
     mode: 'session',
     admin: null,
+    policy: options.policy ?? new Policy([]),
+    keyring: options.keyring ?? null,
   }
   const logger = options.logger ?? (process.env.PGVEIL_TEST_LOG === '1' ? createLogger({ level: 'debug' }) : silentLogger)
   const server = await startProxy(config, { logger })

@@ -144,6 +144,26 @@ describe('pgveil check', () => {
     expect(result.code).toBe(0)
     expect(result.stdout).toContain(`upstream ${server.host}:${server.port}: reachable, PostgreSQL ${server.version}, connected as ${server.superuser}`)
   })
+
+  it('checks every protected column is bytea and prints the statement that fixes each one that is not', async () => {
+    const server = getTestPostgres()
+    const database = await createDatabase('cli check columns')
+    const direct = new pg.Client({ connectionString: server.url(database) })
+    await direct.connect()
+    await direct.query('CREATE TABLE users (id int, email bytea, ssn text)')
+    await direct.end()
+    writeFileSync(
+      path.join(scratch, 'columns.yaml'),
+      'keys:\n  current: 1\n  versions: { 1: "env:PGVEIL_KEY_1" }\ntables:\n  users:\n    email: { type: text }\n    ssn: { type: text }\n    phone: { type: text }\n',
+    )
+    const env = { PGVEIL_UPSTREAM__URL: server.url(database), PGVEIL_KEY_1: Buffer.alloc(32, 1).toString('base64') }
+    const result = run(['check', '--config', 'columns.yaml'], { env })
+    expect(result.code).toBe(1)
+    expect(result.stdout).toContain('column public.users.email: ok (bytea, holds text)')
+    expect(result.stderr).toContain('column public.users.ssn: column "public.users.ssn" is text, not bytea')
+    expect(result.stderr).toContain('fix: ALTER TABLE "public"."users" ALTER COLUMN "ssn" TYPE bytea')
+    expect(result.stderr).toContain('column public.users.phone: column "public.users.phone" does not exist\n  fix: ALTER TABLE "public"."users" ADD COLUMN "phone" bytea;')
+  })
 })
 
 /** A running `pgveil start`, with its output so far. */

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
+import { Policy } from '../../policy/policy.js'
 import { ConfigError, loadConfig, parseConfig, resolveSecretReference, withUpstreamUrl, type PgveilConfig } from '../../proxy/config.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
@@ -43,6 +44,8 @@ describe('defaults', () => {
       upstream: { url: null, target: null, connectTimeoutMs: 5000 },
       mode: 'session',
       admin: null,
+      policy: new Policy([]),
+      keyring: null,
     })
   })
 
@@ -315,10 +318,39 @@ describe('upstream.url validation', () => {
 })
 
 describe('sections of later versions fail closed', () => {
-  it('refuses a non-empty tables section', () => {
-    expect(problems('tables:\n  users:\n    email: { type: text }\n')).toEqual([
-      'x.yaml:2:3: tables: column encryption is not available in this version of pgveil; refusing to start rather than store these columns in plaintext (remove the tables section, or upgrade pgveil)',
+  const KEY_ENV = { PGVEIL_KEY_1: Buffer.alloc(32, 7).toString('base64'), PGVEIL_KEY_2: Buffer.alloc(32, 9).toString('base64') }
+  const KEYS = 'keys:\n  current: 2\n  versions: { 1: "env:PGVEIL_KEY_1", 2: "env:PGVEIL_KEY_2" }\n'
+
+  it('reads protected columns: unqualified tables are public, types by any accepted spelling', () => {
+    const config = parse(`${KEYS}tables:\n  users:\n    email: { type: text }\n    age: { type: int4 }\n  billing.accounts:\n    opened: { type: Timestamp With Time Zone }\n`, KEY_ENV)
+    expect(config.policy.columns).toEqual([
+      { schema: 'public', table: 'users', column: 'email', qualified: 'public.users.email', type: 'text' },
+      { schema: 'public', table: 'users', column: 'age', qualified: 'public.users.age', type: 'integer' },
+      { schema: 'billing', table: 'accounts', column: 'opened', qualified: 'billing.accounts.opened', type: 'timestamptz' },
     ])
+    expect(config.policy.table('public', 'users')?.get('email')?.type).toBe('text')
+    expect(config.keyring?.current).toBe(2)
+    expect(JSON.stringify(config)).not.toContain(KEY_ENV.PGVEIL_KEY_1)
+  })
+
+  it('names the key, line and column of every bad column policy', () => {
+    const text = `${KEYS}tables:\n  users:\n    email: { type: varchar }\n    ssn: { typ: text }\n    name: text\n  public.users:\n    x: { type: text }\n  a.b.c:\n    y: { type: text }\n`
+    expect(problems(text, KEY_ENV)).toEqual([
+      'x.yaml:6:20: tables.users.email.type: the string "varchar" is not a supported type (expected one of text, smallint, integer, bigint, numeric, date, timestamptz, boolean, uuid, jsonb)',
+      expect.stringMatching(/^x\.yaml:7:10: tables\.users\.ssn\.type: missing/),
+      'x.yaml:7:12: tables.users.ssn.typ: unknown key (expected one of: type; did you mean "type"?)',
+      expect.stringMatching(/^x\.yaml:8:11: tables\.users\.name: the string "text" is not a mapping/),
+      'x.yaml:9:3: tables.public.users: names the same table as tables.users (public.users); list its columns once',
+      'x.yaml:11:3: tables.a.b.c: is not a table name (expected table or schema.table)',
+    ])
+  })
+
+  it('requires keys as soon as a column is protected, as references that resolve', () => {
+    expect(problems('tables:\n  users:\n    email: { type: text }\n')).toEqual([expect.stringMatching(/^x\.yaml:1:1: keys: missing: protected columns need root keys/)])
+    const inline = problems(`keys:\n  current: 1\n  versions: { 1: "${KEY_ENV.PGVEIL_KEY_1}" }\ntables:\n  users:\n    email: { type: text }\n`)
+    expect(inline).toEqual(['x.yaml:3:18: keys.versions.1: must be a reference (env:NAME or file:PATH), never the key itself'])
+    expect(inline.join('\n')).not.toContain(KEY_ENV.PGVEIL_KEY_1)
+    expect(problems(KEYS, { PGVEIL_KEY_1: KEY_ENV.PGVEIL_KEY_1 })).toEqual([expect.stringMatching(/^x\.yaml:3:41: keys\.versions\.2: cannot be resolved: environment variable PGVEIL_KEY_2 is not set/)])
   })
 
   it('accepts an empty tables section', () => {
@@ -332,12 +364,9 @@ describe('sections of later versions fail closed', () => {
     expect(problems('', { PGVEIL_IDENTITY__REQUIRE: 'true' })).toEqual([expect.stringMatching(/^PGVEIL_IDENTITY__REQUIRE: identity\.require: verified identity is not available/)])
   })
 
-  it('accepts keys, identity issuers and audit with a warning each', () => {
+  it('accepts identity issuers and audit with a warning each', () => {
     const config = parse(
       [
-        'keys:',
-        '  current: 1',
-        '  versions: { 1: "env:PGVEIL_KEY_1" }',
         'identity:',
         '  require: false',
         '  issuers: [{ issuer: "https://auth.example.com" }]',
@@ -345,9 +374,8 @@ describe('sections of later versions fail closed', () => {
       ].join('\n'),
     )
     expect(config.warnings).toEqual([
-      expect.stringMatching(/^x\.yaml:2:3: keys: accepted but not used by this version/),
-      expect.stringMatching(/^x\.yaml:5:3: identity: accepted but not used by this version/),
-      expect.stringMatching(/^x\.yaml:7:8: audit: accepted but not used by this version: no audit log is written/),
+      expect.stringMatching(/^x\.yaml:2:3: identity: accepted but not used by this version/),
+      expect.stringMatching(/^x\.yaml:4:8: audit: accepted but not used by this version: no audit log is written/),
     ])
   })
 
