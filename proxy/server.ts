@@ -7,9 +7,12 @@ import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
 import { SqlState, WireError } from '../protocol/errors.js'
+import { SqlAnalyzer } from '../policy/sql-analyzer.js'
 import { CancelRegistry } from './cancel-registry.js'
+import { CatalogMap } from './catalog.js'
 import type { PgveilConfig } from './config.js'
 import { createLogger, type Logger } from './log.js'
+import type { CryptoContext } from './session-crypto.js'
 import { ClientSession, type SessionContext } from './session.js'
 import { describeUpstream } from './upstream-url.js'
 
@@ -32,9 +35,16 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
   const logger = options.logger ?? createLogger()
   const target = config.upstream.target
   if (target === null) throw new TypeError('startProxy needs an upstream (upstream.url)')
+  let crypto: CryptoContext | null = null
   if (!config.policy.isEmpty) {
-    // Fail closed: never let a configured column reach PostgreSQL in plaintext.
-    throw new Error('tables: column encryption is validated but not yet applied by this build of pgveil; refusing to start rather than store those columns in plaintext (remove the tables section to run as a passthrough proxy)')
+    if (config.keyring === null) throw new TypeError('protected columns need keys')
+    crypto = {
+      policy: config.policy,
+      keyring: config.keyring,
+      analyzer: await SqlAnalyzer.create(config.policy),
+      catalogs: new CatalogMap({ target, connectTimeoutMs: config.upstream.connectTimeoutMs, policy: config.policy, logger }),
+      logger,
+    }
   }
   const listenTls = config.listen.tls
   const secureContext = listenTls === null ? null : tls.createSecureContext({ cert: readFileSync(listenTls.cert), key: readFileSync(listenTls.key) })
@@ -48,6 +58,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     secureContext,
     cancelRegistry: new CancelRegistry(),
     logger,
+    crypto,
     onClose(session) {
       sessions.delete(session)
       if (sessions.size === 0) for (const resolve of whenAllClosed.splice(0)) resolve()

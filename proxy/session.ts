@@ -5,10 +5,12 @@
  */
 import type net from 'node:net'
 import tls from 'node:tls'
-import { encodeBackendKeyData, encodeAuthenticationSASL, authenticationCode, readyForQueryStatus, decodeBackendMessage } from '../protocol/backend.js'
+import { encodeBackendKeyData, encodeAuthenticationSASL, authenticationCode, readyForQueryStatus, decodeBackendMessage, decodeCommandComplete, decodeParameterStatus } from '../protocol/backend.js'
+import { DecryptionError } from '../policy/errors.js'
+import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { SqlState, WireError, ProtocolError, encodeErrorResponse, decodeNoticeFields } from '../protocol/errors.js'
 import { MessageFramer } from '../protocol/framer.js'
-import { decodeSASLInitialResponse, TERMINATE } from '../protocol/frontend.js'
+import { decodeClose, decodeDescribe, decodeExecute, decodeSASLInitialResponse, TERMINATE } from '../protocol/frontend.js'
 import { AuthCode, BackendCode, FrontendCode, TransactionStatus } from '../protocol/message-codes.js'
 import { decodeStartupPacket } from '../protocol/startup.js'
 import type { CancelRegistry, CancelTarget } from './cancel-registry.js'
@@ -16,6 +18,7 @@ import type { PgveilConfig } from './config.js'
 import { FrameWriter } from './frame-writer.js'
 import type { Logger } from './log.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
+import { SessionCrypto, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
 import { connectUpstream, sendUpstreamCancel } from './upstream.js'
 import type { UpstreamTarget } from './upstream-url.js'
 
@@ -44,6 +47,8 @@ export interface SessionContext {
   readonly secureContext: tls.SecureContext | null
   readonly cancelRegistry: CancelRegistry
   readonly logger: Logger
+  /** Column encryption, when the policy protects something. */
+  readonly crypto: CryptoContext | null
   onClose(session: ClientSession): void
 }
 
@@ -61,7 +66,10 @@ export class ClientSession implements CancelTarget {
   private readonly upstreamFramer = new MessageFramer({ startup: false, maxMessageSize: MAX_BACKEND_MESSAGE_SIZE, peer: 'server' })
   private toClient: FrameWriter
   private toUpstream: FrameWriter | null = null
-  readonly pending = new PendingResponseQueue()
+  readonly pending = new PendingResponseQueue<CryptoPending>()
+  private crypto: SessionCrypto | null = null
+  /** A refused extended-protocol message: the client's messages up to its Sync are dropped. */
+  private droppingUntilSync = false
   private transactionStatus: number = TransactionStatus.Idle
   /** The last backend message was ReadyForQuery and the client has sent nothing since. */
   private atReadyForQuery = false
@@ -176,6 +184,7 @@ export class ClientSession implements CancelTarget {
         }
         this.user = packet.params.get('user') ?? ''
         this.database = packet.params.get('database') ?? this.user
+        if (this.ctx.crypto !== null) this.crypto = new SessionCrypto(this.ctx.crypto, this.database)
         this.phase = Phase.Connecting
         this.client.pause()
         void this.openUpstream(frame)
@@ -231,6 +240,7 @@ export class ClientSession implements CancelTarget {
 
   private onReadyClientFrame(buffer: Buffer, start: number, end: number): boolean {
     this.atReadyForQuery = false
+    if (this.crypto !== null) return this.onCryptoClientFrame(this.crypto, buffer.subarray(start, end))
     switch (buffer[start]) {
       case FrontendCode.Query:
         this.pending.push(Pending.Query)
@@ -349,6 +359,7 @@ export class ClientSession implements CancelTarget {
 
   private readonly onUpstreamFrame = (buffer: Buffer, start: number, end: number): boolean => {
     if (this.phase !== Phase.Ready) return this.onAuthUpstreamFrame(buffer.subarray(start, end))
+    if (this.crypto !== null) return this.onCryptoUpstreamFrame(this.crypto, buffer.subarray(start, end))
     const pending = this.pending
     switch (buffer[start]) {
       case BackendCode.DataRow:
@@ -410,7 +421,15 @@ export class ClientSession implements CancelTarget {
         // PostgreSQL's own error (wrong password, unknown database…) reaches the client as is.
         this.upstreamSentFatal = true
         break
+      case BackendCode.ParameterStatus:
+        if (this.crypto !== null) this.noteParameterStatus(this.crypto, frame)
+        break
       case BackendCode.ReadyForQuery:
+        if (this.crypto !== null && this.crypto.catalog === null) {
+          // Protected columns are recognised through the catalog: have it before the first statement.
+          void this.loadCatalogThenReady(this.crypto, frame)
+          return false
+        }
         this.phase = Phase.Ready
         this.transactionStatus = readyForQueryStatus(frame)
         this.atReadyForQuery = true
@@ -462,6 +481,206 @@ export class ClientSession implements CancelTarget {
     this.client.pause()
   }
 
+
+  // --- column encryption -------------------------------------------------------
+
+  private async loadCatalogThenReady(crypto: SessionCrypto, readyForQuery: Buffer): Promise<void> {
+    try {
+      await crypto.loadCatalog()
+    } catch (error) {
+      this.ctx.logger.error('could not read the catalog', { session: this.id, database: this.database, error: (error as Error).message })
+      this.fail(new WireError(SqlState.ConnectionFailure, `pgveil could not read the catalog of database "${this.database}" with its own credentials, so it cannot recognise protected columns`, {
+        severity: 'FATAL',
+        hint: 'check that the user of upstream.url may connect to this database (see the pgveil log)',
+      }))
+      return
+    }
+    if (this.phase === Phase.Closed) return
+    this.onAuthUpstreamFrame(readyForQuery)
+    this.flushToClient()
+    try {
+      this.upstreamFramer.resumeRanges(this.onUpstreamFrame)
+    } catch (error) {
+      this.fail(error)
+      return
+    }
+    this.flushToClient()
+  }
+
+  private noteParameterStatus(crypto: SessionCrypto, frame: Buffer): void {
+    const { name, value } = decodeParameterStatus(frame)
+    if (name === 'TimeZone') crypto.format = { ...crypto.format, timeZone: value }
+    else if (name === 'DateStyle') crypto.format = { ...crypto.format, dateStyle: value }
+  }
+
+  private forward(frames: Buffer[], entries: [number, CryptoPending | undefined][]): void {
+    for (const [kind, context] of entries) this.pending.push(kind as Pending, context)
+    for (const frame of frames) this.toUpstream!.push(frame)
+  }
+
+  private onCryptoClientFrame(crypto: SessionCrypto, frame: Buffer): boolean {
+    const code = frame[0]
+    if (this.droppingUntilSync) {
+      if (code !== FrontendCode.Sync) return true
+      this.droppingUntilSync = false
+    }
+    switch (code) {
+      case FrontendCode.Query: {
+        const { frame: rewritten, refusal } = crypto.rewriteQuery(frame)
+        this.forward([rewritten], [[Pending.Query, refusal === null ? undefined : { kind: 'refusal', error: refusal }]])
+        return true
+      }
+      case FrontendCode.Parse: {
+        const result = crypto.onParse(frame)
+        this.forward(result.frames, result.pending.length === 0 ? [[Pending.Parse, undefined]] : result.pending)
+        this.droppingUntilSync = result.dropUntilSync
+        return true
+      }
+      case FrontendCode.Bind: {
+        const result = crypto.onBind(frame)
+        this.forward(result.frames, result.pending.length === 0 ? [[Pending.Bind, { kind: 'bind', portal: result.portal }]] : result.pending)
+        this.droppingUntilSync = result.dropUntilSync
+        return true
+      }
+      case FrontendCode.Describe: {
+        const describe = decodeDescribe(frame)
+        if (describe.target === 'S') {
+          this.forward([frame], [[Pending.DescribeStatement, { kind: 'describe-statement', statement: crypto.describeStatement(describe.name) }]])
+        } else {
+          const portal = crypto.portal(describe.name)
+          if (portal !== undefined) portal.described = true
+          this.forward([frame], [[Pending.DescribePortal, portal === undefined ? undefined : { kind: 'describe-portal', portal, suppress: false }]])
+        }
+        return true
+      }
+      case FrontendCode.Execute: {
+        const { portal: name } = decodeExecute(frame)
+        const portal = crypto.portal(name)
+        const describe = crypto.describeBeforeExecute(name)
+        if (describe !== null && portal !== undefined) this.forward([describe], [[Pending.DescribePortal, { kind: 'describe-portal', portal, suppress: true }]])
+        this.forward([frame], [[Pending.Execute, portal === undefined ? undefined : { kind: 'execute', portal }]])
+        return true
+      }
+      case FrontendCode.Close: {
+        const close = decodeClose(frame)
+        crypto.close(close.target, close.name)
+        this.forward([frame], [[Pending.Close, undefined]])
+        return true
+      }
+      case FrontendCode.CopyData:
+        // COPY into a protected table is refused by the analyzer before any data flows.
+        break
+      case FrontendCode.Sync:
+      case FrontendCode.FunctionCall:
+      case FrontendCode.Flush:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+      case FrontendCode.Password:
+        if (code === FrontendCode.Sync) this.pending.push(Pending.Sync)
+        else if (code === FrontendCode.FunctionCall) this.pending.push(Pending.FunctionCall)
+        break
+      case FrontendCode.Terminate:
+        this.flushToUpstream()
+        this.close()
+        return false
+      default:
+        throw new ProtocolError(`invalid frontend message type ${code}`)
+    }
+    this.toUpstream!.push(frame)
+    return true
+  }
+
+  private onCryptoUpstreamFrame(crypto: SessionCrypto, frame: Buffer): boolean {
+    const pending = this.pending
+    const head = pending.peek()
+    const context = pending.peekContext()
+    let out: Buffer | null = frame
+    switch (frame[0]) {
+      case BackendCode.DataRow: {
+        const plan: RowPlan | null = head === Pending.Query ? crypto.queryRowPlan : context?.kind === 'execute' ? context.portal.rowPlan : null
+        if (plan !== null && plan.fields.length > 0) {
+          try {
+            out = crypto.decryptRow(frame, plan)
+          } catch (error) {
+            if (!(error instanceof DecryptionError)) throw error
+            this.ctx.logger.error('decryption failed', { session: this.id, database: this.database, detail: error.detail })
+            this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL' }))
+            return false
+          }
+        }
+        break
+      }
+      case BackendCode.ParseComplete:
+      case BackendCode.CloseComplete:
+        pending.shift()
+        if (context?.kind === 'suppress') out = null
+        break
+      case BackendCode.BindComplete:
+        pending.shift()
+        if (context?.kind === 'suppress') out = null
+        else if (context?.kind === 'bind' && context.portal.rowPlan === null) context.portal.rowPlan = crypto.planFromStatement(context.portal)
+        break
+      case BackendCode.ParameterDescription:
+        if (context?.kind === 'describe-statement') out = crypto.rewriteParameterDescription(frame, context.statement)
+        break
+      case BackendCode.RowDescription: {
+        if (head === Pending.DescribeStatement || head === Pending.DescribePortal) {
+          pending.shift()
+          const described = crypto.rowDescription(frame)
+          out = described.frame
+          if (context?.kind === 'describe-statement') context.statement.rowFields = described.fields ?? []
+          else if (context?.kind === 'describe-portal') {
+            context.portal.rowPlan = described.plan ?? NO_PROTECTED_COLUMNS
+            if (context.suppress) out = null
+          }
+        } else if (head === Pending.Query) {
+          const described = crypto.rowDescription(frame)
+          crypto.queryRowPlan = described.plan
+          out = described.frame
+        }
+        break
+      }
+      case BackendCode.NoData:
+        pending.shift()
+        if (context?.kind === 'describe-portal') {
+          context.portal.rowPlan = NO_PROTECTED_COLUMNS
+          if (context.suppress) out = null
+        }
+        break
+      case BackendCode.PortalSuspended:
+        pending.shift()
+        break
+      case BackendCode.CommandComplete:
+      case BackendCode.EmptyQueryResponse:
+        if (head === Pending.Execute) pending.shift()
+        else if (head === Pending.Query) crypto.queryRowPlan = null
+        if (frame[0] === BackendCode.CommandComplete && DDL_TAG.test(decodeCommandComplete(frame).tag)) crypto.refreshCatalog()
+        break
+      case BackendCode.ErrorResponse: {
+        const fields = decodeNoticeFields(frame)
+        // pgveil's failing statement: the client gets the real reason instead.
+        if (context?.kind === 'refusal' && fields.get('C') === PGVEIL_REFUSED) out = context.error
+        if (head !== 0 && head !== Pending.Query && head !== Pending.FunctionCall) pending.failUntilSync()
+        const severity = fields.get('V')
+        if (severity === 'FATAL' || severity === 'PANIC') this.upstreamSentFatal = true
+        break
+      }
+      case BackendCode.ReadyForQuery:
+        pending.shift()
+        crypto.queryRowPlan = null
+        this.transactionStatus = frame[5]!
+        this.atReadyForQuery = pending.isEmpty
+        break
+      case BackendCode.ParameterStatus:
+        this.noteParameterStatus(crypto, frame)
+        break
+      default:
+        break
+    }
+    if (out !== null) this.toClient.push(out)
+    return true
+  }
+
   // --- ending ------------------------------------------------------------
 
   private closeIfDrainedAndIdle(): void {
@@ -508,6 +727,11 @@ export class ClientSession implements CancelTarget {
     this.ctx.onClose(this)
   }
 }
+
+/** Command tags after which the catalog may have changed. */
+const DDL_TAG = /^(CREATE|ALTER|DROP) (TABLE|SCHEMA|VIEW|MATERIALIZED VIEW|FOREIGN TABLE)|^(CREATE TABLE AS|SELECT INTO)|^IMPORT FOREIGN SCHEMA/
+
+const NO_PROTECTED_COLUMNS: RowPlan = { fields: [] }
 
 function isFatal(frame: Buffer): boolean {
   const severity = decodeNoticeFields(frame).get('V')

@@ -1,0 +1,109 @@
+/**
+ * What the SQL analyzer tells the proxy about one statement: forward it as is,
+ * rewrite it (encrypt these parameters, splice out these literals), or refuse it.
+ * Plain data, no behaviour, so plans can be cached and shared.
+ */
+
+/**
+ * SQLSTATE of every statement pgveil refuses to forward. Class `PV` is pgveil's
+ * own: the SQL standard leaves classes starting with 5-9 and I-Z to
+ * implementations, and PostgreSQL itself uses only `P0` (PL/pgSQL) among the `P`
+ * classes. Clients and logs can so tell a pgveil refusal from a PostgreSQL error
+ * at a glance. Fail-closed: a refused statement never reaches PostgreSQL.
+ */
+export const PGVEIL_REFUSED = 'PV001'
+
+/** One protected column, as the policy names it. Instances are shared: compare with `===`. */
+export interface QualifiedColumn {
+  readonly schema: string
+  readonly table: string
+  readonly column: string
+  /** The plaintext type declared in the policy (`text`, `integer`, …). */
+  readonly type: string
+  /** `schema.table.column`: the envelope's associated data and the name in messages. */
+  readonly name: string
+}
+
+/** A half-open range `[start, end)` of UTF-8 byte offsets into the whole SQL text. */
+export interface ByteRange {
+  readonly start: number
+  readonly end: number
+}
+
+/**
+ * A literal written to a protected column. `start`/`end` cover the literal's
+ * tokens exactly (a leading `-` of a negative number, a `UESCAPE '…'` clause of a
+ * `U&'…'` string included). The proxy replaces that range with an encrypted
+ * `'\x…'::bytea` literal (see `literalReplacements`).
+ */
+export interface LiteralSlot extends ByteRange {
+  readonly column: QualifiedColumn
+  /**
+   * The literal's value as PostgreSQL reads it: quotes and escapes decoded
+   * (`E'…'`, `$$…$$`, `''`, `U&'…'`), numbers as written (`-2.50`), booleans as
+   * `true`/`false`. `null` for the `NULL` keyword, which needs no encryption
+   * (splice it as `NULL`, or leave it).
+   */
+  readonly value: string | null
+}
+
+export interface PassthroughPlan {
+  readonly action: 'passthrough'
+}
+
+export interface RewritePlan {
+  readonly action: 'rewrite'
+  /** Parameters (1-based `$n`) to encrypt at Bind, and for which column. */
+  readonly params: ReadonlyMap<number, QualifiedColumn>
+  /** Literals to replace by encrypted literals, in text order. */
+  readonly literals: readonly LiteralSlot[]
+  /**
+   * Byte ranges to delete (splice with `''`): casts of a written value to exactly
+   * its column's plaintext type (`::text`, the `CAST(` and ` AS text)` around the
+   * value, the `text ` of `text 'x'`). The stored value is `bytea`, so the cast
+   * must go; the plaintext type is enforced by the proxy's type codec instead.
+   * Parameter casts are listed here too, so a Parse with `$1::integer` must be
+   * rewritten even though it carries no literal.
+   */
+  readonly castRemovals: readonly ByteRange[]
+  /**
+   * True when a result column (target list or RETURNING, `*` included) may be a
+   * protected column: the proxy must map RowDescription through the catalog.
+   */
+  readonly resultColumnsMayBeProtected: boolean
+}
+
+export interface RefusePlan {
+  readonly action: 'refuse'
+  /** Always `PGVEIL_REFUSED`. */
+  readonly sqlState: string
+  /** Names the column (or table) and what is not supported, with the fix in parentheses. */
+  readonly message: string
+  /** What to do instead, as a sentence (ErrorResponse `H` field). */
+  readonly hint: string
+  /** The protected column concerned, when there is one. */
+  readonly column?: QualifiedColumn
+}
+
+export type StatementPlan = PassthroughPlan | RewritePlan | RefusePlan
+
+/** A statement's plan and its byte range (semicolon excluded) in the SQL text. */
+export type AnalyzedStatement = StatementPlan & ByteRange
+
+export interface SqlAnalysis {
+  /** `refuse` when any statement is refused, else `rewrite` when any needs it, else `passthrough`. */
+  readonly action: StatementPlan['action']
+  /**
+   * One entry per statement, in order. When the pre-check proves that no
+   * protected table is named at all, the text is not split: one passthrough entry
+   * spans it whole. An unparseable text is one entry too.
+   */
+  readonly statements: readonly AnalyzedStatement[]
+  /** The first refused statement, when `action` is `refuse`. */
+  readonly refusal?: RefusePlan & ByteRange
+}
+
+/** A byte range of the SQL text and what to put there (see `spliceLiterals`). */
+export interface SqlReplacement extends ByteRange {
+  readonly text: string
+}

@@ -1,0 +1,344 @@
+/**
+ * Column encryption for one session: rewrites what the client sends (literals and
+ * Bind parameters of protected columns become envelopes; refused statements become
+ * a statement that fails in PostgreSQL, so transactions abort exactly as they would)
+ * and what PostgreSQL answers (plaintext type OIDs restored in RowDescription and
+ * ParameterDescription; protected DataRow cells decrypted into the format the client
+ * asked for). The session calls it only when the policy protects something.
+ */
+import { DecryptionError } from '../policy/errors.js'
+import { openValue, sealValue } from '../policy/envelope.js'
+import type { Keyring } from '../policy/keyring.js'
+import type { Policy } from '../policy/policy.js'
+import { literalReplacements, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
+import { PGVEIL_REFUSED, type LiteralSlot, type QualifiedColumn, type SqlAnalysis } from '../policy/sql-plan.js'
+import {
+  decodeDataRow,
+  decodeParameterDescription,
+  decodeRowDescription,
+  encodeDataRow,
+  encodeParameterDescription,
+  encodeRowDescription,
+  type FieldDescription,
+} from '../protocol/backend.js'
+import { SqlState, WireError, encodeErrorResponse, type ErrorFields } from '../protocol/errors.js'
+import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery } from '../protocol/frontend.js'
+import { TYPE_CODECS, type PolicyType, type SessionFormat, type TypeCodec } from '../protocol/types.js'
+import type { CatalogMap, DatabaseCatalog } from './catalog.js'
+import type { Logger } from './log.js'
+import { Pending } from './pending-queue.js'
+
+/** What every session of one server shares. */
+export interface CryptoContext {
+  readonly policy: Policy
+  readonly keyring: Keyring
+  readonly analyzer: SqlAnalyzer
+  readonly catalogs: CatalogMap
+  readonly logger: Logger
+}
+
+const BYTEA_OID = 17
+
+/** A prepared statement as pgveil knows it. */
+export interface StatementState {
+  /** $n → protected column written through it. */
+  readonly params: ReadonlyMap<number, QualifiedColumn>
+  /** The statement names a protected table: its results must be mapped through the catalog. */
+  readonly mayReturnProtected: boolean
+  /** Result fields from a Describe of the statement, once known. */
+  rowFields: FieldDescription[] | null
+}
+
+export interface PortalState {
+  readonly statement: StatementState
+  readonly resultFormats: readonly number[]
+  rowPlan: RowPlan | null
+  /** The client sent a Describe for this portal before executing it. */
+  described: boolean
+}
+
+interface ProtectedField {
+  readonly column: string
+  readonly codec: TypeCodec
+  readonly binary: boolean
+}
+
+/** Per result column: how to turn its cell into what the client asked for (undefined: unchanged). */
+export interface RowPlan {
+  readonly fields: readonly (ProtectedField | undefined)[]
+}
+
+/** Context attached to pending-queue entries when encryption is on. */
+export type CryptoPending =
+  | { readonly kind: 'describe-statement'; readonly statement: StatementState }
+  | { readonly kind: 'describe-portal'; readonly portal: PortalState; readonly suppress: boolean }
+  | { readonly kind: 'bind'; readonly portal: PortalState }
+  | { readonly kind: 'execute'; readonly portal: PortalState }
+  /** A message pgveil injected: its reply is not forwarded. */
+  | { readonly kind: 'suppress' }
+  /** pgveil's failing statement: its PV001 error is replaced by the real one. */
+  | { readonly kind: 'refusal'; readonly error: Buffer }
+
+/** What to send upstream for one client message, and the pending entries for them. */
+export interface Forward {
+  frames: Buffer[]
+  /** Pending-queue kinds (see pending-queue.ts) with their contexts, in order. */
+  pending: [number, CryptoPending | undefined][]
+  /** Drop the client's messages up to its next Sync (their statement was refused). */
+  dropUntilSync: boolean
+}
+
+const EMPTY_STATEMENT: StatementState = { params: new Map(), mayReturnProtected: false, rowFields: null }
+
+/** A statement that fails in PostgreSQL with pgveil's marker SQLSTATE and nothing else in it. */
+const FAILING_SQL = `DO $pgveil$BEGIN RAISE EXCEPTION USING ERRCODE = '${PGVEIL_REFUSED}', MESSAGE = 'refused by pgveil'; END$pgveil$`
+
+function refusalError(fields: ErrorFields): Buffer {
+  return encodeErrorResponse(fields)
+}
+
+export class SessionCrypto {
+  private readonly ctx: CryptoContext
+  readonly database: string
+  catalog: DatabaseCatalog | null = null
+  private readonly statements = new Map<string, StatementState>()
+  private readonly portals = new Map<string, PortalState>()
+  /** Row plan of the result being streamed for a simple Query. */
+  queryRowPlan: RowPlan | null = null
+  format: { timeZone: string; dateStyle: string } = { timeZone: 'UTC', dateStyle: 'ISO, MDY' }
+
+  constructor(ctx: CryptoContext, database: string) {
+    this.ctx = ctx
+    this.database = database
+  }
+
+  private get sessionFormat(): SessionFormat {
+    return { timeZone: this.format.timeZone, dateStyle: this.format.dateStyle, integerDatetimes: true }
+  }
+
+  async loadCatalog(): Promise<void> {
+    this.catalog = await this.ctx.catalogs.load(this.database)
+  }
+
+  /** After DDL: read the catalog again (the old one serves until then). */
+  refreshCatalog(): void {
+    this.ctx.catalogs.invalidate(this.database)
+    this.ctx.catalogs.load(this.database).then(
+      (catalog) => (this.catalog = catalog),
+      (error: unknown) => this.ctx.logger.warn('catalog refresh failed', { database: this.database, error: (error as Error).message }),
+    )
+  }
+
+  // --- client → PostgreSQL ----------------------------------------------------
+
+  /** A simple-protocol Query: literals encrypted, or the refused statement replaced by a failing one. */
+  rewriteQuery(frame: Buffer): { frame: Buffer; refusal: Buffer | null } {
+    const { sql } = decodeQuery(frame)
+    const analysis = this.ctx.analyzer.analyze(sql)
+    if (analysis.action === 'passthrough') return { frame, refusal: null }
+    if (analysis.action === 'refuse') {
+      const refused = analysis.refusal!
+      const error = refusalError({ severity: 'ERROR', code: refused.sqlState, message: refused.message, hint: refused.hint })
+      return { frame: encodeQuery(spliceLiterals(sql, [{ start: refused.start, end: refused.end, text: FAILING_SQL }])), refusal: error }
+    }
+    try {
+      return { frame: encodeQuery(this.spliceEncrypted(sql, analysis)), refusal: null }
+    } catch (error) {
+      // Invalid input for a protected column: fail the whole Query like PostgreSQL would.
+      return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(asWireError(error).toFields()) }
+    }
+  }
+
+  onParse(frame: Buffer): Forward {
+    const parse = decodeParse(frame)
+    const analysis = this.ctx.analyzer.analyze(parse.sql)
+    if (analysis.action === 'passthrough') {
+      this.statements.set(parse.name, EMPTY_STATEMENT)
+      return { frames: [frame], pending: [], dropUntilSync: false }
+    }
+    if (analysis.action === 'refuse') {
+      const refused = analysis.refusal!
+      return this.refuse({ severity: 'ERROR', code: refused.sqlState, message: refused.message, hint: refused.hint })
+    }
+    let sql: string
+    try {
+      sql = this.spliceEncrypted(parse.sql, analysis)
+    } catch (error) {
+      return this.refuse(asWireError(error).toFields())
+    }
+    const statement = analysis.statements[0]
+    const params = statement !== undefined && statement.action === 'rewrite' ? statement.params : new Map<number, QualifiedColumn>()
+    const paramTypes = [...parse.paramTypes]
+    for (const n of params.keys()) {
+      while (paramTypes.length < n) paramTypes.push(0)
+      paramTypes[n - 1] = BYTEA_OID
+    }
+    this.statements.set(parse.name, { params, mayReturnProtected: true, rowFields: null })
+    return { frames: [encodeParse({ name: parse.name, sql, paramTypes })], pending: [], dropUntilSync: false }
+  }
+
+  onBind(frame: Buffer): Forward & { portal: PortalState } {
+    const bind = decodeBind(frame)
+    const statement = this.statements.get(bind.statement) ?? EMPTY_STATEMENT
+    const portal: PortalState = { statement, resultFormats: bind.resultFormats, rowPlan: null, described: false }
+    this.portals.set(bind.portal, portal)
+    if (statement.params.size === 0) return { frames: [frame], pending: [], dropUntilSync: false, portal }
+    const formats = bind.params.map((_, i) => (bind.paramFormats.length === 0 ? 0 : bind.paramFormats.length === 1 ? bind.paramFormats[0]! : bind.paramFormats[i] ?? 0))
+    const params = [...bind.params]
+    try {
+      for (const [n, column] of statement.params) {
+        const value = params[n - 1]
+        if (value === undefined || value === null) continue
+        const codec = TYPE_CODECS[column.type as PolicyType]
+        const canonical = formats[n - 1] === 1 ? codec.canonicalFromBinary(value) : codec.canonicalFromText(value.toString('utf8'), this.sessionFormat)
+        params[n - 1] = sealValue(this.ctx.keyring, column.name, Buffer.from(canonical, 'utf8'))
+        formats[n - 1] = 1
+      }
+    } catch (error) {
+      return { ...this.refuse(asWireError(error).toFields()), portal }
+    }
+    return { frames: [encodeBind({ ...bind, paramFormats: formats, params })], pending: [], dropUntilSync: false, portal }
+  }
+
+  describeStatement(name: string): StatementState {
+    return this.statements.get(name) ?? EMPTY_STATEMENT
+  }
+
+  portal(name: string): PortalState | undefined {
+    return this.portals.get(name)
+  }
+
+  /** Before an Execute whose result columns pgveil has not seen: a Describe of the portal, answered to pgveil only. */
+  describeBeforeExecute(portalName: string): Buffer | null {
+    const portal = this.portals.get(portalName)
+    if (portal === undefined || portal.described || !portal.statement.mayReturnProtected || portal.rowPlan !== null) return null
+    portal.described = true
+    return encodeDescribe({ target: 'P', name: portalName })
+  }
+
+  close(target: 'S' | 'P', name: string): void {
+    if (target === 'S') this.statements.delete(name)
+    else this.portals.delete(name)
+  }
+
+  /** Replace a refused message by a failing statement PostgreSQL runs in its place. */
+  private refuse(fields: ErrorFields): Forward {
+    return {
+      frames: [encodeParse({ name: '', sql: FAILING_SQL, paramTypes: [] }), encodeBind({ portal: '', statement: '', paramFormats: [], params: [], resultFormats: [] }), encodeExecute({ portal: '', maxRows: 0 })],
+      pending: [
+        [Pending.Parse, { kind: 'suppress' }],
+        [Pending.Bind, { kind: 'suppress' }],
+        [Pending.Execute, { kind: 'refusal', error: encodeErrorResponse(fields) }],
+      ],
+      dropUntilSync: true,
+    }
+  }
+
+  private spliceEncrypted(sql: string, analysis: SqlAnalysis): string {
+    return spliceLiterals(sql, literalReplacements(analysis, (slot) => this.encryptLiteral(slot)))
+  }
+
+  private encryptLiteral(slot: LiteralSlot): string {
+    const codec = TYPE_CODECS[slot.column.type as PolicyType]
+    const canonical = codec.canonicalFromText(slot.value!, this.sessionFormat)
+    const envelope = sealValue(this.ctx.keyring, slot.column.name, Buffer.from(canonical, 'utf8'))
+    // E'' reads backslashes the same whatever standard_conforming_strings says.
+    return `E'\\\\x${envelope.toString('hex')}'::bytea`
+  }
+
+  // --- PostgreSQL → client ----------------------------------------------------
+
+  /** Plaintext type OIDs for the protected parameters of a described statement. */
+  rewriteParameterDescription(frame: Buffer, statement: StatementState): Buffer {
+    if (statement.params.size === 0) return frame
+    const { typeOids } = decodeParameterDescription(frame)
+    for (const [n, column] of statement.params) if (n <= typeOids.length) typeOids[n - 1] = TYPE_CODECS[column.type as PolicyType].oid
+    return encodeParameterDescription(typeOids)
+  }
+
+  /**
+   * Recognises protected result columns by table OID and attribute number. Returns
+   * the plan (null when no column is protected) and the frame to forward.
+   */
+  rowDescription(frame: Buffer, formats?: readonly number[]): { frame: Buffer; plan: RowPlan | null; fields: FieldDescription[] | null } {
+    const catalog = this.catalog
+    if (catalog === null || !mentionsProtectedTable(frame, catalog)) return { frame, plan: null, fields: null }
+    const { fields } = decodeRowDescription(frame)
+    const plan: (ProtectedField | undefined)[] = []
+    const rewritten = fields.map((field, i) => {
+      const column = field.tableOid === 0 ? undefined : catalog.column(field.tableOid, field.columnAttr)
+      if (column === undefined) {
+        plan.push(undefined)
+        return field
+      }
+      const codec = TYPE_CODECS[column.type as PolicyType]
+      const format = formats === undefined ? field.format : formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i] ?? 0
+      plan.push({ column: column.qualified, codec, binary: format === 1 })
+      return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
+    })
+    if (plan.every((p) => p === undefined)) return { frame, plan: null, fields }
+    return { frame: encodeRowDescription(rewritten), plan: { fields: plan }, fields }
+  }
+
+  /** The plan of a portal whose statement was described before it was bound. */
+  planFromStatement(portal: PortalState): RowPlan | null {
+    const fields = portal.statement.rowFields
+    if (fields === null) return null
+    const frame = encodeRowDescription(fields)
+    return this.rowDescription(frame, portal.resultFormats).plan
+  }
+
+  /** Decrypts the protected cells of one DataRow. Throws DecryptionError (fail closed). */
+  decryptRow(frame: Buffer, plan: RowPlan): Buffer {
+    const { values } = decodeDataRow(frame)
+    for (let i = 0; i < plan.fields.length; i++) {
+      const field = plan.fields[i]
+      const cell = values[i]
+      if (field === undefined || cell === null || cell === undefined) continue
+      // The cell comes in the format the client asked for: bytea text output unless binary.
+      const envelope = field.binary ? cell : decodeByteaText(cell)
+      const canonical = openValue(this.ctx.keyring, field.column, envelope).toString('utf8')
+      values[i] = field.binary ? field.codec.toBinary(canonical) : Buffer.from(field.codec.toText(canonical, this.sessionFormat), 'utf8')
+    }
+    return encodeDataRow(values)
+  }
+}
+
+/** bytea's text output: hex (`\x…`, the default) or the older escape format. */
+function decodeByteaText(cell: Buffer): Buffer {
+  if (cell.length >= 2 && cell[0] === 0x5c && cell[1] === 0x78) return Buffer.from(cell.toString('latin1', 2), 'hex')
+  const out = Buffer.allocUnsafe(cell.length)
+  let length = 0
+  for (let i = 0; i < cell.length; i++) {
+    const byte = cell[i]!
+    if (byte !== 0x5c) {
+      out[length++] = byte
+    } else if (cell[i + 1] === 0x5c) {
+      out[length++] = 0x5c
+      i++
+    } else {
+      out[length++] = parseInt(cell.toString('latin1', i + 1, i + 4), 8)
+      i += 3
+    }
+  }
+  return out.subarray(0, length)
+}
+
+function asWireError(error: unknown): WireError {
+  if (error instanceof WireError) return error
+  if (error instanceof DecryptionError) return new WireError(error.sqlState, error.message)
+  return new WireError(SqlState.InternalError, `pgveil could not encrypt a value: ${(error as Error).message}`)
+}
+
+/** Cheap pre-check on a RowDescription: does any field come from a protected table? */
+function mentionsProtectedTable(frame: Buffer, catalog: DatabaseCatalog): boolean {
+  const count = frame.readUInt16BE(5)
+  let offset = 7
+  for (let i = 0; i < count; i++) {
+    offset = frame.indexOf(0, offset) + 1
+    if (offset === 0) return false
+    if (catalog.isProtectedTable(frame.readUInt32BE(offset))) return true
+    offset += 18
+  }
+  return false
+}

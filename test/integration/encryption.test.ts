@@ -1,0 +1,207 @@
+/**
+ * Transparent column encryption through a real pgveil: what clients write and read
+ * is plaintext of the declared type; what PostgreSQL stores and sees is envelopes.
+ */
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import postgres from 'postgres'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Keyring } from '../../policy/keyring.js'
+import { Policy, type ColumnPolicy } from '../../policy/policy.js'
+import { getTestPostgres } from '../harness/pg.js'
+import { runProgram } from '../harness/programs.js'
+import { startTestProxy, type TestProxy } from '../harness/proxy.js'
+
+const server = getTestPostgres()
+let database: string
+let proxy: TestProxy
+let direct: pg.Client
+let proxyUrl: string
+
+function column(table: string, name: string, type: string): ColumnPolicy {
+  return { schema: 'public', table, column: name, qualified: `public.${table}.${name}`, type }
+}
+
+const TYPED = {
+  t_text: 'text',
+  t_int: 'integer',
+  t_big: 'bigint',
+  t_num: 'numeric',
+  t_date: 'date',
+  t_ts: 'timestamptz',
+  t_bool: 'boolean',
+  t_uuid: 'uuid',
+  t_json: 'jsonb',
+} as const
+
+beforeAll(async () => {
+  database = await server.createDatabase('encryption')
+  direct = new pg.Client({ connectionString: server.url(database) })
+  await direct.connect()
+  await direct.query(`
+    CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), username text NOT NULL, password text NOT NULL,
+                        user_type text NOT NULL, email bytea NOT NULL, created_at timestamptz DEFAULT now());
+    CREATE TABLE typed (id int PRIMARY KEY, ${Object.keys(TYPED).map((c) => `${c} bytea`).join(', ')});
+  `)
+  const policy = new Policy([column('users', 'email', 'text'), ...Object.entries(TYPED).map(([name, type]) => column('typed', name, type))])
+  const keyring = new Keyring(new Map([[1, randomBytes(32)]]), 1)
+  proxy = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, policy, keyring })
+  proxyUrl = proxy.url(database, server.superuser, server.superuserPassword ?? undefined)
+})
+
+afterAll(async () => {
+  await proxy?.close()
+  await direct?.end()
+})
+
+async function through<T extends pg.QueryResultRow>(sql: string, values?: unknown[], config: pg.ClientConfig = {}): Promise<pg.QueryResult<T>> {
+  const client = new pg.Client({ connectionString: proxyUrl, ...config })
+  await client.connect()
+  try {
+    return await client.query<T>(sql, values)
+  } finally {
+    await client.end()
+  }
+}
+
+describe('the users table of the issue', () => {
+  it('returns the plaintext through pgveil and stores only an envelope', async () => {
+    const inserted = await through<{ email: string; username: string }>(
+      "INSERT INTO users (username, password, user_type, email) VALUES ('admin', 'secret-hash', 'admin', 'admin@example.com') RETURNING *",
+    )
+    expect(inserted.rows[0]).toMatchObject({ username: 'admin', email: 'admin@example.com' })
+    expect(inserted.fields.find((f) => f.name === 'email')?.dataTypeID).toBe(25)
+
+    const selected = await through<{ email: string }>('SELECT * FROM users')
+    expect(selected.rows.map((r) => r.email)).toEqual(['admin@example.com'])
+
+    const stored = await direct.query<{ email: Buffer }>('SELECT email FROM users')
+    expect(Buffer.isBuffer(stored.rows[0]!.email)).toBe(true)
+    expect(stored.rows[0]!.email.subarray(0, 3)).toEqual(Buffer.from([0x70, 0x76, 0x01]))
+    expect(stored.rows[0]!.email.includes('admin@example.com')).toBe(false)
+
+    const dump = await runProgram('pg_dump', ['--table=users', '--data-only', server.url(database)])
+    expect(dump.status).toBe(0)
+    expect(dump.stdout).toContain('COPY public.users')
+    expect(dump.stdout).not.toContain('admin@example.com')
+  })
+
+  it('writes and reads with parameters (extended protocol), updates and NULL-free constraints', async () => {
+    await through('INSERT INTO users (username, password, user_type, email) VALUES ($1, $2, $3, $4)', ['ann', 'h', 'user', 'ann@example.com'])
+    await through("UPDATE users SET email = $1 WHERE username = 'ann'", ['ann+new@example.com'])
+    const rows = await through<{ email: string }>("SELECT email FROM users WHERE username = $1", ['ann'])
+    expect(rows.rows).toEqual([{ email: 'ann+new@example.com' }])
+    expect(server.readLog()).not.toContain('ann+new@example.com')
+  })
+
+  it('works from psql in the simple protocol, multi-byte text included', async () => {
+    const email = 'zoë.ünïcødé+🙂@example.com'
+    const insert = await runProgram('psql', [proxyUrl, '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', `INSERT INTO users (username, password, user_type, email) VALUES ('zoë', 'h', 'user', '${email}') RETURNING email`])
+    expect(insert.stderr).toBe('')
+    expect(insert.stdout.split('\n')[0]).toBe(email)
+    const select = await runProgram('psql', [proxyUrl, '-X', '-At', '-c', "SELECT username, email FROM users WHERE username = 'zoë'"])
+    expect(select.stdout.trim()).toBe(`zoë|${email}`)
+    expect(server.readLog()).not.toContain(email)
+  })
+})
+
+describe('typed columns', () => {
+  const values = {
+    t_text: 'héllo',
+    t_int: 42,
+    t_big: '9007199254740993',
+    t_num: '12345.6700',
+    t_date: '2024-02-29',
+    t_ts: '2024-03-31 01:30:00.123456+00',
+    t_bool: true,
+    t_uuid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+    t_json: { b: [1, 2], a: 'x' },
+  }
+
+  it('round-trips every type in text format (node-postgres), with the plaintext type OIDs', async () => {
+    const names = Object.keys(TYPED)
+    await through(
+      `INSERT INTO typed (id, ${names.join(', ')}) VALUES (1, ${names.map((_, i) => `$${i + 1}`).join(', ')})`,
+      names.map((n) => {
+        const v = values[n as keyof typeof values]
+        return typeof v === 'object' ? JSON.stringify(v) : v
+      }),
+    )
+    await through('INSERT INTO typed (id) VALUES (2)')
+    const result = await through<Record<string, unknown>>('SELECT * FROM typed ORDER BY id', [], { types: { getTypeParser: () => (v: string) => v } } as pg.ClientConfig)
+    expect(result.rows[0]).toEqual({
+      id: '1',
+      t_text: 'héllo',
+      t_int: '42',
+      t_big: '9007199254740993',
+      t_num: '12345.6700',
+      t_date: '2024-02-29',
+      t_ts: '2024-03-31 01:30:00.123456+00',
+      t_bool: 't',
+      t_uuid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+      t_json: '{"a": "x", "b": [1, 2]}',
+    })
+    expect(result.rows[1]).toEqual({ id: '2', ...Object.fromEntries(names.map((n) => [n, null])) })
+    expect(Object.fromEntries(result.fields.map((f) => [f.name, f.dataTypeID]))).toEqual({
+      id: 23, t_text: 25, t_int: 23, t_big: 20, t_num: 1700, t_date: 1082, t_ts: 1184, t_bool: 16, t_uuid: 2950, t_json: 3802,
+    })
+  })
+
+  it('reads binary results (node-postgres binary mode)', async () => {
+    const result = await through<{ t_int: number; t_bool: boolean; t_text: string }>('SELECT t_int, t_bool, t_text FROM typed WHERE id = 1', [], { binary: true } as pg.ClientConfig)
+    expect(result.rows).toEqual([{ t_int: 42, t_bool: true, t_text: 'héllo' }])
+  })
+
+  it('works with postgres.js prepared statements reused without a Describe', async () => {
+    const sql = postgres(proxyUrl, { max: 1, prepare: true })
+    try {
+      for (let i = 0; i < 3; i++) {
+        const rows = await sql`SELECT t_text, t_int, t_date FROM typed WHERE id = ${1}`
+        expect(rows).toEqual([{ t_text: 'héllo', t_int: 42, t_date: new Date('2024-02-29T00:00:00Z') }])
+      }
+      await sql`INSERT INTO typed (id, t_text, t_int) VALUES (${3}, ${'from postgres.js'}, ${7})`
+      const [row] = await sql`SELECT t_text, t_int FROM typed WHERE id = 3`
+      expect(row).toEqual({ t_text: 'from postgres.js', t_int: 7 })
+    } finally {
+      await sql.end()
+    }
+  })
+
+  it('refuses input the declared type does not accept, with the type\'s own error', async () => {
+    await expect(through('INSERT INTO typed (id, t_int) VALUES ($1, $2)', [10, 'not a number'])).rejects.toMatchObject({
+      code: '22P02',
+      message: 'invalid input syntax for type integer: "not a number"',
+    })
+    expect((await direct.query('SELECT count(*)::int AS n FROM typed WHERE id = 10')).rows[0].n).toBe(0)
+    expect(server.readLog()).not.toContain('not a number')
+  })
+})
+
+describe('fail closed', () => {
+  const refused = [
+    ["SELECT * FROM users WHERE email = 'leak-1@example.com'", 'leak-1@example.com'],
+    ["SELECT * FROM users WHERE email LIKE '%leak-2%'", 'leak-2'],
+    ["SELECT lower(email) FROM users WHERE username = 'leak-3'", null],
+    ["SELECT * FROM users ORDER BY email", null],
+  ] as const
+
+  for (const [sql, secret] of refused) {
+    it(`refuses ${sql} in both protocols, and the value never reaches PostgreSQL`, async () => {
+      await expect(through(sql)).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('public.users.email') })
+      await expect(through(sql, [])).rejects.toMatchObject({ code: 'PV001' })
+      const client = new pg.Client({ connectionString: proxyUrl })
+      await client.connect()
+      try {
+        await client.query('BEGIN')
+        await expect(client.query(sql)).rejects.toMatchObject({ code: 'PV001' })
+        // As after any error, the transaction is aborted in PostgreSQL too.
+        await expect(client.query('SELECT 1')).rejects.toMatchObject({ code: '25P02' })
+        await client.query('ROLLBACK')
+        expect((await client.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }])
+      } finally {
+        await client.end()
+      }
+      if (secret !== null) expect(server.readLog()).not.toContain(secret)
+    })
+  }
+})
