@@ -4,19 +4,33 @@
  * it can go to PostgreSQL as is, how to rewrite it so that protected values only
  * travel encrypted, or why pgveil refuses it. Pure: no I/O, no sessions.
  *
+ * Fast path: a text that names no protected table (nor a checked setting, nor
+ * EXECUTE, nor a `U&"…"` identifier) is passed through without parsing, by one
+ * case-insensitive regular expression. Other texts are parsed with libpg-query
+ * (PostgreSQL 18 grammar) and their analyses cached by text in a bounded LRU.
+ *
+ * What is allowed on a protected column: writing a literal, a parameter, NULL or
+ * DEFAULT to it (INSERT … VALUES, INSERT … SELECT of such values, UPDATE … SET,
+ * ON CONFLICT … DO UPDATE SET, with `EXCLUDED.col`), optionally cast to exactly
+ * its plaintext type; reading it bare in a result list or RETURNING, through
+ * aliases, subqueries in FROM and CTEs; `IS [NOT] NULL` (exact on ciphertexts).
+ * Everything else that touches its value is refused (sql-refusals.ts).
+ *
  * Name resolution assumptions (documented limits):
  * - `search_path` is public only: an unqualified table name means `public.name`,
  *   even when a protected table of that name exists in another schema (that one
  *   must be named `schema.name`). `SET search_path` naming a schema that holds
  *   protected tables is refused, as is `set_config('search_path', …)`.
- * - Views, functions, procedures and triggers are opaque: a statement over a view
- *   of a protected table is not recognised (list the view in the policy, or query
- *   the table). Function and DO bodies that name a protected table are refused.
+ * - Views, functions, procedures, triggers, partitions and inheritance children
+ *   are opaque: a statement over a view of a protected table, or writing a
+ *   partition directly, is not recognised unless that relation is in the policy.
+ *   Function and DO bodies that name a protected table are refused; SQL built
+ *   dynamically inside PostgreSQL (EXECUTE in PL/pgSQL) cannot be seen at all.
  * - The client's strings are read with `standard_conforming_strings = on` and
  *   UTF-8; statements setting otherwise are refused (the proxy must also watch
  *   ParameterStatus for values set at startup or by `ALTER ROLE … SET`).
  *
- * Usage: `const analyzer = await SqlAnalyzer.create(protectedColumns(…))`, then
+ * Usage: `const analyzer = await SqlAnalyzer.create(policy)`, then
  * `analyzer.analyze(sql)` for every Query and Parse; build one analyzer per
  * policy version (its cache is only valid for that policy).
  */

@@ -47,6 +47,11 @@ export interface LiteralSlot extends ByteRange {
   readonly value: string | null
 }
 
+/**
+ * Forward the statement unchanged: it writes no protected value and no result
+ * column can be protected (it may still name a protected table, e.g.
+ * `SELECT id FROM users WHERE email IS NULL`).
+ */
 export interface PassthroughPlan {
   readonly action: 'passthrough'
 }

@@ -95,7 +95,7 @@ export const USE = {
   subqueryValue: { what: 'returning it through a scalar or ARRAY subquery', advice: 'the result could not be decrypted; select the column directly, or use a join', onIt: false } satisfies ColumnUse,
   setOperation: (op: string): ColumnUse => ({ what: op, advice: 'its result could not be decrypted, and equal values have different ciphertexts; run the queries separately and combine the rows in the application' }),
   limit: { what: 'LIMIT/OFFSET', advice: IN_APP } satisfies ColumnUse,
-  wholeRow: (ref: string): ColumnUse => ({ what: `a whole-row reference (${ref}) to its table in an expression`, advice: 'name the columns you need', onIt: false }),
+  wholeRow: (ref: string): ColumnUse => ({ what: `a whole-row reference (${ref}) that includes it`, advice: 'name the columns you need', onIt: false }),
   expression: (kind: string): ColumnUse => ({ what: `this expression (${kind})`, advice: IN_APP }),
   onConflictTarget: { what: 'ON CONFLICT (…)', advice: 'uniqueness of ciphertexts says nothing about the values; use another conflict target' } satisfies ColumnUse,
   indexColumn: {

@@ -120,13 +120,13 @@ export class SessionCrypto {
     this.catalog = await this.ctx.catalogs.load(this.database)
   }
 
-  /** After DDL: read the catalog again (the old one serves until then). */
-  refreshCatalog(): void {
+  /** DDL ran: the catalog is read again before the client gets its next ReadyForQuery. */
+  catalogStale = false
+
+  async refreshCatalog(): Promise<void> {
     this.ctx.catalogs.invalidate(this.database)
-    this.ctx.catalogs.load(this.database).then(
-      (catalog) => (this.catalog = catalog),
-      (error: unknown) => this.ctx.logger.warn('catalog refresh failed', { database: this.database, error: (error as Error).message }),
-    )
+    this.catalog = await this.ctx.catalogs.load(this.database)
+    this.catalogStale = false
   }
 
   // --- client → PostgreSQL ----------------------------------------------------

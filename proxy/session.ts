@@ -427,7 +427,7 @@ export class ClientSession implements CancelTarget {
       case BackendCode.ReadyForQuery:
         if (this.crypto !== null && this.crypto.catalog === null) {
           // Protected columns are recognised through the catalog: have it before the first statement.
-          void this.loadCatalogThenReady(this.crypto, frame)
+          this.loadCatalogThenReady(this.crypto, frame)
           return false
         }
         this.phase = Phase.Ready
@@ -484,27 +484,50 @@ export class ClientSession implements CancelTarget {
 
   // --- column encryption -------------------------------------------------------
 
-  private async loadCatalogThenReady(crypto: SessionCrypto, readyForQuery: Buffer): Promise<void> {
+  /**
+   * Stops reading PostgreSQL's replies until `task` is done, then handles `frame` (the
+   * reply that waited) and carries on. A failed task closes the session with `failure`.
+   */
+  private async holdUpstreamFor(task: () => Promise<void>, failure: (error: Error) => WireError, frame: Buffer, handle: (frame: Buffer) => void): Promise<void> {
     try {
-      await crypto.loadCatalog()
+      await task()
     } catch (error) {
-      this.ctx.logger.error('could not read the catalog', { session: this.id, database: this.database, error: (error as Error).message })
-      this.fail(new WireError(SqlState.ConnectionFailure, `pgveil could not read the catalog of database "${this.database}" with its own credentials, so it cannot recognise protected columns`, {
-        severity: 'FATAL',
-        hint: 'check that the user of upstream.url may connect to this database (see the pgveil log)',
-      }))
+      this.ctx.logger.error('catalog read failed', { session: this.id, database: this.database, error: (error as Error).message })
+      this.fail(failure(error as Error))
       return
     }
     if (this.phase === Phase.Closed) return
-    this.onAuthUpstreamFrame(readyForQuery)
-    this.flushToClient()
     try {
+      handle(frame)
+      this.flushToClient()
       this.upstreamFramer.resumeRanges(this.onUpstreamFrame)
     } catch (error) {
       this.fail(error)
       return
     }
     this.flushToClient()
+  }
+
+  private loadCatalogThenReady(crypto: SessionCrypto, readyForQuery: Buffer): void {
+    void this.holdUpstreamFor(
+      () => crypto.loadCatalog(),
+      () =>
+        new WireError(SqlState.ConnectionFailure, `pgveil could not read the catalog of database "${this.database}" with its own credentials, so it cannot recognise protected columns`, {
+          severity: 'FATAL',
+          hint: 'check that the user of upstream.url may connect to this database (see the pgveil log)',
+        }),
+      readyForQuery,
+      (frame) => this.onAuthUpstreamFrame(frame),
+    )
+  }
+
+  private refreshCatalogThenResume(crypto: SessionCrypto, readyForQuery: Buffer): void {
+    void this.holdUpstreamFor(
+      () => crypto.refreshCatalog(),
+      () => new WireError(SqlState.ConnectionFailure, `pgveil could not re-read the catalog of database "${this.database}" after DDL`, { severity: 'FATAL' }),
+      readyForQuery,
+      (frame) => this.onCryptoUpstreamFrame(crypto, frame),
+    )
   }
 
   private noteParameterStatus(crypto: SessionCrypto, frame: Buffer): void {
@@ -654,7 +677,7 @@ export class ClientSession implements CancelTarget {
       case BackendCode.EmptyQueryResponse:
         if (head === Pending.Execute) pending.shift()
         else if (head === Pending.Query) crypto.queryRowPlan = null
-        if (frame[0] === BackendCode.CommandComplete && DDL_TAG.test(decodeCommandComplete(frame).tag)) crypto.refreshCatalog()
+        if (frame[0] === BackendCode.CommandComplete && DDL_TAG.test(decodeCommandComplete(frame).tag)) crypto.catalogStale = true
         break
       case BackendCode.ErrorResponse: {
         const fields = decodeNoticeFields(frame)
@@ -666,6 +689,11 @@ export class ClientSession implements CancelTarget {
         break
       }
       case BackendCode.ReadyForQuery:
+        if (crypto.catalogStale) {
+          // The DDL may have created or changed a protected table: refresh before the next statement.
+          this.refreshCatalogThenResume(crypto, frame)
+          return false
+        }
         pending.shift()
         crypto.queryRowPlan = null
         this.transactionStatus = frame[5]!

@@ -42,8 +42,14 @@ beforeAll(async () => {
     CREATE TABLE users (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), username text NOT NULL, password text NOT NULL,
                         user_type text NOT NULL, email bytea NOT NULL, created_at timestamptz DEFAULT now());
     CREATE TABLE typed (id int PRIMARY KEY, ${Object.keys(TYPED).map((c) => `${c} bytea`).join(', ')});
+    CREATE TABLE notes (id serial PRIMARY KEY, body bytea);
   `)
-  const policy = new Policy([column('users', 'email', 'text'), ...Object.entries(TYPED).map(([name, type]) => column('typed', name, type))])
+  const policy = new Policy([
+    column('users', 'email', 'text'),
+    ...Object.entries(TYPED).map(([name, type]) => column('typed', name, type)),
+    column('notes', 'body', 'text'),
+    column('late', 'secret', 'text'),
+  ])
   const keyring = new Keyring(new Map([[1, randomBytes(32)]]), 1)
   proxy = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, policy, keyring })
   proxyUrl = proxy.url(database, server.superuser, server.superuserPassword ?? undefined)
@@ -174,6 +180,71 @@ describe('typed columns', () => {
     })
     expect((await direct.query('SELECT count(*)::int AS n FROM typed WHERE id = 10')).rows[0].n).toBe(0)
     expect(server.readLog()).not.toContain('not a number')
+  })
+})
+
+describe('volume, pipelines, ORMs and DDL', () => {
+  it('stores and returns 1 MB values and NULLs', async () => {
+    const big = 'ü'.repeat(512 * 1024) // 1 MiB of UTF-8
+    const inserted = await through<{ id: number }>('INSERT INTO notes (body) VALUES ($1), (NULL) RETURNING id', [big])
+    const rows = await through<{ body: string | null }>('SELECT body FROM notes WHERE id = ANY($1::int[]) ORDER BY id', [inserted.rows.map((r) => r.id)])
+    expect(rows.rows[0]!.body).toBe(big)
+    expect(rows.rows[1]!.body).toBeNull()
+  })
+
+  it('takes a pipeline of 1,000 inserts (postgres.js) and reads them all back', async () => {
+    const sql = postgres(proxyUrl, { max: 1 })
+    try {
+      await Promise.all(Array.from({ length: 1000 }, (_, i) => sql`INSERT INTO notes (body) VALUES (${`pipelined note ${i} ✓`})`))
+      const rows = await sql`SELECT body FROM notes WHERE id > 0`
+      const bodies = new Set(rows.map((r) => r.body as string))
+      for (let i = 0; i < 1000; i++) expect(bodies.has(`pipelined note ${i} ✓`)).toBe(true)
+    } finally {
+      await sql.end()
+    }
+    const stored = await direct.query<{ n: number }>('SELECT count(*)::int AS n FROM notes WHERE substring(body from 1 for 3) = $1', [Buffer.from([0x70, 0x76, 0x01])])
+    expect(stored.rows[0]!.n).toBeGreaterThanOrEqual(1000)
+  })
+
+  it('works with an ORM that builds its own SQL (Knex on pg)', async () => {
+    const { default: knex } = await import('knex')
+    const db = knex({ client: 'pg', connection: proxyUrl, pool: { min: 0, max: 2 } })
+    try {
+      const [row] = await db('users').insert({ username: 'knex', password: 'h', user_type: 'user', email: 'knex@example.com' }).returning(['id', 'email'])
+      expect(row.email).toBe('knex@example.com')
+      await db('users').where({ id: row.id }).update({ email: 'knex2@example.com' })
+      const found = await db('users').select('username', 'email').where({ username: 'knex' })
+      expect(found).toEqual([{ username: 'knex', email: 'knex2@example.com' }])
+      await expect(db('users').where({ email: 'knex2@example.com' })).rejects.toMatchObject({ code: 'PV001' })
+    } finally {
+      await db.destroy()
+    }
+  })
+
+  it('recognises a protected table created through pgveil in the same session', async () => {
+    const client = new pg.Client({ connectionString: proxyUrl })
+    await client.connect()
+    try {
+      await client.query('CREATE TABLE late (id int PRIMARY KEY, secret bytea)')
+      await client.query("INSERT INTO late (id, secret) VALUES (1, 'late secret')")
+      expect((await client.query('SELECT secret FROM late')).rows).toEqual([{ secret: 'late secret' }])
+    } finally {
+      await client.end()
+    }
+    const stored = await direct.query<{ secret: Buffer }>('SELECT secret FROM late')
+    expect(stored.rows[0]!.secret.includes('late secret')).toBe(false)
+  })
+
+  it('answers a value that does not decrypt with one fixed error, never the stored bytes', async () => {
+    await direct.query("INSERT INTO users (username, password, user_type, email) VALUES ('tampered', 'h', 'user', 'not an envelope'::bytea)")
+    await expect(through("SELECT email FROM users WHERE username = 'tampered'")).rejects.toMatchObject({ code: 'XX001', message: 'pgveil could not decrypt a protected value' })
+    const good = await through<{ email: string }>("SELECT email FROM users WHERE username = 'admin'")
+    const envelope = (await direct.query<{ email: Buffer }>("SELECT email FROM users WHERE username = 'admin'")).rows[0]!.email
+    envelope[envelope.length - 1] ^= 1
+    await direct.query("UPDATE users SET email = $1 WHERE username = 'tampered'", [envelope])
+    await expect(through("SELECT email FROM users WHERE username = 'tampered'")).rejects.toMatchObject({ code: 'XX001', message: 'pgveil could not decrypt a protected value' })
+    expect(good.rows).toEqual([{ email: 'admin@example.com' }])
+    await direct.query("DELETE FROM users WHERE username = 'tampered'")
   })
 })
 
