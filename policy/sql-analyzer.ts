@@ -35,6 +35,7 @@
  * policy version (its cache is only valid for that policy).
  */
 import { loadModule, parseSync, type Node } from 'libpg-query'
+import { policyTypeFromName } from '../protocol/types.js'
 import type { AnalyzedStatement, ByteRange, QualifiedColumn, RefusePlan, SqlAnalysis, StatementPlan } from './sql-plan.js'
 import { PGVEIL_REFUSED } from './sql-plan.js'
 import { SqlLruCache } from './sql-lru-cache.js'
@@ -158,7 +159,8 @@ class PolicyAdapter implements PolicyView {
       if (raw === undefined || raw.size === 0) return undefined
       const built = new Map<string, QualifiedColumn>()
       for (const [column, policy] of raw) {
-        built.set(column, Object.freeze({ schema, table, column, type: policy.type, name: `${schema}.${table}.${column}` }))
+        const type = policyTypeFromName(policy.type) ?? policy.type
+        built.set(column, Object.freeze({ schema, table, column, type, name: `${schema}.${table}.${column}` }))
       }
       columns = built
       this.#qualified.set(key, columns)

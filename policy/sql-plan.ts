@@ -18,7 +18,7 @@ export interface QualifiedColumn {
   readonly schema: string
   readonly table: string
   readonly column: string
-  /** The plaintext type declared in the policy (`text`, `integer`, …). */
+  /** The plaintext type declared in the policy, spelled canonically (`integer` for `int4`, `timestamptz`, …). */
   readonly type: string
   /** `schema.table.column`: the envelope's associated data and the name in messages. */
   readonly name: string

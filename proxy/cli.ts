@@ -15,6 +15,7 @@ import { ConfigError, findPackageRoot, loadConfig, withUpstreamUrl, type PgveilC
 import type { EmbeddedPostgres } from './embedded.js'
 import { createLogger, type Logger } from './log.js'
 import { loadDatabaseCatalog } from './catalog.js'
+import { watchPolicy } from './policy-reload.js'
 import { connectAsPgveil, OwnConnectionError } from './own-connection.js'
 import type { ProxyServer } from './server.js'
 import { describeUpstream, type UpstreamTarget } from './upstream-url.js'
@@ -364,8 +365,8 @@ function handleSignals(server: ProxyServer, config: PgveilConfig, embedded: Embe
     if (phase === 'running') drain('SIGINT', Math.min(config.listen.drainTimeoutMs, INTERRUPT_DRAIN_MS))
     else if (phase === 'draining') closeNow('SIGINT', 130)
   })
-  // Reloading comes with the policy file; until then SIGHUP must not kill the proxy.
-  process.on('SIGHUP', () => logger.warn('SIGHUP: configuration reload is not available in this version; restart pgveil to apply changes'))
+  const reloader = watchPolicy(server, config, logger)
+  process.on('SIGHUP', () => void reloader.reload('SIGHUP'))
 }
 
 // ---------------------------------------------------------------------------

@@ -25,6 +25,12 @@ export interface ProxyServer {
   shutdown(drainTimeoutMs: number): Promise<void>
   /** Close every session now. */
   close(): Promise<void>
+  /**
+   * Apply the tables/keys of a newly loaded configuration: new sessions use them at
+   * once, open sessions end at their next idle point (57P01) so clients reconnect
+   * under the new policy. Returns false when nothing changed.
+   */
+  applyPolicy(next: PgveilConfig): Promise<boolean>
 }
 
 export interface StartProxyOptions {
@@ -35,30 +41,31 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
   const logger = options.logger ?? createLogger()
   const target = config.upstream.target
   if (target === null) throw new TypeError('startProxy needs an upstream (upstream.url)')
-  let crypto: CryptoContext | null = null
-  if (!config.policy.isEmpty) {
-    if (config.keyring === null) throw new TypeError('protected columns need keys')
-    crypto = {
-      policy: config.policy,
-      keyring: config.keyring,
-      analyzer: await SqlAnalyzer.create(config.policy),
-      catalogs: new CatalogMap({ target, connectTimeoutMs: config.upstream.connectTimeoutMs, policy: config.policy, logger }),
+  const buildCrypto = async (from: PgveilConfig): Promise<CryptoContext | null> => {
+    if (from.policy.isEmpty) return null
+    if (from.keyring === null) throw new TypeError('protected columns need keys')
+    return {
+      policy: from.policy,
+      keyring: from.keyring,
+      analyzer: await SqlAnalyzer.create(from.policy),
+      catalogs: new CatalogMap({ target, connectTimeoutMs: from.upstream.connectTimeoutMs, policy: from.policy, logger }),
       logger,
     }
   }
+  let policyFingerprint = fingerprintPolicy(config)
   const listenTls = config.listen.tls
   const secureContext = listenTls === null ? null : tls.createSecureContext({ cert: readFileSync(listenTls.cert), key: readFileSync(listenTls.key) })
   const sessions = new Set<ClientSession>()
   let closing = false
   const whenAllClosed: (() => void)[] = []
 
-  const context: SessionContext = {
+  const context: { -readonly [K in keyof SessionContext]: SessionContext[K] } = {
     config,
     target,
     secureContext,
     cancelRegistry: new CancelRegistry(),
     logger,
-    crypto,
+    crypto: await buildCrypto(config),
     onClose(session) {
       sessions.delete(session)
       if (sessions.size === 0) for (const resolve of whenAllClosed.splice(0)) resolve()
@@ -121,6 +128,15 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       await listenerClosed
       logger.info('shutdown complete')
     },
+    async applyPolicy(next: PgveilConfig) {
+      const fingerprint = fingerprintPolicy(next)
+      if (fingerprint === policyFingerprint) return false
+      context.crypto = await buildCrypto(next)
+      policyFingerprint = fingerprint
+      logger.info('policy applied: open sessions end at their next idle point', { protectedColumns: next.policy.columns.length, sessions: sessions.size })
+      for (const session of sessions) session.retire("terminating connection because pgveil's column policy changed; reconnect to use the new policy")
+      return true
+    },
     async close() {
       closing = true
       const listenerClosed = stopListening()
@@ -129,4 +145,9 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       await listenerClosed
     },
   }
+}
+
+/** What identifies a policy: its columns and its key versions (never key material). */
+function fingerprintPolicy(config: PgveilConfig): string {
+  return JSON.stringify({ columns: config.policy.columns, keys: config.keyring?.describe() ?? null })
 }

@@ -47,7 +47,7 @@ export interface SessionContext {
   readonly secureContext: tls.SecureContext | null
   readonly cancelRegistry: CancelRegistry
   readonly logger: Logger
-  /** Column encryption, when the policy protects something. */
+  /** Column encryption, when the policy protects something (replaced when the policy is reloaded). */
   readonly crypto: CryptoContext | null
   onClose(session: ClientSession): void
 }
@@ -78,6 +78,7 @@ export class ClientSession implements CancelTarget {
   private expectSaslInitialResponse = false
   private upstreamSentFatal = false
   private draining = false
+  private drainReason = 'terminating connection because pgveil is shutting down'
   private waitingForClientDrain = false
   private waitingForUpstreamDrain = false
   private startupTimer: NodeJS.Timeout | null
@@ -110,8 +111,18 @@ export class ClientSession implements CancelTarget {
   drain(): void {
     this.draining = true
     // Nothing started yet: no work to let finish.
-    if (this.phase === Phase.Startup) this.terminate('pgveil is shutting down')
+    if (this.phase === Phase.Startup) this.terminate(this.drainReason)
     else this.closeIfDrainedAndIdle()
+  }
+
+  /**
+   * The column policy changed: statements this session prepared were planned under
+   * the old one, so the session ends (57P01) at its next idle point outside a
+   * transaction, and the client reconnects under the new policy.
+   */
+  retire(reason: string): void {
+    this.drainReason = reason
+    this.drain()
   }
 
   /** Close now with a FATAL 57P01 (drain timeout reached, or immediate shutdown). */
@@ -713,7 +724,7 @@ export class ClientSession implements CancelTarget {
 
   private closeIfDrainedAndIdle(): void {
     if (this.phase === Phase.Ready && this.atReadyForQuery && this.pending.isEmpty && this.transactionStatus === TransactionStatus.Idle) {
-      this.terminate('terminating connection because pgveil is shutting down')
+      this.terminate(this.drainReason)
     }
   }
 

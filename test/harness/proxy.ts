@@ -52,6 +52,7 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     },
     shutdown: (drainTimeoutMs: number) => server.shutdown(drainTimeoutMs),
     close: () => server.close(),
+    applyPolicy: (next: PgveilConfig) => server.applyPolicy(next),
     url(database: string, user = 'postgres', password?: string, query = 'sslmode=disable') {
       const auth = password === undefined ? encodeURIComponent(user) : `${encodeURIComponent(user)}:${encodeURIComponent(password)}`
       return `postgres://${auth}@127.0.0.1:${server.port}/${database}${query === '' ? '' : `?${query}`}`

@@ -240,7 +240,7 @@ describe('volume, pipelines, ORMs and DDL', () => {
     await expect(through("SELECT email FROM users WHERE username = 'tampered'")).rejects.toMatchObject({ code: 'XX001', message: 'pgveil could not decrypt a protected value' })
     const good = await through<{ email: string }>("SELECT email FROM users WHERE username = 'admin'")
     const envelope = (await direct.query<{ email: Buffer }>("SELECT email FROM users WHERE username = 'admin'")).rows[0]!.email
-    envelope[envelope.length - 1] ^= 1
+    envelope.writeUInt8(envelope[envelope.length - 1]! ^ 1, envelope.length - 1)
     await direct.query("UPDATE users SET email = $1 WHERE username = 'tampered'", [envelope])
     await expect(through("SELECT email FROM users WHERE username = 'tampered'")).rejects.toMatchObject({ code: 'XX001', message: 'pgveil could not decrypt a protected value' })
     expect(good.rows).toEqual([{ email: 'admin@example.com' }])

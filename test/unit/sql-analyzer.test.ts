@@ -16,7 +16,7 @@ const POLICY = protectedColumns([
       email: { type: 'text', search: 'equality' },
       ssn: { type: 'text' },
       salary: { type: 'numeric' },
-      age: { type: 'integer' },
+      age: { type: 'int4' }, // reported as its canonical spelling, integer
       vip: { type: 'boolean' },
       Nick: { type: 'text' },
     },
@@ -59,6 +59,8 @@ interface Row {
   readonly rewrite?: RewriteExpectation
   /** The refused column (`schema.table.column`, named in the message) or undefined for table-level refusals; `says` must match the message. */
   readonly refuse?: { readonly column?: string; readonly says: RegExp }
+  /** A further assertion on the plan. */
+  readonly also?: (plan: StatementPlan) => void
 }
 
 function only(analysis: SqlAnalysis): StatementPlan {
@@ -94,6 +96,7 @@ function check(row: Row): void {
   expect(plan.castRemovals.map((c) => bytesOf(row.sql, c.start, c.end))).toEqual(want.casts ?? [])
   expect(plan.resultColumnsMayBeProtected).toBe(want.result ?? false)
   if (want.spliced !== undefined) expect(spliced(row.sql, analysis)).toBe(want.spliced)
+  row.also?.(plan)
 }
 
 const E = 'public.users.email'
@@ -150,6 +153,12 @@ const REWRITES: readonly Row[] = [
     },
   },
   { sql: 'INSERT INTO users (email, ssn) VALUES ($1, $2)', rewrite: { params: { 1: E, 2: SSN } } },
+  {
+    sql: 'UPDATE users SET age = $1 WHERE id = $2',
+    rewrite: { params: { 1: AGE } },
+    // The column's type is reported canonically whatever the policy's spelling.
+    also: (plan) => expect(plan.action === 'rewrite' && plan.params.get(1)?.type).toBe('integer'),
+  },
   {
     sql: 'INSERT INTO users (username, email, ssn, age) VALUES ($1, $2, $3, $4), ($5, $6, $7, $8), ($9, $10, $11, $12)',
     rewrite: { params: { 2: E, 3: SSN, 4: AGE, 6: E, 7: SSN, 8: AGE, 10: E, 11: SSN, 12: AGE } },
