@@ -1,0 +1,93 @@
+/**
+ * Hot reload of the column policy through the real `pgveil start`: an invalid edit
+ * is refused and the running policy stays; a valid one protects new columns at once
+ * for new sessions, and open sessions are asked to reconnect.
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { getTestPostgres } from '../harness/pg.js'
+import { freePort } from '../harness/ports.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+const server = getTestPostgres()
+const dir = mkdtempSync(path.join(tmpdir(), 'pgveil-reload-'))
+const configFile = path.join(dir, 'pgveil.yaml')
+let database: string
+let direct: pg.Client
+
+beforeAll(async () => {
+  database = await server.createDatabase('reload')
+  direct = new pg.Client({ connectionString: server.url(database) })
+  await direct.connect()
+  await direct.query('CREATE TABLE people (id int PRIMARY KEY, email bytea, phone bytea)')
+})
+afterAll(async () => {
+  await direct?.end()
+})
+
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+describe('policy reload', () => {
+  it('refuses an invalid edit, applies a valid one, and asks open sessions to reconnect', async () => {
+    const port = await freePort()
+    const head = `listen: { host: 127.0.0.1, port: ${port} }\nupstream: { url: "${server.url(database)}?sslmode=disable" }\nkeys:\n  current: 1\n  versions: { 1: "env:PGVEIL_KEY_1" }\ntables:\n  people:\n    email: { type: text }\n`
+    writeFileSync(configFile, head)
+    const env: NodeJS.ProcessEnv = { PGVEIL_KEY_1: Buffer.alloc(32, 3).toString('base64') }
+    for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('PGVEIL_')) env[name] = value
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist/proxy/cli.js'), 'start', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const url = `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable`
+    const connect = async () => {
+      const client = new pg.Client({ connectionString: url })
+      const errors: (Error & { code?: string })[] = []
+      client.on('error', (error) => errors.push(error))
+      await client.connect()
+      return { client, errors }
+    }
+    try {
+      await eventually(() => stdout.includes('pgveil listening on'))
+      const open = await connect()
+      await open.client.query("INSERT INTO people (id, email, phone) VALUES (1, 'one@example.com', NULL)")
+
+      // An invalid edit: refused, logged with its line, the running policy stays.
+      writeFileSync(configFile, `${head}    phone: { type: varchar }\n`)
+      await eventually(() => stderr.includes('policy reload refused'))
+      expect(stderr).toMatch(/tables\.people\.phone\.type: the string \\"varchar\\" is not a supported type/)
+      expect((await open.client.query('SELECT email FROM people WHERE id = 1')).rows).toEqual([{ email: 'one@example.com' }])
+
+      // A valid edit protects phone for new sessions; the open one is asked to reconnect.
+      writeFileSync(configFile, `${head}    phone: { type: text }\n`)
+      await eventually(() => stderr.includes('"msg":"policy reloaded"'))
+      await eventually(() => open.errors.length > 0)
+      expect(open.errors[0]).toMatchObject({ code: '57P01', message: expect.stringContaining("column policy changed") })
+
+      const fresh = await connect()
+      await fresh.client.query("INSERT INTO people (id, email, phone) VALUES (2, 'two@example.com', '+33 1 23 45 67 89')")
+      expect((await fresh.client.query('SELECT email, phone FROM people WHERE id = 2')).rows).toEqual([{ email: 'two@example.com', phone: '+33 1 23 45 67 89' }])
+      const stored = await direct.query<{ phone: Buffer }>('SELECT phone FROM people WHERE id = 2')
+      expect(stored.rows[0]!.phone.includes('+33 1 23 45 67 89')).toBe(false)
+
+      // SIGHUP reads the file again; nothing changed, nothing happens to sessions.
+      child.kill('SIGHUP')
+      await eventually(() => stderr.includes('"msg":"policy unchanged"'))
+      expect(fresh.errors).toEqual([])
+      await fresh.client.end()
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+})
