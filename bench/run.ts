@@ -17,6 +17,7 @@ import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
+import { bulkReadReport, measureBulkRead, type BulkReadResult } from './bulk-read.js'
 import { freePort, startPostgresServer, type PostgresServer } from './postgres-server.js'
 
 const MODES = ['simple', 'extended', 'prepared'] as const
@@ -52,6 +53,8 @@ interface BenchOptions {
   latency: boolean
   latencyRate: number
   latencyMode: Mode
+  bulk: boolean
+  bulkRows: number
   json: string | null
 }
 
@@ -69,6 +72,8 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --latency-rate N     -R for the latency runs (default 500)
   --latency-mode MODE  -M for the latency runs (default simple)
   --no-throughput      skip the throughput runs (with --latency)
+  --no-bulk            skip the encrypted bulk-read measurement
+  --bulk-rows N        rows of the bulk read (default 100000)
   --json FILE          also write every figure as JSON
 `
 
@@ -86,6 +91,8 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     haproxyThreads: 1,
     throughput: true,
     latency: false,
+    bulk: true,
+    bulkRows: 100_000,
     latencyRate: 500,
     latencyMode: 'simple',
     json: null,
@@ -116,6 +123,8 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       case '--latency-rate': options.latencyRate = positiveInt(value(), flag); break
       case '--latency-mode': options.latencyMode = list(value(), MODES, flag)[0] ?? 'simple'; break
       case '--no-throughput': options.throughput = false; break
+      case '--no-bulk': options.bulk = false; break
+      case '--bulk-rows': options.bulkRows = positiveInt(value(), flag); break
       case '--json': options.json = value(); break
       default:
         throw new RangeError(`unknown option ${String(flag)}\n${USAGE}`)
@@ -704,6 +713,13 @@ async function main(): Promise<number> {
       }
     }
 
+    let bulk: BulkReadResult | null = null
+    if (options.bulk && !interrupted) {
+      const psql = findProgram('psql', [server.binDir ?? ''])
+      if (psql === null) log('bulk read: skipped — psql is not installed')
+      else bulk = await measureBulkRead({ server, workDir, psql, rows: options.bulkRows, rounds: Math.max(3, options.rounds), log })
+    }
+
     const out: string[] = [
       '',
       `pgveil passthrough benchmark — ${availableParallelism()} CPUs, node ${process.version}, PostgreSQL ${server.version} (${server.kind}),`,
@@ -716,6 +732,7 @@ async function main(): Promise<number> {
     ]
     if (options.throughput) out.push(throughputReport(throughput, targets), '', budgetLine(throughput, options.modes, targets), '')
     if (options.latency) out.push(latencyReport(latency, options.latencyRate, options.latencyMode), '')
+    if (bulk !== null) out.push(bulkReadReport(bulk), '')
     process.stdout.write(out.join('\n'))
 
     if (options.json !== null) {
@@ -728,6 +745,7 @@ async function main(): Promise<number> {
         targets: targets.map(({ name, port, absent: reason, detail }) => ({ name, present: port !== null, absent: reason, detail })),
         throughput,
         latency,
+        bulk,
       }, null, 2)}\n`)
     }
     return 0

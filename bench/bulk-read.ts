@@ -1,0 +1,118 @@
+/**
+ * Encrypted bulk read (DESIGN.md budget): reading N rows with one protected column
+ * through pgveil, against the same read of a plaintext table through the same
+ * pgveil. Budget: encrypted time <= 1.5 x plaintext time. Timed with psql (C, output
+ * to /dev/null) so the client's own cost stays small and equal for both.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import { freePort, type PostgresServer } from './postgres-server.js'
+
+export const BULK_READ_BUDGET = 1.5
+
+export interface BulkReadResult {
+  rows: number
+  plainSeconds: number[]
+  encryptedSeconds: number[]
+  ratio: number
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]!
+}
+
+function timePsql(psql: string, url: string, sql: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint()
+    const child = spawn(psql, [url, '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-o', '/dev/null', '-c', sql], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.once('error', reject)
+    child.once('close', (code) => {
+      if (code !== 0) reject(new Error(`psql failed: ${stderr.trim()}`))
+      else resolve(Number(process.hrtime.bigint() - started) / 1e9)
+    })
+  })
+}
+
+async function waitForPort(port: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`pgveil exited with ${child.exitCode}`)
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
+    try {
+      await client.connect()
+      await client.end()
+      return
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  throw new Error('pgveil did not start')
+}
+
+export async function measureBulkRead(options: { server: PostgresServer; workDir: string; psql: string; rows: number; rounds: number; log: (line: string) => void }): Promise<BulkReadResult> {
+  const { server, workDir, psql, rows, rounds, log } = options
+  const direct = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres' })
+  await direct.connect()
+  await direct.query('DROP TABLE IF EXISTS bulk_plain, bulk_encrypted; CREATE TABLE bulk_plain (id int PRIMARY KEY, v text); CREATE TABLE bulk_encrypted (id int PRIMARY KEY, v bytea)')
+  await direct.query("INSERT INTO bulk_plain SELECT g, 'customer-' || g || '@example.com' FROM generate_series(1, $1) g", [rows])
+  await direct.end()
+
+  const port = await freePort()
+  const config = join(workDir, 'pgveil-bulk.yaml')
+  await writeFile(config, `listen: {host: 127.0.0.1, port: ${port}}
+upstream: {url: "postgres://postgres@127.0.0.1:${server.port}/postgres?sslmode=disable"}
+keys: {current: 1, versions: {1: "env:PGVEIL_BENCH_KEY"}}
+tables: {bulk_encrypted: {v: {type: text}}}
+`)
+  const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
+  const child = spawn(process.execPath, [cli, 'start', '--config', config], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    env: { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64') },
+  })
+  try {
+    await waitForPort(port, child)
+    log(`bulk read: encrypting ${rows} rows through pgveil`)
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
+    await client.connect()
+    const batch = 1000
+    for (let first = 1; first <= rows; first += batch) {
+      const count = Math.min(batch, rows - first + 1)
+      const values = Array.from({ length: count }, (_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(', ')
+      const params = Array.from({ length: count }, (_, i) => [first + i, `customer-${first + i}@example.com`]).flat()
+      await client.query(`INSERT INTO bulk_encrypted (id, v) VALUES ${values}`, params)
+    }
+    await client.end()
+
+    const url = `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable`
+    const plainSeconds: number[] = []
+    const encryptedSeconds: number[] = []
+    await timePsql(psql, url, 'SELECT id, v FROM bulk_plain') // warm-up: caches, catalog
+    await timePsql(psql, url, 'SELECT id, v FROM bulk_encrypted')
+    for (let round = 1; round <= rounds; round++) {
+      plainSeconds.push(await timePsql(psql, url, 'SELECT id, v FROM bulk_plain'))
+      encryptedSeconds.push(await timePsql(psql, url, 'SELECT id, v FROM bulk_encrypted'))
+      log(`bulk read round ${round}: plaintext ${plainSeconds.at(-1)!.toFixed(3)} s, encrypted ${encryptedSeconds.at(-1)!.toFixed(3)} s`)
+    }
+    return { rows, plainSeconds, encryptedSeconds, ratio: median(encryptedSeconds) / median(plainSeconds) }
+  } finally {
+    child.kill('SIGTERM')
+  }
+}
+
+export function bulkReadReport(result: BulkReadResult): string {
+  const plain = median(result.plainSeconds)
+  const encrypted = median(result.encryptedSeconds)
+  return [
+    `encrypted bulk read — SELECT of ${result.rows} rows (id, one protected text column) through pgveil, psql to /dev/null, median of ${result.plainSeconds.length}`,
+    `  plaintext table  ${plain.toFixed(3)} s`,
+    `  encrypted table  ${encrypted.toFixed(3)} s`,
+    `encrypted / plaintext <= ${BULK_READ_BUDGET}: ${result.ratio <= BULK_READ_BUDGET ? 'PASS' : 'FAIL'} (${result.ratio.toFixed(2)})`,
+  ].join('\n')
+}
