@@ -11,7 +11,7 @@ import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { SqlState, WireError, ProtocolError, encodeErrorResponse, decodeNoticeFields } from '../protocol/errors.js'
 import { MessageFramer } from '../protocol/framer.js'
 import { decodeClose, decodeDescribe, decodeExecute, decodeSASLInitialResponse, TERMINATE } from '../protocol/frontend.js'
-import { AuthCode, BackendCode, FrontendCode, TransactionStatus } from '../protocol/message-codes.js'
+import { AuthCode, BackendCode, FrontendCode, TransactionStatus, isFrontendCode } from '../protocol/message-codes.js'
 import { decodeStartupPacket } from '../protocol/startup.js'
 import type { CancelRegistry, CancelTarget } from './cancel-registry.js'
 import type { PgveilConfig } from './config.js'
@@ -252,45 +252,21 @@ export class ClientSession implements CancelTarget {
   private onReadyClientFrame(buffer: Buffer, start: number, end: number): boolean {
     this.atReadyForQuery = false
     if (this.crypto !== null) return this.onCryptoClientFrame(this.crypto, buffer.subarray(start, end))
-    switch (buffer[start]) {
-      case FrontendCode.Query:
-        this.pending.push(Pending.Query)
-        break
-      case FrontendCode.Parse:
-        this.pending.push(Pending.Parse)
-        break
-      case FrontendCode.Bind:
-        this.pending.push(Pending.Bind)
-        break
-      case FrontendCode.Execute:
-        this.pending.push(Pending.Execute)
-        break
-      case FrontendCode.Sync:
-        this.pending.push(Pending.Sync)
-        break
-      case FrontendCode.Describe:
-        this.pending.push(buffer[start + 5] === 0x53 ? Pending.DescribeStatement : Pending.DescribePortal)
-        break
-      case FrontendCode.Close:
-        this.pending.push(Pending.Close)
-        break
-      case FrontendCode.FunctionCall:
-        this.pending.push(Pending.FunctionCall)
-        break
-      case FrontendCode.Flush:
-      case FrontendCode.CopyData:
-      case FrontendCode.CopyDone:
-      case FrontendCode.CopyFail:
-      case FrontendCode.Password:
-        break
-      case FrontendCode.Terminate:
-        // close() sends the upstream its own Terminate after what is queued.
-        this.flushToUpstream()
-        this.close()
-        return false
-      default:
-        throw new ProtocolError(`invalid frontend message type ${buffer[start]}`)
+    return this.forwardClientFrame(buffer, start, end)
+  }
+
+  /** Queue the reply a client message waits for and forward it unchanged. */
+  private forwardClientFrame(buffer: Buffer, start: number, end: number): boolean {
+    const code = buffer[start]!
+    if (code === FrontendCode.Terminate) {
+      // close() sends the upstream its own Terminate after what is queued.
+      this.flushToUpstream()
+      this.close()
+      return false
     }
+    if (!isFrontendCode(code)) throw new ProtocolError(`invalid frontend message type ${code}`)
+    const kind = code === FrontendCode.Describe ? (buffer[start + 5] === 0x53 ? Pending.DescribeStatement : Pending.DescribePortal) : PENDING_BY_CODE[code]!
+    if (kind !== 0) this.pending.push(kind as Pending)
     this.toUpstream!.pushRange(buffer, start, end)
     return true
   }
@@ -601,27 +577,10 @@ export class ClientSession implements CancelTarget {
         this.forward([frame], [[Pending.Close, undefined]])
         return true
       }
-      case FrontendCode.CopyData:
-        // COPY into a protected table is refused by the analyzer before any data flows.
-        break
-      case FrontendCode.Sync:
-      case FrontendCode.FunctionCall:
-      case FrontendCode.Flush:
-      case FrontendCode.CopyDone:
-      case FrontendCode.CopyFail:
-      case FrontendCode.Password:
-        if (code === FrontendCode.Sync) this.pending.push(Pending.Sync)
-        else if (code === FrontendCode.FunctionCall) this.pending.push(Pending.FunctionCall)
-        break
-      case FrontendCode.Terminate:
-        this.flushToUpstream()
-        this.close()
-        return false
       default:
-        throw new ProtocolError(`invalid frontend message type ${code}`)
+        // COPY into a protected table is refused by the analyzer before any data flows.
+        return this.forwardClientFrame(frame, 0, frame.length)
     }
-    this.toUpstream!.push(frame)
-    return true
   }
 
   private onCryptoUpstreamFrame(crypto: SessionCrypto, frame: Buffer): boolean {
@@ -766,6 +725,16 @@ export class ClientSession implements CancelTarget {
     this.ctx.onClose(this)
   }
 }
+
+/** The reply each frontend message type waits for (0: none); Describe depends on its target. */
+const PENDING_BY_CODE = new Uint8Array(256)
+PENDING_BY_CODE[FrontendCode.Query] = Pending.Query
+PENDING_BY_CODE[FrontendCode.Parse] = Pending.Parse
+PENDING_BY_CODE[FrontendCode.Bind] = Pending.Bind
+PENDING_BY_CODE[FrontendCode.Execute] = Pending.Execute
+PENDING_BY_CODE[FrontendCode.Close] = Pending.Close
+PENDING_BY_CODE[FrontendCode.Sync] = Pending.Sync
+PENDING_BY_CODE[FrontendCode.FunctionCall] = Pending.FunctionCall
 
 /** Command tags after which the catalog may have changed. */
 const DDL_TAG = /^(CREATE|ALTER|DROP) (TABLE|SCHEMA|VIEW|MATERIALIZED VIEW|FOREIGN TABLE)|^(CREATE TABLE AS|SELECT INTO)|^IMPORT FOREIGN SCHEMA/

@@ -10,6 +10,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { eventually } from '../harness/eventually.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { freePort } from '../harness/ports.js'
 
@@ -29,14 +30,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await direct?.end()
 })
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
 
 describe('policy reload', () => {
   it('refuses an invalid edit, applies a valid one, and asks open sessions to reconnect', async () => {

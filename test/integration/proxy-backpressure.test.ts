@@ -6,6 +6,7 @@ import net from 'node:net'
 import pg from 'pg'
 import { serialize } from 'pg-protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { eventually } from '../harness/eventually.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
 import { RawClient } from '../harness/raw-client.js'
@@ -29,14 +30,6 @@ async function waitEvent(applicationName: string): Promise<string | null> {
     return rows[0]?.wait_event ?? null
   } finally {
     await direct.end()
-  }
-}
-
-async function eventually(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { serialize } from 'pg-protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { eventually } from '../harness/eventually.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { freePort } from '../harness/ports.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
@@ -54,14 +55,6 @@ async function connectedClient(proxy: TestProxy, applicationName = 'pgveil-test'
   client.on('error', (error) => errors.push(error))
   await client.connect()
   return { client, errors }
-}
-
-async function eventually(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }
 
 async function backendsNamed(applicationName: string): Promise<number> {

@@ -5,6 +5,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { xchachaOpen, xchachaSeal, xchachaSealPrefixed } from '../../policy/cipher.js'
 import { DecryptionError } from '../../policy/errors.js'
+import { thrown } from './thrown.js'
 
 interface AeadVector {
   name: string
@@ -27,15 +28,7 @@ function plaintextOf(v: AeadVector): Buffer {
   return Buffer.from(Uint8Array.from({ length: p.length }, (_, i) => (i * p.multiplier + p.offset) & 0xff))
 }
 
-function expectDecryptionError(fn: () => unknown): DecryptionError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(DecryptionError)
-    return error as DecryptionError
-  }
-  throw new Error('expected a DecryptionError, nothing was thrown')
-}
+const expectDecryptionError = (fn: () => unknown): DecryptionError => thrown(fn, DecryptionError)
 
 describe('XChaCha20-Poly1305 vectors', () => {
   it('has the published draft vector and the generated ones', () => {

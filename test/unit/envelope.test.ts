@@ -17,6 +17,7 @@ import {
 } from '../../policy/envelope.js'
 import { DecryptionError } from '../../policy/errors.js'
 import { Keyring } from '../../policy/keyring.js'
+import { thrown } from './thrown.js'
 
 const ROOT_1 = randomBytes(32)
 const ROOT_2 = randomBytes(32)
@@ -32,15 +33,7 @@ const keyring12 = new Keyring(
 )
 const INDEX = { version: 3, mac: Buffer.alloc(32, 0xab) }
 
-function decryptionError(fn: () => unknown): DecryptionError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(DecryptionError)
-    return error as DecryptionError
-  }
-  throw new Error('expected a DecryptionError, nothing was thrown')
-}
+const decryptionError = (fn: () => unknown): DecryptionError => thrown(fn, DecryptionError)
 
 describe('layout', () => {
   it('writes the documented header, nonce, ciphertext and tag', () => {

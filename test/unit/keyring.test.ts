@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { KeyringError, PgveilError } from '../../policy/errors.js'
 import { Keyring } from '../../policy/keyring.js'
 import { resolveSecretReference } from '../../proxy/config.js'
+import { thrown } from './thrown.js'
 
 const KEY_1 = randomBytes(32)
 const KEY_2 = randomBytes(32)
@@ -22,15 +23,7 @@ writeFileSync(key2File, `${B64_2}\n`)
 const env: NodeJS.ProcessEnv = { PGVEIL_KEY_1: B64_1, PGVEIL_INDEX_KEY: INDEX_KEY.toString('base64url') }
 const resolve = (reference: string): string => resolveSecretReference(reference, env)
 
-function keyringError(fn: () => unknown): KeyringError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(KeyringError)
-    return error as KeyringError
-  }
-  throw new Error('expected a KeyringError')
-}
+const keyringError = (fn: () => unknown): KeyringError => thrown(fn, KeyringError)
 
 /** HKDF-SHA256 as the design states it, computed here independently of the keyring. */
 function expectedColumnKey(root: Buffer, column: string): string {

@@ -18,20 +18,13 @@ import {
   type PolicyType,
   type SessionFormat,
 } from '../../protocol/types.js'
+import { thrown } from './thrown.js'
 
 const UTC: SessionFormat = { timeZone: 'UTC', dateStyle: 'ISO, MDY', integerDatetimes: true }
 const inZone = (timeZone: string): SessionFormat => ({ ...UTC, timeZone })
 const bytes = (hex: string): Buffer => Buffer.from(hex.replace(/\s+/g, ''), 'hex')
 
-function caught(fn: () => unknown): WireError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(WireError)
-    return error as WireError
-  }
-  throw new Error('expected a WireError, nothing was thrown')
-}
+const caught = (fn: () => unknown): WireError => thrown(fn, WireError)
 
 /** The error as the client would see it: SQLSTATE, message and (when asked) hint or detail. */
 function expectRefused(fn: () => unknown, sqlState: string, message: string | RegExp, extra: { hint?: RegExp; detail?: string } = {}): void {

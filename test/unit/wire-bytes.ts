@@ -1,6 +1,7 @@
 /** Helpers of the codec tests: hand-written wire bytes and ProtocolError expectations. */
 import { expect } from 'vitest'
 import { ProtocolError } from '../../protocol/errors.js'
+import { thrown } from './thrown.js'
 
 /** Hand-written wire bytes: hex strings (spaces ignored) and raw Buffers, concatenated. */
 export function wire(...parts: (string | Buffer)[]): Buffer {
@@ -13,14 +14,7 @@ export function ascii(text: string): Buffer {
 
 /** `run` must throw a ProtocolError (SQLSTATE 08P01) whose message matches. */
 export function expectProtocolError(run: () => unknown, message: RegExp): void {
-  let caught: unknown
-  try {
-    run()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(ProtocolError)
-  const error = caught as ProtocolError
+  const error = thrown(run, ProtocolError)
   expect(error.message).toMatch(message)
   expect(error.sqlState).toBe('08P01')
 }
