@@ -10,6 +10,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connectCollectingErrors } from '../harness/clients.js'
 import { eventually } from '../harness/eventually.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { freePort } from '../harness/ports.js'
@@ -44,13 +45,7 @@ describe('policy reload', () => {
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
     const url = `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable`
-    const connect = async () => {
-      const client = new pg.Client({ connectionString: url })
-      const errors: (Error & { code?: string })[] = []
-      client.on('error', (error) => errors.push(error))
-      await client.connect()
-      return { client, errors }
-    }
+    const connect = () => connectCollectingErrors({ connectionString: url })
     try {
       await eventually(() => stdout.includes('pgveil listening on'))
       const open = await connect()

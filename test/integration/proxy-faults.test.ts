@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { serialize } from 'pg-protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { connectCollectingErrors } from '../harness/clients.js'
 import { eventually } from '../harness/eventually.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { freePort } from '../harness/ports.js'
@@ -48,13 +49,9 @@ async function selectOne(proxy: TestProxy): Promise<number> {
   }
 }
 
-/** A pg client whose connection errors (e.g. a FATAL after shutdown) are collected instead of thrown. */
-async function connectedClient(proxy: TestProxy, applicationName = 'pgveil-test'): Promise<{ client: pg.Client; errors: (Error & { code?: string })[] }> {
-  const client = new pg.Client({ connectionString: proxy.url(database, server.superuser, server.superuserPassword ?? undefined), application_name: applicationName })
-  const errors: (Error & { code?: string })[] = []
-  client.on('error', (error) => errors.push(error))
-  await client.connect()
-  return { client, errors }
+/** A pg client through `proxy` whose connection errors (e.g. a FATAL after shutdown) are collected instead of thrown. */
+function connectedClient(proxy: TestProxy, applicationName = 'pgveil-test') {
+  return connectCollectingErrors({ connectionString: proxy.url(database, server.superuser, server.superuserPassword ?? undefined), application_name: applicationName })
 }
 
 async function backendsNamed(applicationName: string): Promise<number> {
@@ -218,13 +215,7 @@ describe('SIGTERM', () => {
     try {
       await eventually(async () => stdout.includes('pgveil listening on'), 10_000)
       const url = `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable`
-      const connect = async () => {
-        const client = new pg.Client({ connectionString: url })
-        const errors: (Error & { code?: string })[] = []
-        client.on('error', (error) => errors.push(error))
-        await client.connect()
-        return { client, errors }
-      }
+      const connect = () => connectCollectingErrors({ connectionString: url })
       const idle = await connect()
       const busy = await connect()
       const stuck = await connect()
