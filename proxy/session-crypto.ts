@@ -58,14 +58,37 @@ export interface PortalState {
 }
 
 interface ProtectedField {
+  readonly kind: 'decrypt'
   readonly column: string
   readonly codec: TypeCodec
   readonly binary: boolean
 }
 
+/**
+ * A bytea result column that does not come straight from a protected column (a view,
+ * a function, an expression): it must not carry a pgveil envelope to the client.
+ */
+interface GuardedField {
+  readonly kind: 'guard'
+  readonly name: string
+  readonly binary: boolean
+}
+
 /** Per result column: how to turn its cell into what the client asked for (undefined: unchanged). */
 export interface RowPlan {
-  readonly fields: readonly (ProtectedField | undefined)[]
+  readonly fields: readonly (ProtectedField | GuardedField | undefined)[]
+  /** Some field is decrypted (else the row is only checked, and forwarded as it came). */
+  readonly decrypts: boolean
+}
+
+/** A result column holds an envelope pgveil cannot attribute to a protected column. */
+export class UnattributedCiphertextError extends WireError {
+  constructor(column: string) {
+    super(PGVEIL_REFUSED, `result column "${column}" holds values encrypted by pgveil but does not come straight from a protected column (a view, function or expression), so pgveil cannot decrypt it`, {
+      severity: 'FATAL',
+      hint: 'select the protected column from its table through pgveil',
+    })
+  }
 }
 
 /** Context attached to pending-queue entries when encryption is on. */
@@ -262,22 +285,23 @@ export class SessionCrypto {
    */
   rowDescription(frame: Buffer, formats?: readonly number[]): { frame: Buffer; plan: RowPlan | null; fields: FieldDescription[] | null } {
     const catalog = this.catalog
-    if (catalog === null || !mentionsProtectedTable(frame, catalog)) return { frame, plan: null, fields: null }
+    if (catalog === null || !mayCarryEnvelopes(frame, catalog)) return { frame, plan: null, fields: null }
     const { fields } = decodeRowDescription(frame)
-    const plan: (ProtectedField | undefined)[] = []
+    const plan: (ProtectedField | GuardedField | undefined)[] = []
+    let decrypts = false
     const rewritten = fields.map((field, i) => {
+      const format = formats === undefined ? field.format : formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i] ?? 0
       const column = field.tableOid === 0 ? undefined : catalog.column(field.tableOid, field.columnAttr)
       if (column === undefined) {
-        plan.push(undefined)
+        plan.push(field.typeOid === BYTEA_OID ? { kind: 'guard', name: field.name, binary: format === 1 } : undefined)
         return field
       }
       const codec = TYPE_CODECS[column.type as PolicyType]
-      const format = formats === undefined ? field.format : formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i] ?? 0
-      plan.push({ column: column.qualified, codec, binary: format === 1 })
+      decrypts = true
+      plan.push({ kind: 'decrypt', column: column.qualified, codec, binary: format === 1 })
       return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
     })
-    if (plan.every((p) => p === undefined)) return { frame, plan: null, fields }
-    return { frame: encodeRowDescription(rewritten), plan: { fields: plan }, fields }
+    return { frame: decrypts ? encodeRowDescription(rewritten) : frame, plan: { fields: plan, decrypts }, fields }
   }
 
   /** The plan of a portal whose statement was described before it was bound. */
@@ -288,19 +312,26 @@ export class SessionCrypto {
     return this.rowDescription(frame, portal.resultFormats).plan
   }
 
-  /** Decrypts the protected cells of one DataRow. Throws DecryptionError (fail closed). */
+  /**
+   * Decrypts the protected cells of one DataRow, and checks that no other bytea cell
+   * carries an envelope. Throws DecryptionError or UnattributedCiphertextError (fail closed).
+   */
   decryptRow(frame: Buffer, plan: RowPlan): Buffer {
     const { values } = decodeDataRow(frame)
     for (let i = 0; i < plan.fields.length; i++) {
       const field = plan.fields[i]
       const cell = values[i]
       if (field === undefined || cell === null || cell === undefined) continue
+      if (field.kind === 'guard') {
+        if (looksLikeEnvelope(cell, field.binary)) throw new UnattributedCiphertextError(field.name)
+        continue
+      }
       // The cell comes in the format the client asked for: bytea text output unless binary.
       const envelope = field.binary ? cell : decodeByteaText(cell)
       const canonical = openValue(this.ctx.keyring, field.column, envelope).toString('utf8')
       values[i] = field.binary ? field.codec.toBinary(canonical) : Buffer.from(field.codec.toText(canonical, this.sessionFormat), 'utf8')
     }
-    return encodeDataRow(values)
+    return plan.decrypts ? encodeDataRow(values) : frame
   }
 }
 
@@ -330,15 +361,24 @@ function asWireError(error: unknown): WireError {
   return new WireError(SqlState.InternalError, `pgveil could not encrypt a value: ${(error as Error).message}`)
 }
 
-/** Cheap pre-check on a RowDescription: does any field come from a protected table? */
-function mentionsProtectedTable(frame: Buffer, catalog: DatabaseCatalog): boolean {
+/** Cheap pre-check on a RowDescription: does any field come from a protected table, or is any bytea? */
+function mayCarryEnvelopes(frame: Buffer, catalog: DatabaseCatalog): boolean {
   const count = frame.readUInt16BE(5)
   let offset = 7
   for (let i = 0; i < count; i++) {
     offset = frame.indexOf(0, offset) + 1
     if (offset === 0) return false
-    if (catalog.isProtectedTable(frame.readUInt32BE(offset))) return true
+    if (catalog.isProtectedTable(frame.readUInt32BE(offset)) || frame.readUInt32BE(offset + 6) === BYTEA_OID) return true
     offset += 18
   }
   return false
+}
+
+/** The envelope magic and format version, raw (binary format) or as bytea hex text (`\x707601…`). */
+const ENVELOPE_PREFIX = Buffer.from([0x70, 0x76, 0x01])
+const ENVELOPE_PREFIX_TEXT = Buffer.from('\\x707601')
+
+function looksLikeEnvelope(cell: Buffer, binary: boolean): boolean {
+  const prefix = binary ? ENVELOPE_PREFIX : ENVELOPE_PREFIX_TEXT
+  return cell.length >= prefix.length && cell.compare(prefix, 0, prefix.length, 0, prefix.length) === 0
 }

@@ -18,7 +18,7 @@ import type { PgveilConfig } from './config.js'
 import { FrameWriter } from './frame-writer.js'
 import type { Logger } from './log.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
-import { SessionCrypto, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
+import { SessionCrypto, UnattributedCiphertextError, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
 import { connectUpstream, sendUpstreamCancel } from './upstream.js'
 import type { UpstreamTarget } from './upstream-url.js'
 
@@ -595,6 +595,10 @@ export class ClientSession implements CancelTarget {
           try {
             out = crypto.decryptRow(frame, plan)
           } catch (error) {
+            if (error instanceof UnattributedCiphertextError) {
+              this.fail(error)
+              return false
+            }
             if (!(error instanceof DecryptionError)) throw error
             this.ctx.logger.error('decryption failed', { session: this.id, database: this.database, detail: error.detail })
             this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL' }))
@@ -739,7 +743,7 @@ PENDING_BY_CODE[FrontendCode.FunctionCall] = Pending.FunctionCall
 /** Command tags after which the catalog may have changed. */
 const DDL_TAG = /^(CREATE|ALTER|DROP) (TABLE|SCHEMA|VIEW|MATERIALIZED VIEW|FOREIGN TABLE)|^(CREATE TABLE AS|SELECT INTO)|^IMPORT FOREIGN SCHEMA/
 
-const NO_PROTECTED_COLUMNS: RowPlan = { fields: [] }
+const NO_PROTECTED_COLUMNS: RowPlan = { fields: [], decrypts: false }
 
 function isFatal(frame: Buffer): boolean {
   const severity = decodeNoticeFields(frame).get('V')

@@ -259,6 +259,15 @@ describe('volume, pipelines, ORMs and DDL', () => {
     expect(stored.rows[0]!.secret.includes('late secret')).toBe(false)
   })
 
+  it('never passes an envelope it cannot attribute (a view over a protected table) to the client', async () => {
+    await direct.query('CREATE OR REPLACE VIEW user_emails AS SELECT username, email FROM users')
+    await expect(through('SELECT * FROM user_emails')).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('result column "email" holds values encrypted by pgveil') })
+    await expect(through('SELECT * FROM user_emails', [], { binary: true } as pg.ClientConfig)).rejects.toMatchObject({ code: 'PV001' })
+    // Ordinary bytea values still pass.
+    const plain = await through<{ b: Buffer }>("SELECT '\\x0102ff'::bytea AS b, username FROM user_emails LIMIT 1")
+    expect(plain.rows[0]!.b).toEqual(Buffer.from([1, 2, 255]))
+  })
+
   it('answers a value that does not decrypt with one fixed error, never the stored bytes', async () => {
     await direct.query("INSERT INTO users (username, password, user_type, email) VALUES ('tampered', 'h', 'user', 'not an envelope'::bytea)")
     await expect(through("SELECT email FROM users WHERE username = 'tampered'")).rejects.toMatchObject({ code: 'XX001', message: 'pgveil could not decrypt a protected value' })
