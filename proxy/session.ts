@@ -531,6 +531,8 @@ export class ClientSession implements CancelTarget {
   private onCryptoClientFrame(crypto: SessionCrypto, frame: Buffer): boolean {
     const code = frame[0]
     if (this.droppingUntilSync) {
+      // Flush still goes through: the client may be waiting for the error it asks for.
+      if (code === FrontendCode.Flush) return this.forwardClientFrame(frame, 0, frame.length)
       if (code !== FrontendCode.Sync) return true
       this.droppingUntilSync = false
     }

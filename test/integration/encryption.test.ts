@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pg from 'pg'
+import { serialize } from 'pg-protocol'
 import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Keyring } from '../../policy/keyring.js'
@@ -14,6 +15,7 @@ import { Policy, type ColumnPolicy } from '../../policy/policy.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { runProgram } from '../harness/programs.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
+import { RawClient } from '../harness/raw-client.js'
 
 const server = getTestPostgres()
 let database: string
@@ -278,6 +280,42 @@ describe('volume, pipelines, ORMs and DDL', () => {
     await expect(through("SELECT email FROM users WHERE username = 'tampered'")).rejects.toMatchObject({ code: 'XX001', message: 'pgveil could not decrypt a protected value' })
     expect(good.rows).toEqual([{ email: 'admin@example.com' }])
     await direct.query("DELETE FROM users WHERE username = 'tampered'")
+  })
+})
+
+describe('pipelined extended protocol with protected columns (raw)', () => {
+  it('reports a refusal in the middle of a batch in order, rolls the batch back like PostgreSQL, and recovers', async () => {
+    const client = await RawClient.startup(proxy.port, { user: server.superuser, database })
+    try {
+      const insert = [
+        serialize.parse({ name: 'ins', text: 'INSERT INTO notes (body) VALUES ($1) RETURNING body' }),
+        serialize.bind({ statement: 'ins', values: ['pipelined secret'] }),
+        serialize.execute({}),
+      ]
+      const refused = [serialize.parse({ text: "SELECT * FROM notes WHERE body = 'batch-leak'" }), serialize.bind({}), serialize.describe({ type: 'P' }), serialize.execute({})]
+      let from = client.received.length
+      client.send(...insert, ...refused, serialize.flush())
+      // Flush still reaches PostgreSQL: the error arrives without a Sync.
+      await client.waitFor((m) => m.name === 'error', { from })
+      client.send(serialize.sync())
+      const batch = await client.untilReady(from)
+      expect(batch.map((m) => m.name)).toEqual(['parseComplete', 'bindComplete', 'dataRow', 'commandComplete', 'error', 'readyForQuery'])
+      expect(batch[4]).toMatchObject({ code: 'PV001' })
+      expect((batch[2] as unknown as { fields: unknown[] }).fields[0]).toBe('pipelined secret')
+      // The implicit transaction of the batch was rolled back, as after any error.
+      const bodies = (await through<{ body: string | null }>('SELECT body FROM notes')).rows.map((r) => r.body)
+      expect(bodies).not.toContain('pipelined secret')
+      from = client.received.length
+      client.send(serialize.bind({ statement: 'ins', values: ['after the refusal'] }), serialize.execute({}), serialize.sync())
+      const after = await client.untilReady(from)
+      expect(after.map((m) => m.name)).toEqual(['bindComplete', 'dataRow', 'commandComplete', 'readyForQuery'])
+      expect((after[1] as unknown as { fields: unknown[] }).fields[0]).toBe('after the refusal')
+      expect((await through<{ body: string | null }>('SELECT body FROM notes')).rows.map((r) => r.body)).toContain('after the refusal')
+      expect(server.readLog()).not.toContain('batch-leak')
+      expect(server.readLog()).not.toContain('pipelined secret')
+    } finally {
+      client.close()
+    }
   })
 })
 
