@@ -107,6 +107,16 @@ describe('the users table of the issue', () => {
     expect(server.readLog()).not.toContain('ann+new@example.com')
   })
 
+  it('runs a multi-statement simple query statement by statement, literals of each encrypted', async () => {
+    const result = await runProgram('psql', [proxyUrl, '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c',
+      "INSERT INTO users (username, password, user_type, email) VALUES ('multi', 'h', 'user', 'multi-1@example.com'); UPDATE users SET email = 'multi-2@example.com' WHERE username = 'multi'; SELECT email FROM users WHERE username = 'multi'"])
+    expect(result.stderr).toBe('')
+    expect(result.stdout.trim().split('\n')).toEqual(['INSERT 0 1', 'UPDATE 1', 'multi-2@example.com'])
+    const log = server.readLog()
+    expect(log).not.toContain('multi-1@example.com')
+    expect(log).not.toContain('multi-2@example.com')
+  })
+
   it('works from psql in the simple protocol, multi-byte text included', async () => {
     const email = 'zoë.ünïcødé+🙂@example.com'
     const insert = await runProgram('psql', [proxyUrl, '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', `INSERT INTO users (username, password, user_type, email) VALUES ('zoë', 'h', 'user', '${email}') RETURNING email`])
