@@ -56,8 +56,31 @@ export interface PassthroughPlan {
   readonly action: 'passthrough'
 }
 
+/**
+ * A COPY between the client and a table with protected columns, in text or CSV
+ * format: the proxy encrypts (FROM STDIN) or decrypts (TO STDOUT) those fields of
+ * every row as it streams through.
+ */
+export interface CopySpec {
+  readonly direction: 'in' | 'out'
+  readonly schema: string
+  readonly table: string
+  /** Columns as listed in the statement; null means all columns in table order. */
+  readonly columns: readonly string[] | null
+  readonly format: 'text' | 'csv'
+  /** One byte. */
+  readonly delimiter: string
+  readonly nullString: string
+  readonly header: boolean
+  /** CSV only; one byte each. */
+  readonly quote: string
+  readonly escape: string
+}
+
 export interface RewritePlan {
   readonly action: 'rewrite'
+  /** Set for COPY FROM STDIN / TO STDOUT of a table with protected columns. */
+  readonly copy?: CopySpec
   /** Parameters (1-based `$n`) to encrypt at Bind, and for which column. */
   readonly params: ReadonlyMap<number, QualifiedColumn>
   /** Literals to replace by encrypted literals, in text order. */

@@ -33,6 +33,7 @@ import type {
 } from 'libpg-query'
 import { policyTypeFromName } from '../protocol/types.js'
 import type { ByteRange, LiteralSlot, QualifiedColumn, StatementPlan } from './sql-plan.js'
+import type { CopySpec } from './sql-plan.js'
 import { Refusal, refuseColumn, refuseStatement, refuseUse, USE, type ColumnUse } from './sql-refusals.js'
 import { entryFromOutput, firstProtected, NO_COLUMNS, resolveColumnRef, Scope, type Output, type OutputItem, type RangeEntry } from './sql-scope.js'
 import type { SqlTokens } from './sql-tokens.js'
@@ -136,6 +137,7 @@ export class StatementWalker {
   readonly #literals: LiteralSlot[] = []
   readonly #castRemovals: ByteRange[] = []
   #resultMayBeProtected = false
+  #copySpec: CopySpec | undefined
 
   constructor(policy: PolicyView, tokens: SqlTokens) {
     this.#policy = policy
@@ -149,6 +151,9 @@ export class StatementWalker {
       if (this.#plainParams.has(n)) {
         refuseColumn(column, `parameter $${n} is written to it and also used elsewhere in the statement`, `pass the value as two parameters, one for the encrypted column`)
       }
+    }
+    if (this.#copySpec !== undefined) {
+      return Object.freeze({ action: 'rewrite', params: this.#params, literals: [], castRemovals: [], resultColumnsMayBeProtected: false, copy: this.#copySpec })
     }
     if (this.#params.size === 0 && this.#literals.length === 0 && this.#castRemovals.length === 0 && !this.#resultMayBeProtected) {
       return { action: 'passthrough' }
@@ -792,9 +797,18 @@ export class StatementWalker {
       if (columns === undefined) return
       const listed = strings(stmt.attlist)
       const hit = listed.length === 0 ? first(columns) : listed.map((n) => columns.get(n)).find((c) => c !== undefined)
-      if (hit !== undefined) {
-        refuseStatement(`COPY ${direction} of encrypted column "${hit.name}" is not supported by pgveil yet`, advice, hit)
-      }
+      if (hit === undefined) return
+      const refuse = (why: string, instead: string): never => refuseStatement(`COPY ${direction} of encrypted column "${hit.name}" ${why}`, instead, hit)
+      if (stmt.filename !== undefined || stmt.is_program === true) refuse('with a server-side file or program is not supported: the data would not pass through pgveil', `use COPY ${direction} ${direction === 'FROM' ? 'STDIN' : 'STDOUT'} (psql: \\copy)`)
+      if (stmt.whereClause !== undefined) refuse('with WHERE is not supported', 'copy all rows, or use INSERT … VALUES through pgveil')
+      const spec = copyOptions(stmt.options, refuse)
+      this.#copySpec = Object.freeze({
+        direction: stmt.is_from === true ? 'in' : 'out',
+        schema: hit.schema,
+        table: hit.table,
+        columns: listed.length === 0 ? null : Object.freeze(listed),
+        ...spec,
+      })
       return
     }
     if (stmt.query !== undefined) {
@@ -1161,6 +1175,50 @@ interface WriteTarget {
 /** 1-based position and length of the envelope's search slice (policy/envelope.ts). */
 const SEARCH_SLICE_FROM = 13
 const SEARCH_SLICE_LENGTH = 32
+
+type CopyFormat = Pick<CopySpec, 'format' | 'delimiter' | 'nullString' | 'header' | 'quote' | 'escape'>
+
+/** COPY's WITH options, as PostgreSQL reads them; anything that changes the data format beyond these is refused. */
+function copyOptions(options: readonly Node[] | undefined, refuse: (why: string, instead: string) => never): CopyFormat {
+  let format: 'text' | 'csv' = 'text'
+  const given = new Map<string, string | boolean>()
+  for (const option of options ?? []) {
+    if (!('DefElem' in option)) continue
+    const name = option.DefElem.defname ?? ''
+    const arg = option.DefElem.arg
+    const value = arg === undefined ? true : 'String' in arg ? (arg.String.sval ?? '') : 'Boolean' in arg ? arg.Boolean.boolval === true : 'Integer' in arg ? String(arg.Integer.ival ?? 0) : undefined
+    if (value === undefined) refuse(`with option ${name} is not supported`, 'use the default text or CSV options')
+    given.set(name, value as string | boolean)
+  }
+  for (const [name, value] of given) {
+    if (name === 'format') {
+      if (value === 'text' || value === 'csv') format = value
+      else refuse(`in ${String(value)} format is not supported`, 'use FORMAT text or FORMAT csv')
+    } else if (!['delimiter', 'null', 'header', 'quote', 'escape', 'freeze', 'encoding'].includes(name)) {
+      refuse(`with option ${name} is not supported`, 'use FORMAT, DELIMITER, NULL, HEADER, QUOTE and ESCAPE only')
+    }
+  }
+  const encoding = given.get('encoding')
+  if (encoding !== undefined && !/^utf-?8$/i.test(String(encoding))) refuse(`with ENCODING ${String(encoding)} is not supported`, 'use UTF8')
+  const single = (name: string, fallback: string): string => {
+    const value = given.get(name)
+    if (value === undefined) return fallback
+    if (typeof value !== 'string' || Buffer.byteLength(value) !== 1) refuse(`with a ${name} that is not one single-byte character is not supported`, `use a one-byte ${name}`)
+    return value as string
+  }
+  const delimiter = single('delimiter', format === 'csv' ? ',' : '\t')
+  const quote = single('quote', '"')
+  const header = given.get('header')
+  const nullValue = given.get('null')
+  return {
+    format,
+    delimiter,
+    nullString: typeof nullValue === 'string' ? nullValue : format === 'csv' ? '' : '\\N',
+    header: header === true || header === 'true' || header === 'on' || header === '1' || header === 'match',
+    quote,
+    escape: single('escape', quote),
+  }
+}
 
 function first(columns: ReadonlyMap<string, QualifiedColumn>): QualifiedColumn | undefined {
   for (const c of columns.values()) return c

@@ -26,8 +26,11 @@ export class DatabaseCatalog {
   private readonly byTable = new Map<number, Map<number, ColumnPolicy>>()
   readonly problems: readonly CatalogProblem[]
   readonly loadedAt = Date.now()
+  /** "schema.table" → every column of a protected table, in attribute order (for COPY without a column list). */
+  private readonly columnOrder: ReadonlyMap<string, readonly string[]>
 
-  constructor(entries: { tableOid: number; attnum: number; column: ColumnPolicy }[], problems: CatalogProblem[]) {
+  constructor(entries: { tableOid: number; attnum: number; column: ColumnPolicy }[], problems: CatalogProblem[], columnOrder: ReadonlyMap<string, readonly string[]> = new Map()) {
+    this.columnOrder = columnOrder
     for (const { tableOid, attnum, column } of entries) {
       let table = this.byTable.get(tableOid)
       if (table === undefined) this.byTable.set(tableOid, (table = new Map()))
@@ -43,6 +46,10 @@ export class DatabaseCatalog {
 
   isProtectedTable(tableOid: number): boolean {
     return this.byTable.has(tableOid)
+  }
+
+  tableColumns(schema: string, table: string): readonly string[] | undefined {
+    return this.columnOrder.get(`${schema}.${table}`)
   }
 }
 
@@ -76,9 +83,15 @@ export async function loadDatabaseCatalog(client: pg.Client, policy: Policy): Pr
   const { rows } = await client.query<AttributeRow>(ATTRIBUTES_SQL, [tables.map(([s]) => s), tables.map(([, t]) => t)])
   const found = new Map<string, AttributeRow>()
   const tablesFound = new Set<string>()
+  const columnOrder = new Map<string, { attnum: number; name: string }[]>()
   for (const row of rows) {
-    tablesFound.add(`${row.schema}.${row.table}`)
-    if (row.column !== null) found.set(`${row.schema}.${row.table}.${row.column}`, row)
+    const table = `${row.schema}.${row.table}`
+    tablesFound.add(table)
+    if (row.column === null) continue
+    found.set(`${table}.${row.column}`, row)
+    let order = columnOrder.get(table)
+    if (order === undefined) columnOrder.set(table, (order = []))
+    order.push({ attnum: row.attnum!, name: row.column })
   }
   const entries: { tableOid: number; attnum: number; column: ColumnPolicy }[] = []
   const problems: CatalogProblem[] = []
@@ -100,7 +113,8 @@ export async function loadDatabaseCatalog(client: pg.Client, policy: Policy): Pr
       entries.push({ tableOid: Number(row.table_oid), attnum: row.attnum!, column })
     }
   }
-  return new DatabaseCatalog(entries, problems)
+  const orders = new Map([...columnOrder].map(([table, columns]) => [table, columns.sort((a, b) => a.attnum - b.attnum).map((c) => c.name)] as const))
+  return new DatabaseCatalog(entries, problems, orders)
 }
 
 export interface CatalogMapOptions {

@@ -11,7 +11,7 @@ import { openValue, sealValue } from '../policy/envelope.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { Policy } from '../policy/policy.js'
 import { literalReplacements, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
-import { PGVEIL_REFUSED, type LiteralSlot, type QualifiedColumn, type SqlAnalysis } from '../policy/sql-plan.js'
+import { PGVEIL_REFUSED, type CopySpec, type LiteralSlot, type QualifiedColumn, type SqlAnalysis } from '../policy/sql-plan.js'
 import {
   decodeDataRow,
   decodeParameterDescription,
@@ -25,6 +25,7 @@ import { SqlState, WireError, encodeErrorResponse, type ErrorFields } from '../p
 import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery } from '../protocol/frontend.js'
 import { TYPE_CODECS, type PolicyType, type SessionFormat, type TypeCodec } from '../protocol/types.js'
 import type { CatalogMap, DatabaseCatalog } from './catalog.js'
+import { CopyRowError, CopyRowTransformer, type FieldTransform } from './copy-crypto.js'
 import type { Logger } from './log.js'
 import { Pending } from './pending-queue.js'
 
@@ -102,6 +103,7 @@ export type CryptoPending =
   /** pgveil's failing statement: its PV001 error is replaced by the real one. */
   | { readonly kind: 'refusal'; readonly error: Buffer }
 
+
 /** What to send upstream for one client message, and the pending entries for them. */
 export interface Forward {
   frames: Buffer[]
@@ -155,20 +157,26 @@ export class SessionCrypto {
   // --- client → PostgreSQL ----------------------------------------------------
 
   /** A simple-protocol Query: literals encrypted, or the refused statement replaced by a failing one. */
-  rewriteQuery(frame: Buffer): { frame: Buffer; refusal: Buffer | null } {
+  rewriteQuery(frame: Buffer): { frame: Buffer; refusal: Buffer | null; copy: CopySpec | null } {
     const { sql } = decodeQuery(frame)
     const analysis = this.ctx.analyzer.analyze(sql)
-    if (analysis.action === 'passthrough') return { frame, refusal: null }
+    if (analysis.action === 'passthrough') return { frame, refusal: null, copy: null }
+    const copy = copyOf(analysis)
+    if (copy !== null) {
+      if (analysis.statements.length === 1) return { frame, refusal: null, copy }
+      const error = refusalError({ severity: 'ERROR', code: PGVEIL_REFUSED, message: `COPY of table "${copy.schema}.${copy.table}", which has encrypted columns, must be a query of its own`, hint: 'send the COPY statement alone' })
+      return { frame: encodeQuery(FAILING_SQL), refusal: error, copy: null }
+    }
     if (analysis.action === 'refuse') {
       const refused = analysis.refusal!
       const error = refusalError({ severity: 'ERROR', code: refused.sqlState, message: refused.message, hint: refused.hint })
-      return { frame: encodeQuery(spliceLiterals(sql, [{ start: refused.start, end: refused.end, text: FAILING_SQL }])), refusal: error }
+      return { frame: encodeQuery(spliceLiterals(sql, [{ start: refused.start, end: refused.end, text: FAILING_SQL }])), refusal: error, copy: null }
     }
     try {
-      return { frame: encodeQuery(this.spliceEncrypted(sql, analysis)), refusal: null }
+      return { frame: encodeQuery(this.spliceEncrypted(sql, analysis)), refusal: null, copy: null }
     } catch (error) {
       // Invalid input for a protected column: fail the whole Query like PostgreSQL would.
-      return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(asWireError(error).toFields()) }
+      return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(asWireError(error).toFields()), copy: null }
     }
   }
 
@@ -182,6 +190,15 @@ export class SessionCrypto {
     if (analysis.action === 'refuse') {
       const refused = analysis.refusal!
       return this.refuse({ severity: 'ERROR', code: refused.sqlState, message: refused.message, hint: refused.hint })
+    }
+    const copy = copyOf(analysis)
+    if (copy !== null) {
+      return this.refuse({
+        severity: 'ERROR',
+        code: PGVEIL_REFUSED,
+        message: `COPY of table "${copy.schema}.${copy.table}", which has encrypted columns, works only in the simple query protocol`,
+        hint: 'send the COPY as a simple query (psql \\copy and pg-copy-streams do)',
+      })
     }
     let sql: string
     try {
@@ -269,6 +286,37 @@ export class SessionCrypto {
     return `E'\\\\x${envelope.toString('hex')}'::bytea`
   }
 
+  /**
+   * The row transformer of a COPY: for `in`, protected fields are checked as their
+   * type and encrypted; for `out`, decrypted into the type's text output.
+   */
+  copyTransformer(spec: CopySpec): CopyRowTransformer {
+    const columns = spec.columns ?? this.catalog?.tableColumns(spec.schema, spec.table)
+    const protectedColumns = this.ctx.policy.table(spec.schema, spec.table)
+    if (columns === undefined || protectedColumns === undefined) throw new CopyRowError(`the columns of table "${spec.schema}.${spec.table}" are unknown to pgveil`)
+    const transforms = new Map<number, FieldTransform>()
+    columns.forEach((name, i) => {
+      const column = protectedColumns.get(name)
+      if (column === undefined) return
+      const codec = TYPE_CODECS[column.type as PolicyType]
+      transforms.set(
+        i,
+        spec.direction === 'in'
+          ? (value) => {
+              let canonical: string
+              try {
+                canonical = codec.canonicalFromText(value, this.sessionFormat)
+              } catch {
+                throw new CopyRowError(`a value for encrypted column "${column.qualified}" is not valid input for type ${codec.sqlName}`)
+              }
+              return `\\x${sealValue(this.ctx.keyring, column.qualified, Buffer.from(canonical, 'utf8')).toString('hex')}`
+            }
+          : (value) => codec.toText(openValue(this.ctx.keyring, column.qualified, decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.sessionFormat),
+      )
+    })
+    return new CopyRowTransformer(spec, transforms)
+  }
+
   // --- PostgreSQL → client ----------------------------------------------------
 
   /** Plaintext type OIDs for the protected parameters of a described statement. */
@@ -333,6 +381,11 @@ export class SessionCrypto {
     }
     return plan.decrypts ? encodeDataRow(values) : frame
   }
+}
+
+function copyOf(analysis: SqlAnalysis): CopySpec | null {
+  for (const statement of analysis.statements) if (statement.action === 'rewrite' && statement.copy !== undefined) return statement.copy
+  return null
 }
 
 /** bytea's text output: hex (`\x…`, the default) or the older escape format. */

@@ -10,7 +10,7 @@ import { DecryptionError } from '../policy/errors.js'
 import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { SqlState, WireError, ProtocolError, encodeErrorResponse, decodeNoticeFields } from '../protocol/errors.js'
 import { MessageFramer } from '../protocol/framer.js'
-import { decodeClose, decodeDescribe, decodeExecute, decodeSASLInitialResponse, TERMINATE } from '../protocol/frontend.js'
+import { decodeClose, decodeCopyData, decodeDescribe, decodeExecute, decodeSASLInitialResponse, encodeCopyData, encodeCopyFail, TERMINATE } from '../protocol/frontend.js'
 import { AuthCode, BackendCode, FrontendCode, TransactionStatus, isFrontendCode } from '../protocol/message-codes.js'
 import { decodeStartupPacket } from '../protocol/startup.js'
 import type { CancelRegistry, CancelTarget } from './cancel-registry.js'
@@ -18,6 +18,7 @@ import type { PgveilConfig } from './config.js'
 import { FrameWriter } from './frame-writer.js'
 import type { Logger } from './log.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
+import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
 import { SessionCrypto, UnattributedCiphertextError, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
 import { connectUpstream, sendUpstreamCancel } from './upstream.js'
 import type { UpstreamTarget } from './upstream-url.js'
@@ -70,6 +71,11 @@ export class ClientSession implements CancelTarget {
   private crypto: SessionCrypto | null = null
   /** A refused extended-protocol message: the client's messages up to its Sync are dropped. */
   private droppingUntilSync = false
+  /** COPY of a protected table in progress (rows transformed as they stream). */
+  private copyIn: CopyRowTransformer | null = null
+  private copyOut: CopyRowTransformer | null = null
+  /** pgveil aborted the client's COPY IN: its remaining copy messages are dropped. */
+  private copyAborted = false
   private transactionStatus: number = TransactionStatus.Idle
   /** The last backend message was ReadyForQuery and the client has sent nothing since. */
   private atReadyForQuery = false
@@ -538,10 +544,29 @@ export class ClientSession implements CancelTarget {
     }
     switch (code) {
       case FrontendCode.Query: {
-        const { frame: rewritten, refusal } = crypto.rewriteQuery(frame)
+        const { frame: rewritten, refusal, copy } = crypto.rewriteQuery(frame)
+        this.copyAborted = false
+        if (copy !== null) {
+          // Ready before PostgreSQL answers, so no client row can slip through untransformed.
+          try {
+            const transformer = crypto.copyTransformer(copy)
+            if (copy.direction === 'in') this.copyIn = transformer
+            else this.copyOut = transformer
+          } catch (error) {
+            if (!(error instanceof CopyRowError)) throw error
+            this.fail(new WireError(PGVEIL_REFUSED, `pgveil cannot run this COPY: ${error.message}`, { severity: 'FATAL' }))
+            return false
+          }
+        }
         this.forward([rewritten], [[Pending.Query, refusal === null ? undefined : { kind: 'refusal', error: refusal }]])
         return true
       }
+      case FrontendCode.CopyData:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+        if (this.copyAborted) return true
+        if (this.copyIn !== null) return this.onCopyInFrame(this.copyIn, frame)
+        return this.forwardClientFrame(frame, 0, frame.length)
       case FrontendCode.Parse: {
         const result = crypto.onParse(frame)
         this.forward(result.frames, result.pending.length === 0 ? [[Pending.Parse, undefined]] : result.pending)
@@ -585,12 +610,55 @@ export class ClientSession implements CancelTarget {
     }
   }
 
+  /** A client COPY message while rows of a protected table stream in. */
+  private onCopyInFrame(copy: CopyRowTransformer, frame: Buffer): boolean {
+    try {
+      if (frame[0] === FrontendCode.CopyData) {
+        const rows = copy.push(decodeCopyData(frame).data)
+        if (rows.length > 0) this.toUpstream!.push(encodeCopyData(rows))
+        return true
+      }
+      if (frame[0] === FrontendCode.CopyDone) {
+        const rest = copy.end()
+        if (rest.length > 0) this.toUpstream!.push(encodeCopyData(rest))
+      }
+    } catch (error) {
+      if (!(error instanceof CopyRowError || error instanceof WireError)) throw error
+      // Abort the COPY in PostgreSQL; no value is named in the reason.
+      this.copyIn = null
+      this.copyAborted = true
+      this.toUpstream!.push(encodeCopyFail(`pgveil: ${error instanceof CopyRowError ? error.message : 'a value for an encrypted column is not valid input for its type'}`))
+      return true
+    }
+    this.copyIn = null
+    this.toUpstream!.push(frame)
+    return true
+  }
+
   private onCryptoUpstreamFrame(crypto: SessionCrypto, frame: Buffer): boolean {
     const pending = this.pending
     const head = pending.peek()
     const context = pending.peekContext()
     let out: Buffer | null = frame
     switch (frame[0]) {
+      case BackendCode.CopyData:
+        if (this.copyOut !== null) {
+          try {
+            out = encodeCopyData(this.copyOut.row(decodeCopyData(frame).data))
+          } catch (error) {
+            if (error instanceof DecryptionError) {
+              this.ctx.logger.error('decryption failed', { session: this.id, database: this.database, detail: error.detail })
+              this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL' }))
+            } else {
+              this.fail(new WireError(PGVEIL_REFUSED, `pgveil cannot decrypt this COPY: ${(error as Error).message}`, { severity: 'FATAL' }))
+            }
+            return false
+          }
+        }
+        break
+      case BackendCode.CopyDone:
+        this.copyOut = null
+        break
       case BackendCode.DataRow: {
         const plan: RowPlan | null = head === Pending.Query ? crypto.queryRowPlan : context?.kind === 'execute' ? context.portal.rowPlan : null
         if (plan !== null && plan.fields.length > 0) {
@@ -657,6 +725,11 @@ export class ClientSession implements CancelTarget {
         break
       case BackendCode.ErrorResponse: {
         const fields = decodeNoticeFields(frame)
+        // A failed COPY IN: whatever rows the client still sends are dropped here.
+        if (this.copyIn !== null) {
+          this.copyIn = null
+          this.copyAborted = true
+        }
         // pgveil's failing statement: the client gets the real reason instead.
         if (context?.kind === 'refusal' && fields.get('C') === PGVEIL_REFUSED) out = context.error
         if (head !== 0 && head !== Pending.Query && head !== Pending.FunctionCall) pending.failUntilSync()
@@ -665,6 +738,8 @@ export class ClientSession implements CancelTarget {
         break
       }
       case BackendCode.ReadyForQuery:
+        this.copyIn = null
+        this.copyOut = null
         if (crypto.catalogStale) {
           // The DDL may have created or changed a protected table: refresh before the next statement.
           this.refreshCatalogThenResume(crypto, frame)

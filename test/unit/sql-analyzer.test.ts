@@ -63,6 +63,16 @@ interface Row {
   readonly also?: (plan: StatementPlan) => void
 }
 
+describe('COPY plans', () => {
+  it('describes COPY FROM STDIN / TO STDOUT of a protected table with its format', () => {
+    const text = only(analyzer.analyze('COPY users FROM STDIN'))
+    expect(text).toMatchObject({ action: 'rewrite', copy: { direction: 'in', schema: 'public', table: 'users', columns: null, format: 'text', delimiter: '\t', nullString: '\\N', header: false } })
+    const csv = only(analyzer.analyze("COPY users (id, ssn) TO STDOUT WITH (FORMAT csv, HEADER, DELIMITER ';', NULL 'NA', QUOTE '''')"))
+    expect(csv).toMatchObject({ action: 'rewrite', copy: { direction: 'out', columns: ['id', 'ssn'], format: 'csv', delimiter: ';', nullString: 'NA', header: true, quote: "'", escape: "'" } })
+    expect(only(analyzer.analyze('COPY users (id, username) FROM STDIN'))).toMatchObject({ action: 'passthrough' })
+  })
+})
+
 function only(analysis: SqlAnalysis): StatementPlan {
   expect(analysis.statements).toHaveLength(1)
   return analysis.statements[0] as StatementPlan
@@ -353,9 +363,12 @@ const REFUSALS: readonly Row[] = [
   { sql: 'INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING', refuse: { column: E, says: /ON CONFLICT/ } },
   { sql: 'INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.ssn', refuse: { column: E, says: /assigning column "public\.users\.ssn"/ } },
   { sql: 'INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET email = $2 WHERE users.email <> EXCLUDED.email', refuse: { column: E, says: /comparison \(<>\)/ } },
-  { sql: 'COPY users FROM STDIN', refuse: { column: E, says: /COPY FROM of encrypted column.*use INSERT … VALUES through pgveil/ } },
-  { sql: 'COPY users (id, ssn) FROM STDIN WITH (FORMAT csv)', refuse: { column: SSN, says: /use INSERT … VALUES through pgveil/ } },
-  { sql: 'COPY users TO STDOUT', refuse: { column: E, says: /COPY TO.*use SELECT through pgveil/ } },
+  { sql: "COPY users FROM '/var/lib/data.txt'", refuse: { column: E, says: /COPY FROM of encrypted column.*server-side file/ } },
+  { sql: "COPY users TO PROGRAM 'gzip > /tmp/u.gz'", refuse: { column: E, says: /COPY TO of encrypted column.*server-side file or program/ } },
+  { sql: 'COPY users TO STDOUT (FORMAT binary)', refuse: { column: E, says: /in binary format is not supported/ } },
+  { sql: 'COPY users FROM STDIN WHERE id > 1', refuse: { column: E, says: /with WHERE is not supported/ } },
+  { sql: "COPY users FROM STDIN (FORMAT csv, FORCE_NULL (ssn))", refuse: { column: E, says: /with option force_null is not supported/ } },
+  { sql: "COPY users FROM STDIN (DELIMITER '||')", refuse: { column: E, says: /delimiter that is not one single-byte character/ } },
   { sql: 'COPY (SELECT id, email FROM users) TO STDOUT', refuse: { column: E, says: /COPY \(query\) TO/ } },
   { sql: 'ALTER TABLE users ALTER COLUMN email TYPE text', refuse: { column: E, says: /changing its type.*must stay bytea/ } },
   { sql: "ALTER TABLE users ALTER email SET DEFAULT 'x'", refuse: { column: E, says: /DEFAULT/ } },
