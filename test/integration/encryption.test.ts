@@ -176,6 +176,31 @@ describe('typed columns', () => {
     })
   })
 
+  it('encrypts parameters sent in binary format', async () => {
+    const client = await RawClient.startup(proxy.port, { user: server.superuser, database })
+    try {
+      const int4 = (n: number) => {
+        const b = Buffer.alloc(4)
+        b.writeInt32BE(n)
+        return b
+      }
+      const from = client.received.length
+      // Buffers go as binary-format parameters (format code 1).
+      client.send(
+        serialize.parse({ text: 'INSERT INTO typed (id, t_int, t_bool, t_text) VALUES ($1, $2, $3, $4)', types: [23, 23, 16, 25] }),
+        serialize.bind({ values: [int4(77), int4(-5), Buffer.from([1]), Buffer.from('binary ✓')] }),
+        serialize.execute({}),
+        serialize.sync(),
+      )
+      const reply = await client.untilReady(from)
+      expect(reply.map((m) => m.name)).toEqual(['parseComplete', 'bindComplete', 'commandComplete', 'readyForQuery'])
+    } finally {
+      client.close()
+    }
+    const row = await through<{ t_int: number; t_bool: boolean; t_text: string }>('SELECT t_int, t_bool, t_text FROM typed WHERE id = 77')
+    expect(row.rows).toEqual([{ t_int: -5, t_bool: true, t_text: 'binary ✓' }])
+  })
+
   it('reads binary results (node-postgres binary mode)', async () => {
     const result = await through<{ t_int: number; t_bool: boolean; t_text: string }>('SELECT t_int, t_bool, t_text FROM typed WHERE id = 1', [], { binary: true } as pg.ClientConfig)
     expect(result.rows).toEqual([{ t_int: 42, t_bool: true, t_text: 'héllo' }])
