@@ -12,6 +12,14 @@ export interface ColumnPolicy {
   qualified: string
   /** The declared plaintext type, as written in the policy (e.g. "text", "integer"). */
   type: string
+  /**
+   * What a ciphertext of this column is bound to (key derivation and associated
+   * data): "schema.table.column", or "domain:NAME" for columns that share a key
+   * domain, between which ciphertexts may be copied.
+   */
+  binding: string
+  /** The key domain, when the policy names one. */
+  domain?: string
 }
 
 export class Policy {

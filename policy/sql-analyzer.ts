@@ -64,6 +64,8 @@ export interface ProtectedColumnInfo {
   readonly type: string
   /** `equality` when the envelope carries a search slice (DESIGN decision 3). */
   readonly search?: string
+  /** A key domain shared with other columns: ciphertexts may be copied between them. */
+  readonly domain?: string
 }
 
 /**
@@ -160,7 +162,8 @@ class PolicyAdapter implements PolicyView {
       const built = new Map<string, QualifiedColumn>()
       for (const [column, policy] of raw) {
         const type = policyTypeFromName(policy.type) ?? policy.type
-        built.set(column, Object.freeze({ schema, table, column, type, name: `${schema}.${table}.${column}` }))
+        const name = `${schema}.${table}.${column}`
+        built.set(column, Object.freeze({ schema, table, column, type, name, binding: policy.domain === undefined ? name : `domain:${policy.domain}` }))
       }
       columns = built
       this.#qualified.set(key, columns)

@@ -20,8 +20,10 @@ export interface QualifiedColumn {
   readonly column: string
   /** The plaintext type declared in the policy, spelled canonically (`integer` for `int4`, `timestamptz`, …). */
   readonly type: string
-  /** `schema.table.column`: the envelope's associated data and the name in messages. */
+  /** `schema.table.column`: the name in messages. */
   readonly name: string
+  /** What its ciphertexts are bound to: `name`, or `domain:NAME` for a shared key domain. */
+  readonly binding: string
 }
 
 /** A half-open range `[start, end)` of UTF-8 byte offsets into the whole SQL text. */

@@ -383,7 +383,7 @@ export class StatementWalker {
       if (!('ResTarget' in node)) return
       const target = writeTargets?.[i]
       if (target !== undefined && target.column !== undefined) {
-        if (node.ResTarget.val !== undefined) this.#writeValue(node.ResTarget.val, target, level, false)
+        if (node.ResTarget.val !== undefined) this.#writeValue(node.ResTarget.val, target, level, true)
         output.push({ kind: 'column', name: node.ResTarget.name, column: undefined })
         return
       }
@@ -621,7 +621,7 @@ export class StatementWalker {
           const p = firstProtected([item])
           if (p === undefined) return
           if (item.kind === 'star') refuseColumn(p, 'INSERT … SELECT * is not supported when it reads encrypted columns', 'name the columns; copy encrypted values through the application')
-          this.#refuseCopy(p, targets[i] ?? { column: undefined, label: `${tableName} column ${i + 1}` })
+          this.#copyProtected(p, targets[i] ?? { column: undefined, label: `${tableName} column ${i + 1}` })
         })
       }
     }
@@ -698,7 +698,7 @@ export class StatementWalker {
           const out = this.#queryOutput(source.SubLink.subselect, level)
           const item = out[(m.colno ?? 1) - 1]
           const p = item === undefined ? firstProtected(out) : firstProtected([item])
-          if (p !== undefined) this.#refuseCopy(p, target)
+          if (p !== undefined) this.#copyProtected(p, target)
         } else if (source !== undefined) {
           this.#writeValue(source, target, level, true)
         }
@@ -712,9 +712,15 @@ export class StatementWalker {
     refuseColumn(column, `only a literal, a parameter, NULL or DEFAULT can be written to it, not ${describeValue(node)}`, 'compute the value in the application and pass it as a parameter')
   }
 
+  /** A protected value copied as it is stored: fine between columns bound alike (same column or key domain, same type). */
+  #copyProtected(source: QualifiedColumn, target: WriteTarget): void {
+    if (target.column !== undefined && target.column.binding === source.binding && target.column.type === source.type) return
+    this.#refuseCopy(source, target)
+  }
+
   #refuseCopy(source: QualifiedColumn, target: WriteTarget): never {
     if (target.column !== undefined) {
-      refuseColumn(source, `copying it into column "${target.column.name}" is not supported`, 'ciphertexts are bound to their column; copy the values through the application: SELECT them via pgveil, then INSERT … VALUES or UPDATE with parameters')
+      refuseColumn(source, `copying it into column "${target.column.name}" is not supported`, 'ciphertexts are bound to their column; give both columns the same key domain in the policy (domain: NAME), or copy the values through the application')
     }
     refuseColumn(source, `copying it into column "${target.label}", which pgveil does not encrypt, is not supported`, 'read it through pgveil and write the plaintext from the application, or add that column to the policy')
   }
@@ -763,9 +769,9 @@ export class StatementWalker {
     if ('TypeCast' in node) return this.#protectedCast(node.TypeCast, column, level, sameColumnOk)
     if ('ColumnRef' in node) {
       const r = resolveColumnRef(level, fieldNames(node.ColumnRef))
-      if (r?.kind === 'column' && r.column === column && sameColumnOk) return undefined
+      if (r?.kind === 'column' && sameColumnOk && r.column.binding === column.binding && r.column.type === column.type) return undefined
       if (r?.kind === 'column') {
-        refuseColumn(column, `assigning ${r.column === column ? 'its own value' : `column "${r.column.name}"`} to it here is not supported`, 'ciphertexts are bound to their column; copy the values through the application: SELECT them via pgveil, then INSERT … VALUES or UPDATE with parameters')
+        refuseColumn(column, `assigning ${r.column === column ? 'its own value' : `column "${r.column.name}"`} to it here is not supported`, 'ciphertexts are bound to their column; give both columns the same key domain in the policy (domain: NAME), or copy the values through the application')
       }
     }
     return this.#refuseComputed(column, node)

@@ -678,7 +678,7 @@ function readAdmin(checker: Checker, root: RawMapping): AdminConfig | null {
   }
 }
 
-const COLUMN_KEYS = ['type'] as const
+const COLUMN_KEYS = ['type', 'domain'] as const
 /** PostgreSQL's identifier limit (NAMEDATALEN - 1 bytes). */
 const MAX_IDENTIFIER_BYTES = 63
 
@@ -700,6 +700,7 @@ function readTables(checker: Checker, root: RawMapping): Policy {
   if (!section) return new Policy([])
   const columns: ColumnPolicy[] = []
   const seenTables = new Map<string, string>()
+  const domains = new Map<string, { type: string; column: string }>()
   for (const [tableName, tableEntry] of section.entries) {
     const tablePath = `tables.${tableName}`
     const parts = tableName.split('.')
@@ -739,7 +740,25 @@ function readTables(checker: Checker, root: RawMapping): Policy {
         checker.problem(typeNode.at, `${columnPath}.type`, `${describe(typeNode)} is not a supported type (expected one of ${POLICY_TYPES.join(', ')})`)
         continue
       }
-      columns.push({ schema, table, column: columnName, qualified: `${schema}.${table}.${columnName}`, type })
+      const qualified = `${schema}.${table}.${columnName}`
+      const domainNode = checker.present(node, 'domain')
+      let domain: string | undefined
+      if (domainNode !== undefined) {
+        if (domainNode.kind !== 'scalar' || typeof domainNode.value !== 'string' || !/^[A-Za-z_][A-Za-z0-9_.-]{0,62}$/.test(domainNode.value)) {
+          checker.problem(domainNode.at, `${columnPath}.domain`, `${describe(domainNode)} is not a key domain name (expected letters, digits, _ . -)`)
+          continue
+        }
+        domain = domainNode.value
+        const other = domains.get(domain)
+        if (other !== undefined && other.type !== type) {
+          checker.problem(domainNode.at, `${columnPath}.domain`, `key domain "${domain}" already holds ${other.type} values (${other.column}); columns of one domain must share a type`)
+          continue
+        }
+        domains.set(domain, { type, column: qualified })
+      }
+      const policy: ColumnPolicy = { schema, table, column: columnName, qualified, type, binding: domain === undefined ? qualified : `domain:${domain}` }
+      if (domain !== undefined) policy.domain = domain
+      columns.push(policy)
     }
   }
   return new Policy(columns)

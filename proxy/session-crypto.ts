@@ -60,6 +60,7 @@ export interface PortalState {
 
 interface ProtectedField {
   readonly kind: 'decrypt'
+  /** What the ciphertext is bound to (ColumnPolicy.binding). */
   readonly column: string
   readonly codec: TypeCodec
   readonly binary: boolean
@@ -231,7 +232,7 @@ export class SessionCrypto {
         if (value === undefined || value === null) continue
         const codec = TYPE_CODECS[column.type as PolicyType]
         const canonical = formats[n - 1] === 1 ? codec.canonicalFromBinary(value) : codec.canonicalFromText(value.toString('utf8'), this.sessionFormat)
-        params[n - 1] = sealValue(this.ctx.keyring, column.name, Buffer.from(canonical, 'utf8'))
+        params[n - 1] = sealValue(this.ctx.keyring, column.binding, Buffer.from(canonical, 'utf8'))
         formats[n - 1] = 1
       }
     } catch (error) {
@@ -281,7 +282,7 @@ export class SessionCrypto {
   private encryptLiteral(slot: LiteralSlot): string {
     const codec = TYPE_CODECS[slot.column.type as PolicyType]
     const canonical = codec.canonicalFromText(slot.value!, this.sessionFormat)
-    const envelope = sealValue(this.ctx.keyring, slot.column.name, Buffer.from(canonical, 'utf8'))
+    const envelope = sealValue(this.ctx.keyring, slot.column.binding, Buffer.from(canonical, 'utf8'))
     // E'' reads backslashes the same whatever standard_conforming_strings says.
     return `E'\\\\x${envelope.toString('hex')}'::bytea`
   }
@@ -309,9 +310,9 @@ export class SessionCrypto {
               } catch {
                 throw new CopyRowError(`a value for encrypted column "${column.qualified}" is not valid input for type ${codec.sqlName}`)
               }
-              return `\\x${sealValue(this.ctx.keyring, column.qualified, Buffer.from(canonical, 'utf8')).toString('hex')}`
+              return `\\x${sealValue(this.ctx.keyring, column.binding, Buffer.from(canonical, 'utf8')).toString('hex')}`
             }
-          : (value) => codec.toText(openValue(this.ctx.keyring, column.qualified, decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.sessionFormat),
+          : (value) => codec.toText(openValue(this.ctx.keyring, column.binding, decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.sessionFormat),
       )
     })
     return new CopyRowTransformer(spec, transforms)
@@ -346,7 +347,7 @@ export class SessionCrypto {
       }
       const codec = TYPE_CODECS[column.type as PolicyType]
       decrypts = true
-      plan.push({ kind: 'decrypt', column: column.qualified, codec, binary: format === 1 })
+      plan.push({ kind: 'decrypt', column: column.binding, codec, binary: format === 1 })
       return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
     })
     return { frame: decrypts ? encodeRowDescription(rewritten) : frame, plan: { fields: plan, decrypts }, fields }

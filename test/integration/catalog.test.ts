@@ -16,7 +16,7 @@ let database: string
 let direct: pg.Client
 
 function column(schema: string, table: string, name: string, type = 'text'): ColumnPolicy {
-  return { schema, table, column: name, qualified: `${schema}.${table}.${name}`, type }
+  return { schema, table, column: name, qualified: `${schema}.${table}.${name}`, type, binding: `${schema}.${table}.${name}` }
 }
 
 beforeAll(async () => {

@@ -26,8 +26,9 @@ let proxy: TestProxy
 let direct: pg.Client
 let proxyUrl: string
 
-function column(table: string, name: string, type: string): ColumnPolicy {
-  return { schema: 'public', table, column: name, qualified: `public.${table}.${name}`, type }
+function column(table: string, name: string, type: string, domain?: string): ColumnPolicy {
+  const qualified = `public.${table}.${name}`
+  return { schema: 'public', table, column: name, qualified, type, binding: domain === undefined ? qualified : `domain:${domain}`, ...(domain === undefined ? {} : { domain }) }
 }
 
 const TYPED = {
@@ -53,9 +54,11 @@ beforeAll(async () => {
     CREATE TABLE notes (id serial PRIMARY KEY, body bytea);
     CREATE TABLE bench_secret (id bigint PRIMARY KEY, secret bytea);
     CREATE TABLE copied (id int PRIMARY KEY, body bytea, amount bytea, note text);
+    CREATE TABLE mailing (id serial PRIMARY KEY, address bytea);
   `)
   const policy = new Policy([
-    column('users', 'email', 'text'),
+    column('users', 'email', 'text', 'mail'),
+    column('mailing', 'address', 'text', 'mail'),
     ...Object.entries(TYPED).map(([name, type]) => column('typed', name, type)),
     column('notes', 'body', 'text'),
     column('late', 'secret', 'text'),
@@ -324,6 +327,15 @@ describe('volume, pipelines, ORMs and DDL', () => {
   })
 })
 
+describe('key domains', () => {
+  it('copies ciphertexts with INSERT … SELECT between columns of one key domain, and refuses it across domains', async () => {
+    await through("INSERT INTO mailing (address) SELECT email FROM users WHERE username = 'admin'")
+    expect((await through<{ address: string }>('SELECT address FROM mailing')).rows).toEqual([{ address: 'admin@example.com' }])
+    await expect(through('INSERT INTO mailing (address) SELECT t_text FROM typed')).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('"public.mailing.address"') })
+    await expect(through('INSERT INTO mailing (address) SELECT username FROM users')).rejects.toMatchObject({ code: 'PV001' })
+  })
+})
+
 describe('COPY of a table with protected columns', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'pgveil-copy-'))
   const psql = (...args: string[]) => runProgram('psql', [proxyUrl, '-X', '-At', '-v', 'ON_ERROR_STOP=1', ...args])
@@ -466,7 +478,7 @@ describe('fail closed', () => {
     ["DELETE FROM users WHERE email = 'leak-delete'", 'leak-delete'],
     ["UPDATE users SET email = lower('LEAK-EXPR@example.com')", 'LEAK-EXPR'],
     ["INSERT INTO users VALUES (gen_random_uuid(), 'u', 'p', 't', 'leak-nocols@example.com')", 'leak-nocols'],
-    ["INSERT INTO users (username, password, user_type, email) SELECT 'u', 'p', 't', email FROM users WHERE username = 'leak-inssel'", 'leak-inssel'],
+    ["INSERT INTO users (username, password, user_type, email) SELECT 'u', 'p', 't', password FROM users WHERE username = 'leak-inssel'", 'leak-inssel'],
     ["WITH x AS (SELECT email FROM users) SELECT * FROM x WHERE email = 'leak-cte'", 'leak-cte'],
     ["SELECT * FROM users WHERE username = 'a' UNION SELECT * FROM users WHERE email = 'leak-union'", 'leak-union'],
     ["SELEC email FROM users WHERE email = 'leak-syntax'", 'leak-syntax'],

@@ -322,11 +322,15 @@ describe('sections of later versions fail closed', () => {
   const KEYS = 'keys:\n  current: 2\n  versions: { 1: "env:PGVEIL_KEY_1", 2: "env:PGVEIL_KEY_2" }\n'
 
   it('reads protected columns: unqualified tables are public, types by any accepted spelling', () => {
-    const config = parse(`${KEYS}tables:\n  users:\n    email: { type: text }\n    age: { type: int4 }\n  billing.accounts:\n    opened: { type: Timestamp With Time Zone }\n`, KEY_ENV)
+    const config = parse(
+      `${KEYS}tables:\n  users:\n    email: { type: text, domain: email }\n    age: { type: int4 }\n  billing.accounts:\n    opened: { type: Timestamp With Time Zone }\n    contact: { type: text, domain: email }\n`,
+      KEY_ENV,
+    )
     expect(config.policy.columns).toEqual([
-      { schema: 'public', table: 'users', column: 'email', qualified: 'public.users.email', type: 'text' },
-      { schema: 'public', table: 'users', column: 'age', qualified: 'public.users.age', type: 'integer' },
-      { schema: 'billing', table: 'accounts', column: 'opened', qualified: 'billing.accounts.opened', type: 'timestamptz' },
+      { schema: 'public', table: 'users', column: 'email', qualified: 'public.users.email', type: 'text', binding: 'domain:email', domain: 'email' },
+      { schema: 'public', table: 'users', column: 'age', qualified: 'public.users.age', type: 'integer', binding: 'public.users.age' },
+      { schema: 'billing', table: 'accounts', column: 'opened', qualified: 'billing.accounts.opened', type: 'timestamptz', binding: 'billing.accounts.opened' },
+      { schema: 'billing', table: 'accounts', column: 'contact', qualified: 'billing.accounts.contact', type: 'text', binding: 'domain:email', domain: 'email' },
     ])
     expect(config.policy.table('public', 'users')?.get('email')?.type).toBe('text')
     expect(config.keyring?.current).toBe(2)
@@ -334,14 +338,15 @@ describe('sections of later versions fail closed', () => {
   })
 
   it('names the key, line and column of every bad column policy', () => {
-    const text = `${KEYS}tables:\n  users:\n    email: { type: varchar }\n    ssn: { typ: text }\n    name: text\n  public.users:\n    x: { type: text }\n  a.b.c:\n    y: { type: text }\n`
+    const text = `${KEYS}tables:\n  users:\n    email: { type: varchar }\n    ssn: { typ: text }\n    name: text\n  public.users:\n    x: { type: text }\n  a.b.c:\n    y: { type: text }\n  t:\n    a: { type: text, domain: d }\n    b: { type: integer, domain: d }\n`
     expect(problems(text, KEY_ENV)).toEqual([
       'x.yaml:6:20: tables.users.email.type: the string "varchar" is not a supported type (expected one of text, smallint, integer, bigint, numeric, date, timestamptz, boolean, uuid, jsonb)',
       expect.stringMatching(/^x\.yaml:7:10: tables\.users\.ssn\.type: missing/),
-      'x.yaml:7:12: tables.users.ssn.typ: unknown key (expected one of: type; did you mean "type"?)',
+      'x.yaml:7:12: tables.users.ssn.typ: unknown key (expected one of: type, domain; did you mean "type"?)',
       expect.stringMatching(/^x\.yaml:8:11: tables\.users\.name: the string "text" is not a mapping/),
       'x.yaml:9:3: tables.public.users: names the same table as tables.users (public.users); list its columns once',
       'x.yaml:11:3: tables.a.b.c: is not a table name (expected table or schema.table)',
+      'x.yaml:15:33: tables.t.b.domain: key domain "d" already holds text values (public.t.a); columns of one domain must share a type',
     ])
   })
 
