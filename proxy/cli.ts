@@ -291,6 +291,11 @@ async function start(file: string | undefined): Promise<number | 'running'> {
     }
     const { startProxy } = await import('./server.js')
     server = await startProxy(config, { logger })
+    if (config.admin !== null && config.upstream.target !== null) {
+      const { startAdmin } = await import('./admin.js')
+      const running = server
+      await startAdmin(config.admin, server.metrics, { policyReady: () => running.policyReady, target: config.upstream.target, connectTimeoutMs: config.upstream.connectTimeoutMs }, logger)
+    }
   } catch (error) {
     logger.error('pgveil could not start', { error: error instanceof Error ? error.message : String(error) })
     await embedded?.stop().catch(() => {})

@@ -31,6 +31,7 @@ export function watchPolicy(server: ProxyServer, running: PgveilConfig, logger: 
     } catch (error) {
       const problems = error instanceof ConfigError ? error.problems : [(error as Error).message]
       logger.error('policy reload refused: the configuration is invalid; the running policy stays', { trigger, problems })
+      server.metrics.policyReloadsTotal.inc({ outcome: 'refused' })
       return
     }
     // The upstream URL of an embedded PostgreSQL is not in the file.
@@ -41,8 +42,10 @@ export function watchPolicy(server: ProxyServer, running: PgveilConfig, logger: 
     try {
       const applied = await server.applyPolicy(next)
       logger.info(applied ? 'policy reloaded' : 'policy unchanged', { trigger, protectedColumns: next.policy.columns.length })
+      server.metrics.policyReloadsTotal.inc({ outcome: applied ? 'applied' : 'unchanged' })
     } catch (error) {
       logger.error('policy reload failed; the running policy stays', { trigger, error: (error as Error).message })
+      server.metrics.policyReloadsTotal.inc({ outcome: 'failed' })
     }
   }
   const reload = (trigger: string): Promise<void> => (chain = chain.then(() => reloadOnce(trigger)))

@@ -11,6 +11,7 @@ import { SqlAnalyzer } from '../policy/sql-analyzer.js'
 import { CancelRegistry } from './cancel-registry.js'
 import { CatalogMap } from './catalog.js'
 import type { PgveilConfig } from './config.js'
+import { createMetrics, type Metrics } from '../audit/metrics.js'
 import { createLogger, type Logger } from './log.js'
 import type { CryptoContext } from './session-crypto.js'
 import { ClientSession, type SessionContext } from './session.js'
@@ -21,6 +22,9 @@ export interface ProxyServer {
   readonly port: number
   /** Client sessions currently open. */
   readonly connectionCount: number
+  readonly metrics: Metrics
+  /** Protected columns are configured with their keys, or nothing is protected. */
+  readonly policyReady: boolean
   /** Stop accepting; let sessions finish their transaction, up to `drainTimeoutMs`; then close the rest. */
   shutdown(drainTimeoutMs: number): Promise<void>
   /** Close every session now. */
@@ -35,10 +39,13 @@ export interface ProxyServer {
 
 export interface StartProxyOptions {
   logger?: Logger
+  /** Where counters go (default: a registry of its own). */
+  metrics?: Metrics
 }
 
 export async function startProxy(config: PgveilConfig, options: StartProxyOptions = {}): Promise<ProxyServer> {
   const logger = options.logger ?? createLogger()
+  const metrics = options.metrics ?? createMetrics()
   const target = config.upstream.target
   if (target === null) throw new TypeError('startProxy needs an upstream (upstream.url)')
   const buildCrypto = async (from: PgveilConfig): Promise<CryptoContext | null> => {
@@ -50,6 +57,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       analyzer: await SqlAnalyzer.create(from.policy),
       catalogs: new CatalogMap({ target, connectTimeoutMs: from.upstream.connectTimeoutMs, policy: from.policy, logger }),
       logger,
+      metrics,
     }
   }
   let policyFingerprint = fingerprintPolicy(config)
@@ -65,9 +73,11 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     secureContext,
     cancelRegistry: new CancelRegistry(),
     logger,
+    metrics,
     crypto: await buildCrypto(config),
     onClose(session) {
       sessions.delete(session)
+      metrics.clientConnections.set(sessions.size)
       if (sessions.size === 0) for (const resolve of whenAllClosed.splice(0)) resolve()
     },
   }
@@ -84,9 +94,13 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
         detail: `pgveil listen.max_connections is ${config.listen.maxConnections}`,
       })
       logger.warn('connection refused: listen.max_connections reached', { limit: config.listen.maxConnections })
+      metrics.clientConnectionsRefusedTotal.inc({ reason: 'max_connections' })
+    } else {
+      metrics.clientConnectionsTotal.inc()
     }
     const session = new ClientSession(socket, context, refusal)
     sessions.add(session)
+    metrics.clientConnections.set(sessions.size)
   })
   server.on('error', (error) => logger.error('listener error', { error: error.message }))
 
@@ -113,6 +127,10 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     port: address.port,
     get connectionCount() {
       return sessions.size
+    },
+    metrics,
+    get policyReady() {
+      return context.crypto === null ? true : context.crypto.keyring !== null
     },
     async shutdown(drainTimeoutMs: number) {
       if (closing) return waitForSessions()

@@ -26,6 +26,7 @@ import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encod
 import { TYPE_CODECS, type PolicyType, type SessionFormat, type TypeCodec } from '../protocol/types.js'
 import type { CatalogMap, DatabaseCatalog } from './catalog.js'
 import { CopyRowError, CopyRowTransformer, type FieldTransform } from './copy-crypto.js'
+import type { Metrics } from '../audit/metrics.js'
 import type { Logger } from './log.js'
 import { Pending } from './pending-queue.js'
 
@@ -36,6 +37,7 @@ export interface CryptoContext {
   readonly analyzer: SqlAnalyzer
   readonly catalogs: CatalogMap
   readonly logger: Logger
+  readonly metrics: Metrics
 }
 
 const BYTEA_OID = 17
@@ -234,6 +236,7 @@ export class SessionCrypto {
         const canonical = formats[n - 1] === 1 ? codec.canonicalFromBinary(value) : codec.canonicalFromText(value.toString('utf8'), this.sessionFormat)
         params[n - 1] = sealValue(this.ctx.keyring, column.binding, Buffer.from(canonical, 'utf8'))
         formats[n - 1] = 1
+        this.ctx.metrics.valuesEncryptedTotal.inc()
       }
     } catch (error) {
       return { ...this.refuse(asWireError(error).toFields()), portal }
@@ -283,6 +286,7 @@ export class SessionCrypto {
     const codec = TYPE_CODECS[slot.column.type as PolicyType]
     const canonical = codec.canonicalFromText(slot.value!, this.sessionFormat)
     const envelope = sealValue(this.ctx.keyring, slot.column.binding, Buffer.from(canonical, 'utf8'))
+    this.ctx.metrics.valuesEncryptedTotal.inc()
     // E'' reads backslashes the same whatever standard_conforming_strings says.
     return `E'\\\\x${envelope.toString('hex')}'::bytea`
   }
@@ -367,6 +371,7 @@ export class SessionCrypto {
    */
   decryptRow(frame: Buffer, plan: RowPlan): Buffer {
     const { values } = decodeDataRow(frame)
+    let decrypted = 0
     for (let i = 0; i < plan.fields.length; i++) {
       const field = plan.fields[i]
       const cell = values[i]
@@ -379,7 +384,9 @@ export class SessionCrypto {
       const envelope = field.binary ? cell : decodeByteaText(cell)
       const canonical = openValue(this.ctx.keyring, field.column, envelope).toString('utf8')
       values[i] = field.binary ? field.codec.toBinary(canonical) : Buffer.from(field.codec.toText(canonical, this.sessionFormat), 'utf8')
+      decrypted++
     }
+    if (decrypted > 0) this.ctx.metrics.valuesDecryptedTotal.inc(decrypted)
     return plan.decrypts ? encodeDataRow(values) : frame
   }
 }

@@ -13,6 +13,7 @@ import { MessageFramer } from '../protocol/framer.js'
 import { decodeClose, decodeCopyData, decodeDescribe, decodeExecute, decodeSASLInitialResponse, encodeCopyData, encodeCopyFail, TERMINATE } from '../protocol/frontend.js'
 import { AuthCode, BackendCode, FrontendCode, TransactionStatus, isFrontendCode } from '../protocol/message-codes.js'
 import { decodeStartupPacket } from '../protocol/startup.js'
+import type { Metrics } from '../audit/metrics.js'
 import type { CancelRegistry, CancelTarget } from './cancel-registry.js'
 import type { PgveilConfig } from './config.js'
 import { FrameWriter } from './frame-writer.js'
@@ -48,6 +49,7 @@ export interface SessionContext {
   readonly secureContext: tls.SecureContext | null
   readonly cancelRegistry: CancelRegistry
   readonly logger: Logger
+  readonly metrics: Metrics
   /** Column encryption, when the policy protects something (replaced when the policy is reloaded). */
   readonly crypto: CryptoContext | null
   onClose(session: ClientSession): void
@@ -309,6 +311,7 @@ export class ClientSession implements CancelTarget {
       connection = await connectUpstream(target, config.upstream.connectTimeoutMs)
     } catch (error) {
       logger.warn('upstream connection failed', { session: this.id, error: (error as Error).message })
+      this.ctx.metrics.upstreamConnectErrorsTotal.inc()
       this.fail(error)
       return
     }
@@ -530,7 +533,10 @@ export class ClientSession implements CancelTarget {
   }
 
   private forward(frames: Buffer[], entries: [number, CryptoPending | undefined][]): void {
-    for (const [kind, context] of entries) this.pending.push(kind as Pending, context)
+    for (const [kind, context] of entries) {
+      if (context?.kind === 'refusal') this.ctx.metrics.statementsRefusedTotal.inc()
+      this.pending.push(kind as Pending, context)
+    }
     for (const frame of frames) this.toUpstream!.push(frame)
   }
 
@@ -671,6 +677,7 @@ export class ClientSession implements CancelTarget {
             }
             if (!(error instanceof DecryptionError)) throw error
             this.ctx.logger.error('decryption failed', { session: this.id, database: this.database, detail: error.detail })
+            this.ctx.metrics.decryptionErrorsTotal.inc()
             this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL' }))
             return false
           }

@@ -50,6 +50,10 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     get connectionCount() {
       return server.connectionCount
     },
+    metrics: server.metrics,
+    get policyReady() {
+      return server.policyReady
+    },
     shutdown: (drainTimeoutMs: number) => server.shutdown(drainTimeoutMs),
     close: () => server.close(),
     applyPolicy: (next: PgveilConfig) => server.applyPolicy(next),

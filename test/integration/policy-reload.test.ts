@@ -35,7 +35,8 @@ afterAll(async () => {
 describe('policy reload', () => {
   it('refuses an invalid edit, applies a valid one, and asks open sessions to reconnect', async () => {
     const port = await freePort()
-    const head = `listen: { host: 127.0.0.1, port: ${port} }\nupstream: { url: "${server.url(database)}?sslmode=disable" }\nkeys:\n  current: 1\n  versions: { 1: "env:PGVEIL_KEY_1" }\ntables:\n  people:\n    email: { type: text }\n`
+    const adminPort = await freePort()
+    const head = `listen: { host: 127.0.0.1, port: ${port} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nupstream: { url: "${server.url(database)}?sslmode=disable" }\nkeys:\n  current: 1\n  versions: { 1: "env:PGVEIL_KEY_1" }\ntables:\n  people:\n    email: { type: text }\n`
     writeFileSync(configFile, head)
     const env: NodeJS.ProcessEnv = { PGVEIL_KEY_1: Buffer.alloc(32, 3).toString('base64') }
     for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('PGVEIL_')) env[name] = value
@@ -55,6 +56,9 @@ describe('policy reload', () => {
       writeFileSync(configFile, `${head}    phone: { type: varchar }\n`)
       await eventually(() => stderr.includes('policy reload refused'))
       expect(stderr).toMatch(/tables\.people\.phone\.type: the string \\"varchar\\" is not a supported type/)
+      const scrape = await fetch(`http://127.0.0.1:${adminPort}/metrics`)
+      expect(scrape.status).toBe(200)
+      expect(await scrape.text()).toMatch(/^pgveil_policy_reloads_total\{outcome="refused"\} 1$/m)
       expect((await open.client.query('SELECT email FROM people WHERE id = 1')).rows).toEqual([{ email: 'one@example.com' }])
 
       // A valid edit protects phone for new sessions; the open one is asked to reconnect.
