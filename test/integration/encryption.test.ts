@@ -327,6 +327,20 @@ describe('volume, pipelines, ORMs and DDL', () => {
   })
 })
 
+describe('catalog access', () => {
+  it('refuses sessions with a clear error when pgveil cannot read the catalog with its own credentials', async () => {
+    const policy = new Policy([column('users', 'email', 'text')])
+    const keyring = new Keyring(new Map([[1, randomBytes(32)]]), 1)
+    const blind = await startTestProxy({ upstreamUrl: `postgres://no_such_role@127.0.0.1:${server.port}/${database}?sslmode=disable`, policy, keyring })
+    try {
+      const attempt = through('SELECT 1', [], { connectionString: blind.url(database, server.superuser, server.superuserPassword ?? undefined) })
+      await expect(attempt).rejects.toMatchObject({ code: '08006', message: expect.stringContaining('could not read the catalog') })
+    } finally {
+      await blind.close()
+    }
+  })
+})
+
 describe('key domains', () => {
   it('copies ciphertexts with INSERT … SELECT between columns of one key domain, and refuses it across domains', async () => {
     await through("INSERT INTO mailing (address) SELECT email FROM users WHERE username = 'admin'")
