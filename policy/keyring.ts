@@ -71,7 +71,7 @@ export class Keyring {
   readonly versions: readonly number[]
   readonly #roots: Map<number, Buffer>
   readonly #index: Buffer | undefined
-  readonly #columnKeys = new Map<string, Buffer>()
+  readonly #columnKeys = new Map<string, Map<number, Buffer>>()
 
   /**
    * `roots` maps version → 32-byte root key (copied). Throws RangeError when a key
@@ -181,14 +181,16 @@ export class Keyring {
    * modify it. Throws RangeError for a version the keyring does not hold.
    */
   columnKey(version: number, column: string): Buffer {
-    const cacheKey = `${version}:${column}`
-    const cached = this.#columnKeys.get(cacheKey)
+    // Nested maps: no string built per value on the hot path.
+    let byVersion = this.#columnKeys.get(column)
+    const cached = byVersion?.get(version)
     if (cached !== undefined) return cached
     const root = this.#roots.get(version)
     if (root === undefined) throw new RangeError(`key version ${version} is not in the keyring (have ${this.versions.join(', ')})`)
     if (typeof column !== 'string' || column === '') throw new TypeError('column must be a non-empty qualified name (schema.table.column)')
     const derived = Buffer.from(hkdfSync('sha256', root, COLUMN_KEY_SALT, Buffer.from(column, 'utf8'), COLUMN_KEY_LENGTH))
-    this.#columnKeys.set(cacheKey, derived)
+    if (byVersion === undefined) this.#columnKeys.set(column, (byVersion = new Map()))
+    byVersion.set(version, derived)
     return derived
   }
 
