@@ -2,6 +2,7 @@
  * Errors raised by the policy layer (keyring, cipher, envelope). Each has a stable
  * `code` that callers and tests branch on; messages are for people.
  */
+import { SqlState } from '../protocol/errors.js'
 
 /** Stable identifiers of policy-layer failures. Add new codes here. */
 export type PgveilErrorCode = 'PGVEIL_DECRYPTION_FAILED' | 'PGVEIL_KEYRING_INVALID'
@@ -15,9 +16,6 @@ export class PgveilError extends Error {
   }
 }
 
-/** SQLSTATE data_corrupted: what a client sees when a stored value cannot be opened. */
-export const DECRYPTION_SQLSTATE = 'XX001'
-
 /**
  * A protected value could not be opened. Fail-closed: the caller must answer with
  * an error, never with the stored bytes.
@@ -29,7 +27,8 @@ export const DECRYPTION_SQLSTATE = 'XX001'
  */
 export class DecryptionError extends PgveilError {
   static readonly MESSAGE = 'pgveil could not decrypt a protected value'
-  readonly sqlState = DECRYPTION_SQLSTATE
+  /** data_corrupted: what a client sees when a stored value cannot be opened. */
+  readonly sqlState = SqlState.DataCorrupted
   readonly failClosed = true
   /** Operator-log explanation (never key material or plaintext). */
   readonly detail: string

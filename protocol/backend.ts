@@ -2,7 +2,7 @@
  * Backend (server → client) messages. Decoders take the whole frame and return plain
  * objects: strings decoded, binary parts (DataRow cells, SASL data) as views of the frame.
  */
-import { decodeNoticeFields, ProtocolError } from './errors.js'
+import { decodeNoticeFields, ProtocolError, type ErrorFields } from './errors.js'
 import { COPY_DONE, type CopyDataMessage, type CopyDoneMessage, decodeCopyData, decodeCopyDone, encodeCopyData, encodeCopyDone } from './frontend.js'
 import { AuthCode, BackendCode, TransactionStatus } from './message-codes.js'
 import { type FrameReader, openFrame } from './reader.js'
@@ -458,7 +458,15 @@ export function encodeEmptyQueryResponse(): Buffer {
   return EMPTY_QUERY_RESPONSE
 }
 
-/** ErrorResponse from decoded fields; errors pgveil raises itself use encodeErrorResponse in errors.ts. */
+/** ErrorResponse of an error pgveil raises itself (S, V, C, M, then D and H when set). */
+export function encodeErrorResponse(fields: ErrorFields): Buffer {
+  const map = new Map([['S', fields.severity], ['V', fields.severity], ['C', fields.code], ['M', fields.message]])
+  if (fields.detail !== undefined) map.set('D', fields.detail)
+  if (fields.hint !== undefined) map.set('H', fields.hint)
+  return encodeErrorResponseFields(map)
+}
+
+/** ErrorResponse from decoded fields. */
 export function encodeErrorResponseFields(fields: ReadonlyMap<string, string>): Buffer {
   return encodeNoticeFields(fields, BackendCode.ErrorResponse)
 }

@@ -2,18 +2,27 @@
  * ErrorResponse / NoticeResponse fields, SQLSTATEs pgveil emits, and the wire-level
  * error type that becomes an ErrorResponse.
  */
-import { BackendCode } from './message-codes.js'
 
 /** SQLSTATE codes pgveil itself emits. */
 export const SqlState = {
   ProtocolViolation: '08P01',
   ConnectionFailure: '08006',
-  ConnectionException: '08000',
   TooManyConnections: '53300',
   AdminShutdown: '57P01',
   InvalidAuthorization: '28000',
   FeatureNotSupported: '0A000',
   InternalError: 'XX000',
+  // Data errors of the type codecs and decryption (PostgreSQL's codes for the same failures).
+  NumericValueOutOfRange: '22003',
+  InvalidDatetimeFormat: '22007',
+  DatetimeFieldOverflow: '22008',
+  InvalidTimeZoneDisplacementValue: '22009',
+  CharacterNotInRepertoire: '22021',
+  InvalidTextRepresentation: '22P02',
+  InvalidBinaryRepresentation: '22P03',
+  UntranslatableCharacter: '22P05',
+  StatementTooComplex: '54001',
+  DataCorrupted: 'XX001',
 } as const
 export type SqlState = (typeof SqlState)[keyof typeof SqlState]
 
@@ -56,38 +65,6 @@ export class ProtocolError extends WireError {
     super(SqlState.ProtocolViolation, message, { severity: 'FATAL' })
     this.name = 'ProtocolError'
   }
-}
-
-function encodeNotice(type: number, fields: ErrorFields): Buffer {
-  const parts: [number, string][] = [
-    [0x53, fields.severity], // S
-    [0x56, fields.severity], // V: non-localized severity
-    [0x43, fields.code], // C
-    [0x4d, fields.message], // M
-  ]
-  if (fields.detail !== undefined) parts.push([0x44, fields.detail]) // D
-  if (fields.hint !== undefined) parts.push([0x48, fields.hint]) // H
-  let length = 4 + 1
-  for (const [, value] of parts) length += 1 + Buffer.byteLength(value) + 1
-  const out = Buffer.allocUnsafe(1 + length)
-  out[0] = type
-  out.writeUInt32BE(length, 1)
-  let offset = 5
-  for (const [field, value] of parts) {
-    out[offset++] = field
-    offset += out.write(value, offset)
-    out[offset++] = 0
-  }
-  out[offset] = 0
-  return out
-}
-
-export function encodeErrorResponse(fields: ErrorFields): Buffer {
-  return encodeNotice(BackendCode.ErrorResponse, fields)
-}
-
-export function encodeNoticeResponse(fields: ErrorFields): Buffer {
-  return encodeNotice(BackendCode.NoticeResponse, fields)
 }
 
 /** Field type byte → value of an ErrorResponse or NoticeResponse frame (whole frame, header included). */

@@ -57,23 +57,7 @@
  * and `right/` (leap second) zones are refused with 0A000 (`isSupportedTimeZone`).
  * Client text is assumed to be UTF-8 (client_encoding UTF8).
  */
-import { WireError } from './errors.js'
-
-/** SQLSTATEs of the data errors these codecs raise (PostgreSQL's codes for the same failures). */
-export const DataSqlState = {
-  NumericValueOutOfRange: '22003',
-  InvalidDatetimeFormat: '22007',
-  DatetimeFieldOverflow: '22008',
-  InvalidTimeZoneDisplacementValue: '22009',
-  CharacterNotInRepertoire: '22021',
-  InvalidTextRepresentation: '22P02',
-  InvalidBinaryRepresentation: '22P03',
-  UntranslatableCharacter: '22P05',
-  FeatureNotSupported: '0A000',
-  StatementTooComplex: '54001',
-  DataCorrupted: 'XX001',
-} as const
-export type DataSqlState = (typeof DataSqlState)[keyof typeof DataSqlState]
+import { SqlState, WireError } from './errors.js'
 
 export const POLICY_TYPES = ['text', 'smallint', 'integer', 'bigint', 'numeric', 'date', 'timestamptz', 'boolean', 'uuid', 'jsonb'] as const
 export type PolicyType = (typeof POLICY_TYPES)[number]
@@ -201,11 +185,11 @@ function pad2(n: number): string {
 }
 
 function invalidSyntax(sqlName: string, input: string): WireError {
-  return new WireError(DataSqlState.InvalidTextRepresentation, `invalid input syntax for type ${sqlName}: "${input}"`)
+  return new WireError(SqlState.InvalidTextRepresentation, `invalid input syntax for type ${sqlName}: "${input}"`)
 }
 
 function badBinary(sqlName: string, detail: string): WireError {
-  return new WireError(DataSqlState.InvalidBinaryRepresentation, `incorrect binary data format for type ${sqlName}: ${detail}`)
+  return new WireError(SqlState.InvalidBinaryRepresentation, `incorrect binary data format for type ${sqlName}: ${detail}`)
 }
 
 function expectLength(bytes: Buffer, length: number, sqlName: string): void {
@@ -217,14 +201,14 @@ function expectLength(bytes: Buffer, length: number, sqlName: string): void {
  * type changed after values were stored, or a bug. The value itself stays out of the message.
  */
 function notCanonical(sqlName: string): WireError {
-  return new WireError(DataSqlState.DataCorrupted, `decrypted value is not a canonical ${sqlName}`, {
+  return new WireError(SqlState.DataCorrupted, `decrypted value is not a canonical ${sqlName}`, {
     hint: 'check that the policy declares the type the column was encrypted with',
   })
 }
 
 function invalidByteSequence(bytes: ArrayLike<number>): WireError {
   const hex = Array.from(bytes, (b) => `0x${b.toString(16).padStart(2, '0')}`).join(' ')
-  return new WireError(DataSqlState.CharacterNotInRepertoire, `invalid byte sequence for encoding "UTF8": ${hex}`)
+  return new WireError(SqlState.CharacterNotInRepertoire, `invalid byte sequence for encoding "UTF8": ${hex}`)
 }
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
@@ -390,7 +374,7 @@ function integerFromText(kind: IntegerKind, input: string): string {
 }
 
 function integerOutOfRange(kind: IntegerKind, input: string): WireError {
-  return new WireError(DataSqlState.NumericValueOutOfRange, `value "${input}" is out of range for type ${kind.type}`)
+  return new WireError(SqlState.NumericValueOutOfRange, `value "${input}" is out of range for type ${kind.type}`)
 }
 
 function checkCanonicalInteger(kind: IntegerKind, canonical: string): void {
@@ -449,7 +433,7 @@ const NUMERIC_NINF = 0xf000
 const CANONICAL_NUMERIC = /^(?:-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?|NaN|-?Infinity)$/
 
 function numericOverflow(): WireError {
-  return new WireError(DataSqlState.NumericValueOutOfRange, 'value overflows numeric format')
+  return new WireError(SqlState.NumericValueOutOfRange, 'value overflows numeric format')
 }
 
 /** numeric_in of PostgreSQL 16+. */
@@ -625,13 +609,13 @@ function numericFromBinary(bytes: Buffer): string {
   const dscale = bytes.readUInt16BE(6)
   if (bytes.length !== 8 + 2 * ndigits) throw badBinary('numeric', `${ndigits} digits need ${8 + 2 * ndigits} bytes, got ${bytes.length}`)
   if (sign !== NUMERIC_POS && sign !== NUMERIC_NEG && sign !== NUMERIC_NAN && sign !== NUMERIC_PINF && sign !== NUMERIC_NINF) {
-    throw new WireError(DataSqlState.InvalidBinaryRepresentation, 'invalid sign in external "numeric" value')
+    throw new WireError(SqlState.InvalidBinaryRepresentation, 'invalid sign in external "numeric" value')
   }
-  if ((dscale & NUMERIC_MAX_DSCALE) !== dscale) throw new WireError(DataSqlState.InvalidBinaryRepresentation, 'invalid scale in external "numeric" value')
+  if ((dscale & NUMERIC_MAX_DSCALE) !== dscale) throw new WireError(SqlState.InvalidBinaryRepresentation, 'invalid scale in external "numeric" value')
   const digits: number[] = []
   for (let k = 0; k < ndigits; k++) {
     const d = bytes.readInt16BE(8 + 2 * k)
-    if (d < 0 || d >= 10000) throw new WireError(DataSqlState.InvalidBinaryRepresentation, 'invalid digit in external "numeric" value')
+    if (d < 0 || d >= 10000) throw new WireError(SqlState.InvalidBinaryRepresentation, 'invalid digit in external "numeric" value')
     digits.push(d)
   }
   if (sign === NUMERIC_NAN) return 'NaN'
@@ -785,7 +769,7 @@ function formatDate(year: number, month: number, day: number): string {
 }
 
 function fieldOverflow(input: string, datestyleHint = false): WireError {
-  return new WireError(DataSqlState.DatetimeFieldOverflow, `date/time field value out of range: "${input}"`, datestyleHint ? { hint: 'Perhaps you need a different "DateStyle" setting.' } : {})
+  return new WireError(SqlState.DatetimeFieldOverflow, `date/time field value out of range: "${input}"`, datestyleHint ? { hint: 'Perhaps you need a different "DateStyle" setting.' } : {})
 }
 
 /** A year field as strtoint reads it: beyond INT_MAX is a field overflow. */
@@ -871,7 +855,7 @@ class IntlZone implements ZoneRules {
 
   private lookup(t: number): number {
     const match = LONG_OFFSET.exec(this.format.format(t * 1000))
-    if (match === null) throw new WireError(DataSqlState.FeatureNotSupported, `time zone "${this.format.resolvedOptions().timeZone}" has no offset pgveil can read`)
+    if (match === null) throw new WireError(SqlState.FeatureNotSupported, `time zone "${this.format.resolvedOptions().timeZone}" has no offset pgveil can read`)
     if (match[1] === undefined) return 0
     const seconds = Number(match[2]) * 3600 + Number(match[3]) * 60 + Number(match[4] ?? 0)
     return match[1] === '-' ? -seconds : seconds
@@ -924,7 +908,7 @@ export function isSupportedTimeZone(timeZone: string): boolean {
 function sessionZone(timeZone: string): ZoneRules {
   const rules = zoneRules(timeZone)
   if (rules === null) {
-    throw new WireError(DataSqlState.FeatureNotSupported, `time zone "${timeZone}" is not supported by pgveil for encrypted columns`, {
+    throw new WireError(SqlState.FeatureNotSupported, `time zone "${timeZone}" is not supported by pgveil for encrypted columns`, {
       hint: 'use an IANA zone name (Europe/Paris), UTC, or a fixed offset',
     })
   }
@@ -967,13 +951,13 @@ function splitEra(input: string): { rest: string; bc: boolean } {
 const CANONICAL_DATE = /^(\d{4,})-(\d\d)-(\d\d)( BC)?$/
 
 function notIsoDate(sqlName: string, input: string, accepted: string): WireError {
-  return new WireError(DataSqlState.InvalidDatetimeFormat, `invalid input syntax for type ${sqlName}: "${input}"`, {
+  return new WireError(SqlState.InvalidDatetimeFormat, `invalid input syntax for type ${sqlName}: "${input}"`, {
     hint: `pgveil accepts ${accepted} for encrypted columns`,
   })
 }
 
 function dateOutOfRange(input: string): WireError {
-  return new WireError(DataSqlState.DatetimeFieldOverflow, `date out of range: "${input}"`)
+  return new WireError(SqlState.DatetimeFieldOverflow, `date out of range: "${input}"`)
 }
 
 function dateFromText(input: string): string {
@@ -1033,7 +1017,7 @@ const dateCodec: TypeCodec = {
     expectLength(bytes, 4, 'date')
     const days = bytes.readInt32BE(0)
     if (days !== DATE_NOBEGIN && days !== DATE_NOEND && (days < MIN_DATE_DAYS || days >= END_DATE_DAYS)) {
-      throw new WireError(DataSqlState.DatetimeFieldOverflow, 'date out of range')
+      throw new WireError(SqlState.DatetimeFieldOverflow, 'date out of range')
     }
     return dateFromDays(days)
   },
@@ -1068,7 +1052,7 @@ interface Timestamp {
 }
 
 function timestampOutOfRange(input: string): WireError {
-  return new WireError(DataSqlState.DatetimeFieldOverflow, `timestamp out of range: "${input}"`)
+  return new WireError(SqlState.DatetimeFieldOverflow, `timestamp out of range: "${input}"`)
 }
 
 /** rint(): round half to even, as PostgreSQL rounds fractional seconds. */
@@ -1095,7 +1079,7 @@ function parseNumericOffset(text: string, input: string): number {
     hours = Math.floor(hours / 100)
   }
   if (hours > 15 || minutes >= 60 || seconds >= 60) {
-    throw new WireError(DataSqlState.InvalidTimeZoneDisplacementValue, `time zone displacement out of range: "${input}"`)
+    throw new WireError(SqlState.InvalidTimeZoneDisplacementValue, `time zone displacement out of range: "${input}"`)
   }
   const offset = hours * 3600 + minutes * 60 + seconds
   return match[1] === '-' ? -offset : offset
@@ -1134,7 +1118,7 @@ function timestamptzFromText(input: string, session: SessionFormat | undefined):
   let zone: ZoneRules | undefined
   if (zoneText === '') {
     if (session === undefined) {
-      throw new WireError(DataSqlState.InvalidDatetimeFormat, `invalid input syntax for type ${sqlName}: "${input}"`, {
+      throw new WireError(SqlState.InvalidDatetimeFormat, `invalid input syntax for type ${sqlName}: "${input}"`, {
         hint: 'give the value an explicit UTC offset, e.g. +00',
       })
     }
@@ -1226,7 +1210,7 @@ const timestamptzCodec: TypeCodec = {
     let sec = micros / 1000000n
     if (sec * 1000000n > micros) sec -= 1n
     const ts: Timestamp = { sec: Number(sec), usec: Number(micros - sec * 1000000n) }
-    if (ts.sec < MIN_TIMESTAMP_SEC || ts.sec >= END_TIMESTAMP_SEC) throw new WireError(DataSqlState.DatetimeFieldOverflow, 'timestamp out of range')
+    if (ts.sec < MIN_TIMESTAMP_SEC || ts.sec >= END_TIMESTAMP_SEC) throw new WireError(SqlState.DatetimeFieldOverflow, 'timestamp out of range')
     return formatTimestamp(ts, 0)
   },
   // ISO output whatever the DateStyle (see the module comment).
@@ -1385,7 +1369,7 @@ function isJsonSpace(c: number): boolean {
 }
 
 function jsonSyntax(detail: string): WireError {
-  return new WireError(DataSqlState.InvalidTextRepresentation, 'invalid input syntax for type json', { detail })
+  return new WireError(SqlState.InvalidTextRepresentation, 'invalid input syntax for type json', { detail })
 }
 
 /** PostgreSQL's JSON lexer and parser, building jsonb's normalized tree. */
@@ -1425,7 +1409,7 @@ class JsonbReader {
 
   private enter(): void {
     if (++this.depth > MAX_JSON_DEPTH) {
-      throw new WireError(DataSqlState.StatementTooComplex, 'stack depth limit exceeded', { detail: `pgveil reads jsonb nested at most ${MAX_JSON_DEPTH} levels deep` })
+      throw new WireError(SqlState.StatementTooComplex, 'stack depth limit exceeded', { detail: `pgveil reads jsonb nested at most ${MAX_JSON_DEPTH} levels deep` })
     }
   }
 
@@ -1550,7 +1534,7 @@ class JsonbReader {
           } else {
             if (highSurrogate !== -1) throw lowSurrogateMissing()
             if (code === 0) {
-              throw new WireError(DataSqlState.UntranslatableCharacter, 'unsupported Unicode escape sequence', { detail: '\\u0000 cannot be converted to text.' })
+              throw new WireError(SqlState.UntranslatableCharacter, 'unsupported Unicode escape sequence', { detail: '\\u0000 cannot be converted to text.' })
             }
             out += String.fromCharCode(code)
           }
@@ -1649,7 +1633,7 @@ const jsonbCodec: TypeCodec = {
   canonicalFromText: jsonbFromText,
   canonicalFromBinary(bytes) {
     if (bytes.length < 1) throw badBinary('jsonb', 'missing version byte')
-    if (bytes[0] !== JSONB_VERSION) throw new WireError(DataSqlState.InvalidBinaryRepresentation, `unsupported jsonb version number ${bytes[0]}`)
+    if (bytes[0] !== JSONB_VERSION) throw new WireError(SqlState.InvalidBinaryRepresentation, `unsupported jsonb version number ${bytes[0]}`)
     return jsonbFromText(decodeClientUtf8(bytes.subarray(1)))
   },
   // The canonical text is jsonb's own output; re-parsing every cell would double the cost.

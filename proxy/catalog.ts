@@ -25,7 +25,6 @@ export class DatabaseCatalog {
   /** tableOid → attnum → column. */
   private readonly byTable = new Map<number, Map<number, ColumnPolicy>>()
   readonly problems: readonly CatalogProblem[]
-  readonly loadedAt = Date.now()
   /** "schema.table" → every column of a protected table, in attribute order (for COPY without a column list). */
   private readonly columnOrder: ReadonlyMap<string, readonly string[]>
 

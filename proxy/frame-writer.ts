@@ -34,10 +34,6 @@ export class FrameWriter {
     this.runEnd = end
   }
 
-  get isEmpty(): boolean {
-    return this.runSource === null && this.queue.length === 0
-  }
-
   /** Write everything queued. Returns false when the socket asks the sender to wait for 'drain'. */
   flush(): boolean {
     this.closeRun()
@@ -51,12 +47,6 @@ export class FrameWriter {
     for (const buf of queue) ok = this.socket.write(buf)
     this.socket.uncork()
     return ok && !this.socket.writableNeedDrain
-  }
-
-  /** Forget what was queued (the connection is going away). */
-  discard(): void {
-    this.queue = []
-    this.runSource = null
   }
 
   private closeRun(): void {

@@ -17,11 +17,12 @@ import {
   decodeParameterDescription,
   decodeRowDescription,
   encodeDataRow,
+  encodeErrorResponse,
   encodeParameterDescription,
   encodeRowDescription,
   type FieldDescription,
 } from '../protocol/backend.js'
-import { SqlState, WireError, encodeErrorResponse, type ErrorFields } from '../protocol/errors.js'
+import { SqlState, WireError, type ErrorFields } from '../protocol/errors.js'
 import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery } from '../protocol/frontend.js'
 import { TYPE_CODECS, type PolicyType, type SessionFormat, type TypeCodec } from '../protocol/types.js'
 import type { CatalogMap, DatabaseCatalog } from './catalog.js'
@@ -121,10 +122,6 @@ const EMPTY_STATEMENT: StatementState = { params: new Map(), mayReturnProtected:
 /** A statement that fails in PostgreSQL with pgveil's marker SQLSTATE and nothing else in it. */
 const FAILING_SQL = `DO $pgveil$BEGIN RAISE EXCEPTION USING ERRCODE = '${PGVEIL_REFUSED}', MESSAGE = 'refused by pgveil'; END$pgveil$`
 
-function refusalError(fields: ErrorFields): Buffer {
-  return encodeErrorResponse(fields)
-}
-
 export class SessionCrypto {
   private readonly ctx: CryptoContext
   readonly database: string
@@ -167,12 +164,12 @@ export class SessionCrypto {
     const copy = copyOf(analysis)
     if (copy !== null) {
       if (analysis.statements.length === 1) return { frame, refusal: null, copy }
-      const error = refusalError({ severity: 'ERROR', code: PGVEIL_REFUSED, message: `COPY of table "${copy.schema}.${copy.table}", which has encrypted columns, must be a query of its own`, hint: 'send the COPY statement alone' })
+      const error = encodeErrorResponse({ severity: 'ERROR', code: PGVEIL_REFUSED, message: `COPY of table "${copy.schema}.${copy.table}", which has encrypted columns, must be a query of its own`, hint: 'send the COPY statement alone' })
       return { frame: encodeQuery(FAILING_SQL), refusal: error, copy: null }
     }
     if (analysis.action === 'refuse') {
       const refused = analysis.refusal!
-      const error = refusalError({ severity: 'ERROR', code: refused.sqlState, message: refused.message, hint: refused.hint })
+      const error = encodeErrorResponse({ severity: 'ERROR', code: refused.sqlState, message: refused.message, hint: refused.hint })
       return { frame: encodeQuery(spliceLiterals(sql, [{ start: refused.start, end: refused.end, text: FAILING_SQL }])), refusal: error, copy: null }
     }
     try {

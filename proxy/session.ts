@@ -5,11 +5,11 @@
  */
 import type net from 'node:net'
 import tls from 'node:tls'
-import { encodeBackendKeyData, encodeAuthenticationSASL, authenticationCode, readyForQueryStatus, decodeBackendMessage, decodeCommandComplete, decodeParameterStatus } from '../protocol/backend.js'
+import { encodeBackendKeyData, encodeAuthenticationSASL, encodeErrorResponse, authenticationCode, readyForQueryStatus, decodeBackendMessage, decodeCommandComplete, decodeParameterStatus } from '../protocol/backend.js'
 import { DecryptionError } from '../policy/errors.js'
 import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
-import { SqlState, WireError, ProtocolError, encodeErrorResponse, decodeNoticeFields } from '../protocol/errors.js'
-import { MessageFramer } from '../protocol/framer.js'
+import { SqlState, WireError, ProtocolError, decodeNoticeFields } from '../protocol/errors.js'
+import { MAX_PROTOCOL_MESSAGE_SIZE, MessageFramer } from '../protocol/framer.js'
 import { decodeClose, decodeCopyData, decodeDescribe, decodeExecute, decodeSASLInitialResponse, encodeCopyData, encodeCopyFail, TERMINATE } from '../protocol/frontend.js'
 import { AuthCode, BackendCode, FrontendCode, TransactionStatus, isFrontendCode } from '../protocol/message-codes.js'
 import { decodeStartupPacket } from '../protocol/startup.js'
@@ -24,8 +24,8 @@ import { SessionCrypto, UnattributedCiphertextError, type CryptoContext, type Cr
 import { connectUpstream, sendUpstreamCancel } from './upstream.js'
 import type { UpstreamTarget } from './upstream-url.js'
 
-/** Largest backend message pgveil accepts from PostgreSQL (its own limit). */
-const MAX_BACKEND_MESSAGE_SIZE = 0x3fffffff + 1
+/** Largest backend message pgveil accepts from PostgreSQL: its own limit, plus the type byte. */
+const MAX_BACKEND_MESSAGE_SIZE = MAX_PROTOCOL_MESSAGE_SIZE + 1
 /** Like PostgreSQL's authentication_timeout: a client must be through startup by then. */
 const STARTUP_TIMEOUT_MS = 60_000
 /** After we end a socket, how long the peer gets to close before it is destroyed. */
@@ -105,14 +105,6 @@ export class ClientSession implements CancelTarget {
     this.attachClient(socket)
     this.startupTimer = setTimeout(() => this.fail(new WireError(SqlState.ConnectionFailure, 'timeout while waiting for the startup exchange to finish', { severity: 'FATAL' })), STARTUP_TIMEOUT_MS)
     this.startupTimer.unref()
-  }
-
-  get remoteAddress(): string {
-    return `${this.client.remoteAddress ?? 'unknown'}:${this.client.remotePort ?? 0}`
-  }
-
-  get isClosed(): boolean {
-    return this.phase === Phase.Closed
   }
 
   /** Stop this session as soon as it is idle outside a transaction (SIGTERM). */
@@ -356,6 +348,13 @@ export class ClientSession implements CancelTarget {
   private readonly onUpstreamFrame = (buffer: Buffer, start: number, end: number): boolean => {
     if (this.phase !== Phase.Ready) return this.onAuthUpstreamFrame(buffer.subarray(start, end))
     if (this.crypto !== null) return this.onCryptoUpstreamFrame(this.crypto, buffer.subarray(start, end))
+    this.advancePending(buffer, start, end)
+    this.toClient.pushRange(buffer, start, end)
+    return true
+  }
+
+  /** Pair a backend reply with the pending message it answers (the queue moves on when that message is done). */
+  private advancePending(buffer: Buffer, start: number, end: number): void {
     const pending = this.pending
     switch (buffer[start]) {
       case BackendCode.DataRow:
@@ -392,8 +391,6 @@ export class ClientSession implements CancelTarget {
       default:
         break
     }
-    this.toClient.pushRange(buffer, start, end)
-    return true
   }
 
   private onAuthUpstreamFrame(frame: Buffer): boolean {
@@ -641,10 +638,10 @@ export class ClientSession implements CancelTarget {
     return true
   }
 
+  /** Decides what the client gets for each reply (decrypted, rewritten, or nothing); queue bookkeeping is advancePending's. */
   private onCryptoUpstreamFrame(crypto: SessionCrypto, frame: Buffer): boolean {
-    const pending = this.pending
-    const head = pending.peek()
-    const context = pending.peekContext()
+    const head = this.pending.peek()
+    const context = this.pending.peekContext()
     let out: Buffer | null = frame
     switch (frame[0]) {
       case BackendCode.CopyData:
@@ -652,12 +649,7 @@ export class ClientSession implements CancelTarget {
           try {
             out = encodeCopyData(this.copyOut.row(decodeCopyData(frame).data))
           } catch (error) {
-            if (error instanceof DecryptionError) {
-              this.ctx.logger.error('decryption failed', { session: this.id, database: this.database, detail: error.detail })
-              this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL' }))
-            } else {
-              this.fail(new WireError(PGVEIL_REFUSED, `pgveil cannot decrypt this COPY: ${(error as Error).message}`, { severity: 'FATAL' }))
-            }
+            this.failDecryption(error instanceof DecryptionError ? error : new WireError(PGVEIL_REFUSED, `pgveil cannot decrypt this COPY: ${(error as Error).message}`, { severity: 'FATAL' }))
             return false
           }
         }
@@ -671,14 +663,8 @@ export class ClientSession implements CancelTarget {
           try {
             out = crypto.decryptRow(frame, plan)
           } catch (error) {
-            if (error instanceof UnattributedCiphertextError) {
-              this.fail(error)
-              return false
-            }
-            if (!(error instanceof DecryptionError)) throw error
-            this.ctx.logger.error('decryption failed', { session: this.id, database: this.database, detail: error.detail })
-            this.ctx.metrics.decryptionErrorsTotal.inc()
-            this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL' }))
+            if (!(error instanceof DecryptionError || error instanceof UnattributedCiphertextError)) throw error
+            this.failDecryption(error)
             return false
           }
         }
@@ -686,11 +672,9 @@ export class ClientSession implements CancelTarget {
       }
       case BackendCode.ParseComplete:
       case BackendCode.CloseComplete:
-        pending.shift()
         if (context?.kind === 'suppress') out = null
         break
       case BackendCode.BindComplete:
-        pending.shift()
         if (context?.kind === 'suppress') out = null
         else if (context?.kind === 'bind' && context.portal.rowPlan === null) context.portal.rowPlan = crypto.planFromStatement(context.portal)
         break
@@ -699,7 +683,6 @@ export class ClientSession implements CancelTarget {
         break
       case BackendCode.RowDescription: {
         if (head === Pending.DescribeStatement || head === Pending.DescribePortal) {
-          pending.shift()
           const described = crypto.rowDescription(frame)
           out = described.frame
           if (context?.kind === 'describe-statement') context.statement.rowFields = described.fields ?? []
@@ -715,47 +698,34 @@ export class ClientSession implements CancelTarget {
         break
       }
       case BackendCode.NoData:
-        pending.shift()
         if (context?.kind === 'describe-portal') {
           context.portal.rowPlan = NO_PROTECTED_COLUMNS
           if (context.suppress) out = null
         }
         break
-      case BackendCode.PortalSuspended:
-        pending.shift()
-        break
       case BackendCode.CommandComplete:
       case BackendCode.EmptyQueryResponse:
-        if (head === Pending.Execute) pending.shift()
-        else if (head === Pending.Query) crypto.queryRowPlan = null
+        if (head === Pending.Query) crypto.queryRowPlan = null
         if (frame[0] === BackendCode.CommandComplete && DDL_TAG.test(decodeCommandComplete(frame).tag)) crypto.catalogStale = true
         break
-      case BackendCode.ErrorResponse: {
-        const fields = decodeNoticeFields(frame)
+      case BackendCode.ErrorResponse:
         // A failed COPY IN: whatever rows the client still sends are dropped here.
         if (this.copyIn !== null) {
           this.copyIn = null
           this.copyAborted = true
         }
         // pgveil's failing statement: the client gets the real reason instead.
-        if (context?.kind === 'refusal' && fields.get('C') === PGVEIL_REFUSED) out = context.error
-        if (head !== 0 && head !== Pending.Query && head !== Pending.FunctionCall) pending.failUntilSync()
-        const severity = fields.get('V')
-        if (severity === 'FATAL' || severity === 'PANIC') this.upstreamSentFatal = true
+        if (context?.kind === 'refusal' && decodeNoticeFields(frame).get('C') === PGVEIL_REFUSED) out = context.error
         break
-      }
       case BackendCode.ReadyForQuery:
-        this.copyIn = null
-        this.copyOut = null
         if (crypto.catalogStale) {
           // The DDL may have created or changed a protected table: refresh before the next statement.
           this.refreshCatalogThenResume(crypto, frame)
           return false
         }
-        pending.shift()
+        this.copyIn = null
+        this.copyOut = null
         crypto.queryRowPlan = null
-        this.transactionStatus = frame[5]!
-        this.atReadyForQuery = pending.isEmpty
         break
       case BackendCode.ParameterStatus:
         this.noteParameterStatus(crypto, frame)
@@ -763,8 +733,20 @@ export class ClientSession implements CancelTarget {
       default:
         break
     }
+    this.advancePending(frame, 0, frame.length)
     if (out !== null) this.toClient.push(out)
     return true
+  }
+
+  /** A stored value could not be decrypted or attributed: the client gets one fixed error, the log the detail. */
+  private failDecryption(error: DecryptionError | WireError): void {
+    if (error instanceof DecryptionError) {
+      this.ctx.logger.error('decryption failed', { session: this.id, database: this.database, detail: error.detail })
+      this.ctx.metrics.decryptionErrorsTotal.inc()
+      this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL' }))
+    } else {
+      this.fail(error)
+    }
   }
 
   // --- ending ------------------------------------------------------------

@@ -1,7 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import fc from 'fast-check'
 import { Parser } from 'pg-protocol/dist/parser.js'
-import { encodeErrorResponse } from '../../protocol/errors.js'
 import {
   AUTHENTICATION_OK,
   BIND_COMPLETE,
@@ -47,6 +46,7 @@ import {
   encodeFunctionCallResponse,
   encodeNegotiateProtocolVersion,
   encodeNoData,
+  encodeErrorResponse,
   encodeNoticeResponseFields,
   encodeNotificationResponse,
   encodeParameterDescription,
@@ -230,7 +230,7 @@ describe('backend messages against literal bytes', () => {
     expect(READY_FOR_QUERY_FAILED).toEqual(wire('5a 00000005 45'))
   })
 
-  it('ErrorResponse built by errors.ts decodes to its fields', () => {
+  it('ErrorResponse of a pgveil error decodes to its fields', () => {
     const frame = encodeErrorResponse({ severity: 'FATAL', code: '08P01', message: 'bad', hint: 'fix it' })
     expect(decodeErrorResponse(frame).fields).toEqual(new Map([['S', 'FATAL'], ['V', 'FATAL'], ['C', '08P01'], ['M', 'bad'], ['H', 'fix it']]))
   })
