@@ -11,7 +11,7 @@ import { openValue, sealValue } from '../policy/envelope.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { Policy } from '../policy/policy.js'
 import { literalReplacements, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
-import { PGVEIL_REFUSED, type CopySpec, type LiteralSlot, type QualifiedColumn, type SqlAnalysis } from '../policy/sql-plan.js'
+import { PGVEIL_REFUSED, type CopySpec, type LiteralSlot, type QualifiedColumn, type RefusePlan, type SqlAnalysis } from '../policy/sql-plan.js'
 import {
   decodeDataRow,
   decodeParameterDescription,
@@ -117,7 +117,12 @@ export interface Forward {
   dropUntilSync: boolean
 }
 
-const EMPTY_STATEMENT: StatementState = { params: new Map(), mayReturnProtected: false, rowFields: null }
+const NO_PARAMS: ReadonlyMap<number, QualifiedColumn> = new Map()
+
+/** A statement pgveil does not rewrite. Its own object: a Describe fills in its rowFields. */
+function plainStatement(): StatementState {
+  return { params: NO_PARAMS, mayReturnProtected: false, rowFields: null }
+}
 
 /** A statement that fails in PostgreSQL with pgveil's marker SQLSTATE and nothing else in it. */
 const FAILING_SQL = `DO $pgveil$BEGIN RAISE EXCEPTION USING ERRCODE = '${PGVEIL_REFUSED}', MESSAGE = 'refused by pgveil'; END$pgveil$`
@@ -130,15 +135,12 @@ export class SessionCrypto {
   private readonly portals = new Map<string, PortalState>()
   /** Row plan of the result being streamed for a simple Query. */
   queryRowPlan: RowPlan | null = null
-  format: { timeZone: string; dateStyle: string } = { timeZone: 'UTC', dateStyle: 'ISO, MDY' }
+  /** From the session's ParameterStatus (TimeZone, DateStyle); read for every value, so kept as one object. */
+  format: SessionFormat = { timeZone: 'UTC', dateStyle: 'ISO, MDY', integerDatetimes: true }
 
   constructor(ctx: CryptoContext, database: string) {
     this.ctx = ctx
     this.database = database
-  }
-
-  private get sessionFormat(): SessionFormat {
-    return { timeZone: this.format.timeZone, dateStyle: this.format.dateStyle, integerDatetimes: true }
   }
 
   async loadCatalog(): Promise<void> {
@@ -169,7 +171,7 @@ export class SessionCrypto {
     }
     if (analysis.action === 'refuse') {
       const refused = analysis.refusal!
-      const error = encodeErrorResponse({ severity: 'ERROR', code: refused.sqlState, message: refused.message, hint: refused.hint })
+      const error = encodeErrorResponse(refusalFields(refused))
       return { frame: encodeQuery(spliceLiterals(sql, [{ start: refused.start, end: refused.end, text: FAILING_SQL }])), refusal: error, copy: null }
     }
     try {
@@ -184,12 +186,11 @@ export class SessionCrypto {
     const parse = decodeParse(frame)
     const analysis = this.ctx.analyzer.analyze(parse.sql)
     if (analysis.action === 'passthrough') {
-      this.statements.set(parse.name, EMPTY_STATEMENT)
+      this.statements.set(parse.name, plainStatement())
       return { frames: [frame], pending: [], dropUntilSync: false }
     }
     if (analysis.action === 'refuse') {
-      const refused = analysis.refusal!
-      return this.refuse({ severity: 'ERROR', code: refused.sqlState, message: refused.message, hint: refused.hint })
+      return this.refuse(refusalFields(analysis.refusal!))
     }
     const copy = copyOf(analysis)
     if (copy !== null) {
@@ -207,19 +208,20 @@ export class SessionCrypto {
       return this.refuse(asWireError(error).toFields())
     }
     const statement = analysis.statements[0]
-    const params = statement !== undefined && statement.action === 'rewrite' ? statement.params : new Map<number, QualifiedColumn>()
+    const params = statement !== undefined && statement.action === 'rewrite' ? statement.params : NO_PARAMS
     const paramTypes = [...parse.paramTypes]
     for (const n of params.keys()) {
       while (paramTypes.length < n) paramTypes.push(0)
       paramTypes[n - 1] = BYTEA_OID
     }
-    this.statements.set(parse.name, { params, mayReturnProtected: true, rowFields: null })
+    const mayReturnProtected = statement !== undefined && statement.action === 'rewrite' && statement.resultColumnsMayBeProtected
+    this.statements.set(parse.name, { params, mayReturnProtected, rowFields: null })
     return { frames: [encodeParse({ name: parse.name, sql, paramTypes })], pending: [], dropUntilSync: false }
   }
 
   onBind(frame: Buffer): Forward & { portal: PortalState } {
     const bind = decodeBind(frame)
-    const statement = this.statements.get(bind.statement) ?? EMPTY_STATEMENT
+    const statement = this.statements.get(bind.statement) ?? plainStatement()
     const portal: PortalState = { statement, resultFormats: bind.resultFormats, rowPlan: null, described: false }
     this.portals.set(bind.portal, portal)
     if (statement.params.size === 0) return { frames: [frame], pending: [], dropUntilSync: false, portal }
@@ -230,7 +232,7 @@ export class SessionCrypto {
         const value = params[n - 1]
         if (value === undefined || value === null) continue
         const codec = TYPE_CODECS[column.type as PolicyType]
-        const canonical = formats[n - 1] === 1 ? codec.canonicalFromBinary(value) : codec.canonicalFromText(value.toString('utf8'), this.sessionFormat)
+        const canonical = formats[n - 1] === 1 ? codec.canonicalFromBinary(value) : codec.canonicalFromText(value.toString('utf8'), this.format)
         params[n - 1] = sealValue(this.ctx.keyring, column.binding, Buffer.from(canonical, 'utf8'))
         formats[n - 1] = 1
         this.ctx.metrics.valuesEncryptedTotal.inc()
@@ -242,7 +244,7 @@ export class SessionCrypto {
   }
 
   describeStatement(name: string): StatementState {
-    return this.statements.get(name) ?? EMPTY_STATEMENT
+    return this.statements.get(name) ?? plainStatement()
   }
 
   portal(name: string): PortalState | undefined {
@@ -281,7 +283,7 @@ export class SessionCrypto {
 
   private encryptLiteral(slot: LiteralSlot): string {
     const codec = TYPE_CODECS[slot.column.type as PolicyType]
-    const canonical = codec.canonicalFromText(slot.value!, this.sessionFormat)
+    const canonical = codec.canonicalFromText(slot.value!, this.format)
     const envelope = sealValue(this.ctx.keyring, slot.column.binding, Buffer.from(canonical, 'utf8'))
     this.ctx.metrics.valuesEncryptedTotal.inc()
     // E'' reads backslashes the same whatever standard_conforming_strings says.
@@ -307,13 +309,13 @@ export class SessionCrypto {
           ? (value) => {
               let canonical: string
               try {
-                canonical = codec.canonicalFromText(value, this.sessionFormat)
+                canonical = codec.canonicalFromText(value, this.format)
               } catch {
                 throw new CopyRowError(`a value for encrypted column "${column.qualified}" is not valid input for type ${codec.sqlName}`)
               }
               return `\\x${sealValue(this.ctx.keyring, column.binding, Buffer.from(canonical, 'utf8')).toString('hex')}`
             }
-          : (value) => codec.toText(openValue(this.ctx.keyring, column.binding, decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.sessionFormat),
+          : (value) => codec.toText(openValue(this.ctx.keyring, column.binding, decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.format),
       )
     })
     return new CopyRowTransformer(spec, transforms)
@@ -333,33 +335,19 @@ export class SessionCrypto {
    * Recognises protected result columns by table OID and attribute number. Returns
    * the plan (null when no column is protected) and the frame to forward.
    */
-  rowDescription(frame: Buffer, formats?: readonly number[]): { frame: Buffer; plan: RowPlan | null; fields: FieldDescription[] | null } {
+  rowDescription(frame: Buffer): { frame: Buffer; plan: RowPlan | null; fields: FieldDescription[] | null } {
     const catalog = this.catalog
     if (catalog === null || !mayCarryEnvelopes(frame, catalog)) return { frame, plan: null, fields: null }
     const { fields } = decodeRowDescription(frame)
-    const plan: (ProtectedField | GuardedField | undefined)[] = []
-    let decrypts = false
-    const rewritten = fields.map((field, i) => {
-      const format = formats === undefined ? field.format : formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i] ?? 0
-      const column = field.tableOid === 0 ? undefined : catalog.column(field.tableOid, field.columnAttr)
-      if (column === undefined) {
-        plan.push(field.typeOid === BYTEA_OID ? { kind: 'guard', name: field.name, binary: format === 1 } : undefined)
-        return field
-      }
-      const codec = TYPE_CODECS[column.type as PolicyType]
-      decrypts = true
-      plan.push({ kind: 'decrypt', column: column.binding, codec, binary: format === 1 })
-      return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
-    })
-    return { frame: decrypts ? encodeRowDescription(rewritten) : frame, plan: { fields: plan, decrypts }, fields }
+    const { plan, rewritten } = planFields(catalog, fields)
+    return { frame: plan?.decrypts === true ? encodeRowDescription(rewritten) : frame, plan, fields }
   }
 
   /** The plan of a portal whose statement was described before it was bound. */
   planFromStatement(portal: PortalState): RowPlan | null {
     const fields = portal.statement.rowFields
-    if (fields === null) return null
-    const frame = encodeRowDescription(fields)
-    return this.rowDescription(frame, portal.resultFormats).plan
+    if (fields === null || fields.length === 0 || this.catalog === null) return null
+    return planFields(this.catalog, fields, portal.resultFormats).plan
   }
 
   /**
@@ -380,12 +368,43 @@ export class SessionCrypto {
       // The cell comes in the format the client asked for: bytea text output unless binary.
       const envelope = field.binary ? cell : decodeByteaText(cell)
       const canonical = openValue(this.ctx.keyring, field.column, envelope).toString('utf8')
-      values[i] = field.binary ? field.codec.toBinary(canonical) : Buffer.from(field.codec.toText(canonical, this.sessionFormat), 'utf8')
+      values[i] = field.binary ? field.codec.toBinary(canonical) : Buffer.from(field.codec.toText(canonical, this.format), 'utf8')
       decrypted++
     }
     if (decrypted > 0) this.ctx.metrics.valuesDecryptedTotal.inc(decrypted)
     return plan.decrypts ? encodeDataRow(values) : frame
   }
+}
+
+/**
+ * How to treat each result column: decrypt the ones from protected columns (their
+ * field rewritten to the plaintext type), guard bytea ones that are not. `formats` are
+ * a Bind's result formats; without them each field's own format applies. The plan is
+ * null when no column needs either.
+ */
+function planFields(catalog: DatabaseCatalog, fields: readonly FieldDescription[], formats?: readonly number[]): { plan: RowPlan | null; rewritten: FieldDescription[] } {
+  const plan: (ProtectedField | GuardedField | undefined)[] = []
+  let decrypts = false
+  let guards = false
+  const rewritten = fields.map((field, i) => {
+    const format = formats === undefined ? field.format : formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i] ?? 0
+    const column = field.tableOid === 0 ? undefined : catalog.column(field.tableOid, field.columnAttr)
+    if (column === undefined) {
+      const guard = field.typeOid === BYTEA_OID
+      guards ||= guard
+      plan.push(guard ? { kind: 'guard', name: field.name, binary: format === 1 } : undefined)
+      return field
+    }
+    const codec = TYPE_CODECS[column.type as PolicyType]
+    decrypts = true
+    plan.push({ kind: 'decrypt', column: column.binding, codec, binary: format === 1 })
+    return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
+  })
+  return { plan: decrypts || guards ? { fields: plan, decrypts } : null, rewritten }
+}
+
+function refusalFields(refused: RefusePlan): ErrorFields {
+  return { severity: 'ERROR', code: refused.sqlState, message: refused.message, hint: refused.hint }
 }
 
 function copyOf(analysis: SqlAnalysis): CopySpec | null {

@@ -314,6 +314,25 @@ describe('volume, pipelines, ORMs and DDL', () => {
     expect(plain.rows[0]!.b).toEqual(Buffer.from([1, 2, 255]))
   })
 
+  it('keeps guarding a view over a protected table for prepared statements executed without a Describe', async () => {
+    await direct.query('CREATE OR REPLACE VIEW user_emails AS SELECT username, email FROM users')
+    const sql = postgres(proxyUrl, { max: 1, prepare: true })
+    try {
+      // postgres.js describes each statement once, then only binds and executes it.
+      const view = () => sql`SELECT email FROM user_emails WHERE username = ${'nobody'}`
+      expect(await view()).toEqual([])
+      // Another statement described in between must not change what is known of the first.
+      expect(await sql`SELECT ${'x'}::text AS t`).toEqual([{ t: 'x' }])
+      // Anything stored in the protected column carries the envelope header.
+      await direct.query("INSERT INTO users (username, password, user_type, email) VALUES ('nobody', 'h', 'user', '\\x707601'::bytea)")
+      // pgveil ends the session (FATAL PV001); postgres.js reports the closed connection.
+      await expect(view()).rejects.toThrow()
+    } finally {
+      await sql.end({ timeout: 1 })
+      await direct.query("DELETE FROM users WHERE username = 'nobody'")
+    }
+  })
+
   it('answers a value that does not decrypt with one fixed error, never the stored bytes', async () => {
     await direct.query("INSERT INTO users (username, password, user_type, email) VALUES ('tampered', 'h', 'user', 'not an envelope'::bytea)")
     await expect(through("SELECT email FROM users WHERE username = 'tampered'")).rejects.toMatchObject({ code: 'XX001', message: 'pgveil could not decrypt a protected value' })
