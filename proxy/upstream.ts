@@ -18,8 +18,8 @@ export interface UpstreamSocket {
 /** TLS material read once per target (files are read at first use, then cached). */
 interface TlsMaterial {
   ca: Buffer | undefined
-  cert: Buffer | undefined
-  key: Buffer | undefined
+  /** Built once per target: CA and client certificate are parsed on first use, not per connection. */
+  secureContext: tls.SecureContext
 }
 const tlsMaterialCache = new WeakMap<UpstreamTarget, TlsMaterial>()
 
@@ -34,7 +34,14 @@ function tlsMaterial(target: UpstreamTarget): TlsMaterial {
         throw new WireError(SqlState.ConnectionFailure, `could not read upstream ${what} file "${path}": ${(error as Error).message}`)
       }
     }
-    material = { ca: read(target.sslrootcert, 'sslrootcert'), cert: read(target.sslcert, 'sslcert'), key: read(target.sslkey, 'sslkey') }
+    const ca = read(target.sslrootcert, 'sslrootcert')
+    const cert = read(target.sslcert, 'sslcert')
+    const key = read(target.sslkey, 'sslkey')
+    const contextOptions: tls.SecureContextOptions = {}
+    if (ca !== undefined) contextOptions.ca = ca
+    if (cert !== undefined) contextOptions.cert = cert
+    if (key !== undefined) contextOptions.key = key
+    material = { ca, secureContext: tls.createSecureContext(contextOptions) }
     tlsMaterialCache.set(target, material)
   }
   return material
@@ -58,9 +65,7 @@ export function tlsConnectOptions(target: UpstreamTarget): tls.ConnectionOptions
     rejectUnauthorized: target.sslmode === 'verify-ca' || target.sslmode === 'verify-full' || (target.sslmode === 'require' && material.ca !== undefined),
   }
   if (net.isIP(target.host) === 0) options.servername = target.host
-  if (material.ca !== undefined) options.ca = material.ca
-  if (material.cert !== undefined) options.cert = material.cert
-  if (material.key !== undefined) options.key = material.key
+  options.secureContext = material.secureContext
   if (target.sslmode !== 'verify-full') options.checkServerIdentity = () => undefined
   else if (net.isIP(target.host) !== 0) options.checkServerIdentity = (_name, cert) => tls.checkServerIdentity(target.host, cert)
   return options

@@ -51,9 +51,7 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
       return server.connectionCount
     },
     metrics: server.metrics,
-    get policyReady() {
-      return server.policyReady
-    },
+    policyReady: server.policyReady,
     shutdown: (drainTimeoutMs: number) => server.shutdown(drainTimeoutMs),
     close: () => server.close(),
     applyPolicy: (next: PgveilConfig) => server.applyPolicy(next),
