@@ -8,6 +8,7 @@ import net from 'node:net'
 import type { Metrics } from '../audit/metrics.js'
 import type { AdminConfig } from './config.js'
 import type { Logger } from './log.js'
+import { socketAddress } from './upstream.js'
 import type { UpstreamTarget } from './upstream-url.js'
 
 export interface AdminServer {
@@ -30,7 +31,7 @@ function upstreamProbe(target: UpstreamTarget, timeoutMs: number): () => Promise
   return () => {
     if (last !== null && Date.now() - last.at < 1_000) return Promise.resolve(last.ok)
     inFlight ??= new Promise<boolean>((resolve) => {
-      const socket = target.host.startsWith('/') ? net.connect({ path: `${target.host}/.s.PGSQL.${target.port}` }) : net.connect({ host: target.host, port: target.port })
+      const socket = net.connect(socketAddress(target))
       const done = (ok: boolean): void => {
         socket.destroy()
         resolve(ok)

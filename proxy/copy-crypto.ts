@@ -34,6 +34,7 @@ export class CopyRowTransformer {
   private readonly spec: CopySpec
   private readonly transforms: ReadonlyMap<number, FieldTransform>
   private readonly delimiter: number
+  private readonly delimiterBytes: Buffer
   private readonly quote: number
   private readonly escape: number
   private readonly nullBytes: Buffer
@@ -47,6 +48,7 @@ export class CopyRowTransformer {
     this.spec = spec
     this.transforms = transforms
     this.delimiter = spec.delimiter.charCodeAt(0)
+    this.delimiterBytes = Buffer.from([this.delimiter])
     this.quote = spec.quote.charCodeAt(0)
     this.escape = spec.escape.charCodeAt(0)
     this.nullBytes = Buffer.from(spec.nullString, 'utf8')
@@ -118,10 +120,9 @@ export class CopyRowTransformer {
     if (!changed) return raw
     const last = fields[fields.length - 1]!
     const terminator = data.subarray(last.end, end)
-    const delimiter = Buffer.from([this.delimiter])
     const out: Buffer[] = []
     parts.forEach((part, i) => {
-      if (i > 0) out.push(delimiter)
+      if (i > 0) out.push(this.delimiterBytes)
       out.push(part)
     })
     out.push(terminator)

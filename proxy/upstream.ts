@@ -47,6 +47,11 @@ function tlsMaterial(target: UpstreamTarget): TlsMaterial {
   return material
 }
 
+/** Where the upstream listens: a TCP host and port, or the Unix socket in a directory. */
+export function socketAddress(target: UpstreamTarget): net.NetConnectOpts {
+  return target.host.startsWith('/') ? { path: `${target.host}/.s.PGSQL.${target.port}` } : { host: target.host, port: target.port }
+}
+
 function connectFailure(target: UpstreamTarget, reason: string, cause?: unknown): WireError {
   return new WireError(SqlState.ConnectionFailure, `pgveil could not connect to the upstream PostgreSQL at ${describeUpstream(target)}: ${reason}`, {
     severity: 'FATAL',
@@ -77,9 +82,7 @@ export function tlsConnectOptions(target: UpstreamTarget): tls.ConnectionOptions
  */
 export function connectUpstream(target: UpstreamTarget, timeoutMs: number): Promise<UpstreamSocket> {
   return new Promise((resolve, reject) => {
-    let socket: net.Socket = target.host.startsWith('/')
-      ? net.connect({ path: `${target.host}/.s.PGSQL.${target.port}` })
-      : net.connect({ host: target.host, port: target.port })
+    let socket: net.Socket = net.connect(socketAddress(target))
     let settled = false
     const fail = (reason: string, cause?: unknown): void => {
       if (settled) return
