@@ -5,19 +5,9 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { xchachaOpen, xchachaSeal, xchachaSealPrefixed } from '../../policy/cipher.js'
 import { DecryptionError } from '../../policy/errors.js'
+import type { AeadVector } from '../vectors/generate.js'
 import { thrown } from './thrown.js'
 
-interface AeadVector {
-  name: string
-  key: string
-  nonce: string
-  aad: string
-  plaintext?: string
-  plaintextPattern?: { length: number; multiplier: number; offset: number }
-  ciphertext?: string
-  ciphertextSha256?: string
-  tag: string
-}
 const vectors = JSON.parse(readFileSync(new URL('../vectors/xchacha20poly1305.json', import.meta.url), 'utf8')) as { aead: AeadVector[] }
 
 const hex = (text: string): Buffer => Buffer.from(text, 'hex')

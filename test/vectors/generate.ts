@@ -45,7 +45,7 @@ if (hex(hchachaBytes(fromHex(hchachaVector.key), fromHex(hchachaVector.nonce))) 
 // ---------------------------------------------------------------------------
 // XChaCha20-Poly1305 AEAD
 
-interface AeadVector {
+export interface AeadVector {
   name: string
   source: string
   key: string
