@@ -138,7 +138,13 @@ export class CatalogMap {
     return this.catalogs.get(database)
   }
 
+  /**
+   * The database's catalog: the cached one when it found every protected column, else
+   * read again (once, however many sessions ask), so tables created since are seen.
+   */
   load(database: string): Promise<DatabaseCatalog> {
+    const cached = this.catalogs.get(database)
+    if (cached !== undefined && cached.problems.length === 0) return Promise.resolve(cached)
     const pending = this.loading.get(database)
     if (pending !== undefined) return pending
     const load = this.fetch(database).finally(() => this.loading.delete(database))
