@@ -16,6 +16,8 @@ export const MetricName = {
   decryptionErrorsTotal: 'pgveil_decryption_errors_total',
   statementsRefusedTotal: 'pgveil_statements_refused_total',
   policyReloadsTotal: 'pgveil_policy_reloads_total',
+  jwtVerificationsTotal: 'pgveil_jwt_verifications_total',
+  jwksFetchesTotal: 'pgveil_jwks_fetches_total',
 } as const
 
 export interface Metrics {
@@ -29,6 +31,8 @@ export interface Metrics {
   readonly decryptionErrorsTotal: Counter
   readonly statementsRefusedTotal: Counter
   readonly policyReloadsTotal: Counter<'outcome'>
+  readonly jwtVerificationsTotal: Counter<'outcome'>
+  readonly jwksFetchesTotal: Counter<'outcome'>
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -46,5 +50,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     decryptionErrorsTotal: new Counter({ name: MetricName.decryptionErrorsTotal, help: 'Stored values that failed to decrypt', registers }),
     statementsRefusedTotal: new Counter({ name: MetricName.statementsRefusedTotal, help: 'Statements pgveil refused (fail closed)', registers }),
     policyReloadsTotal: new Counter({ name: MetricName.policyReloadsTotal, help: 'Policy reloads by outcome: applied, unchanged, refused, failed', labelNames: ['outcome'], registers }),
+    jwtVerificationsTotal: new Counter({ name: MetricName.jwtVerificationsTotal, help: 'SET IDENTITY token verifications by outcome: ok, or why the token was refused', labelNames: ['outcome'], registers }),
+    jwksFetchesTotal: new Counter({ name: MetricName.jwksFetchesTotal, help: 'JWKS fetches from trusted issuers by outcome: ok, error', labelNames: ['outcome'], registers }),
   }
 }

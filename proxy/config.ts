@@ -17,6 +17,8 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Docum
 import { KeyringError } from '../policy/errors.js'
 import { Keyring, type KeysConfig } from '../policy/keyring.js'
 import { Policy, splitTableName, type ColumnPolicy } from '../policy/policy.js'
+import { AccessRules, DENIAL_KINDS, MASK_STYLES, type ClaimCondition, type ColumnAccessRule, type DenialKind, type MaskStyle } from '../policy/access.js'
+import { ASYMMETRIC_ALGORITHMS, checkJwksUri, DEFAULT_ALGORITHMS, HMAC_ALGORITHMS, type IdentityConfig, type IssuerConfig, type OnExpiry } from '../policy/identity.js'
 import { POLICY_TYPES, policyTypeFromName } from '../protocol/types.js'
 import { parseUpstreamUrl, type UpstreamTarget } from './upstream-url.js'
 
@@ -67,6 +69,10 @@ export interface PgveilConfig {
   policy: Policy
   /** Root keys (`keys:`); null when no column is protected. */
   keyring: Keyring | null
+  /** Verified identity (`identity:`); absent or null: SET IDENTITY is refused, nothing is required. */
+  identity?: IdentityConfig | null
+  /** Access rules on protected columns (`access:`); absent: every reader gets the plaintext. */
+  access?: AccessRules
   /**
    * Things the operator wrote that this version accepts but does not act on (for
    * example an `audit:` section), in the same `FILE:LINE:COL: key: …` form as
@@ -208,12 +214,15 @@ class DocumentReader {
 // ---------------------------------------------------------------------------
 // The schema (snake_case, as written in YAML)
 
-const TOP_LEVEL_KEYS = ['listen', 'upstream', 'mode', 'admin', 'keys', 'tables', 'identity', 'audit'] as const
+const TOP_LEVEL_KEYS = ['listen', 'upstream', 'mode', 'admin', 'keys', 'tables', 'identity', 'access', 'audit'] as const
 const LISTEN_KEYS = ['host', 'port', 'tls', 'max_connections', 'max_message_size', 'drain_timeout'] as const
 const TLS_KEYS = ['cert', 'key', 'require'] as const
 const UPSTREAM_KEYS = ['url', 'connect_timeout'] as const
 const ADMIN_KEYS = ['host', 'port'] as const
 const KEYS_KEYS = ['current', 'versions', 'index'] as const
+const IDENTITY_KEYS = ['require', 'issuers', 'clock_tolerance', 'max_token_size', 'on_expiry', 'forward_claims', 'jwks_refresh', 'jwks_refetch_cooldown', 'jwks_timeout'] as const
+const ISSUER_KEYS = ['issuer', 'audience', 'jwks_uri', 'algorithms', 'secret'] as const
+const ACCESS_RULE_KEYS = ['read', 'otherwise', 'mask', 'write'] as const
 /**
  * Keys of the sections later versions act on; used only to recognise an
  * environment variable written with one underscore where two were meant.
@@ -221,7 +230,8 @@ const KEYS_KEYS = ['current', 'versions', 'index'] as const
 const FUTURE_KEYS: Record<string, readonly string[]> = {
   keys: ['current', 'versions', 'index'],
   tables: [],
-  identity: ['require', 'issuers'],
+  identity: IDENTITY_KEYS,
+  access: [],
   audit: ['to', 'chain_key'],
 }
 const KNOWN_KEYS: Record<string, readonly string[]> = {
@@ -575,10 +585,14 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   const admin = readAdmin(checker, root)
   const policy = readTables(checker, root)
   const keyring = readKeys(checker, root, env, policy)
+  const identity = readIdentity(checker, root, env)
+  const access = readAccess(checker, root, policy)
   checkFutureSections(checker, root)
 
   if (checker.problems.length > 0) throw new ConfigError(checker.problems)
   const config: PgveilConfig = { source: absoluteSource, listen, upstream, mode, admin, policy, keyring }
+  if (identity !== null) config.identity = identity
+  if (!access.isEmpty) config.access = access
   if (checker.warnings.length > 0) config.warnings = checker.warnings
   return config
 }
@@ -799,33 +813,233 @@ function readKeys(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv, po
   }
 }
 
-/**
- * `keys`, `tables`, `identity` and `audit` belong to features later versions
- * bring (column encryption, verified identity, the audit log). They are accepted
- * as mappings so a policy file written for those versions still parses, but this
- * version fails closed where ignoring them would weaken what the operator asked
- * for: named columns would be stored in plaintext, unidentified statements would
- * run. The other content (key references, issuers, the audit sink) is accepted
- * and ignored, with a warning.
- */
+/** `audit` belongs to a later version: accepted as a mapping, with a warning. */
 function checkFutureSections(checker: Checker, root: RawMapping): void {
-  const identity = checker.mapping(root, 'identity', 'identity', null, 'a mapping with require and issuers')
-  if (identity) {
-    const requireNode = identity.entries.get('require')?.node
-    if (requireNode !== undefined && !(requireNode.kind === 'scalar' && (requireNode.value === false || requireNode.value === null))) {
-      if (requireNode.kind === 'scalar' && requireNode.value === true) {
-        checker.problem(requireNode.at, 'identity.require', 'verified identity is not available in this version of pgveil; refusing to start rather than run statements without one (set it to false, or upgrade pgveil)')
-      } else {
-        checker.problem(requireNode.at, 'identity.require', `${describe(requireNode)} is not a boolean (expected true or false)`)
-      }
-    }
-    if ([...identity.entries.keys()].some((key) => key !== 'require')) {
-      checker.warn(identity.at, 'identity', 'accepted but not used by this version (verified identity comes in a later version)')
-    }
-  }
-
   const audit = checker.mapping(root, 'audit', 'audit', null, 'a mapping with to and chain_key')
   if (audit && audit.entries.size > 0) checker.warn(audit.at, 'audit', 'accepted but not used by this version: no audit log is written (the audit log comes in a later version)')
+}
+
+export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30
+export const DEFAULT_MAX_TOKEN_SIZE = 8192
+export const DEFAULT_JWKS_REFRESH_SECONDS = 300
+export const DEFAULT_JWKS_REFETCH_COOLDOWN_SECONDS = 30
+export const DEFAULT_JWKS_TIMEOUT_SECONDS = 5
+
+/** `identity:` — trusted issuers and what a session does with a verified identity. */
+function readIdentity(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv): IdentityConfig | null {
+  const section = checker.mapping(root, 'identity', 'identity', IDENTITY_KEYS, `keys ${IDENTITY_KEYS.join(', ')}`)
+  if (!section) return null
+  const require = checker.boolean(section, 'require', 'identity.require', false)
+  const clockToleranceNode = checker.present(section, 'clock_tolerance')
+  let clockToleranceSeconds = DEFAULT_CLOCK_TOLERANCE_SECONDS
+  if (clockToleranceNode !== undefined) {
+    if (clockToleranceNode.kind !== 'scalar' || typeof clockToleranceNode.value !== 'number' || !Number.isFinite(clockToleranceNode.value) || clockToleranceNode.value < 0 || clockToleranceNode.value > 3600) {
+      checker.problem(clockToleranceNode.at, 'identity.clock_tolerance', `${describe(clockToleranceNode)} is not a tolerance (expected a number of seconds from 0 to 3600, such as 30)`)
+    } else {
+      clockToleranceSeconds = clockToleranceNode.value
+    }
+  }
+  const maxTokenBytes = checker.integer(section, 'max_token_size', 'identity.max_token_size', DEFAULT_MAX_TOKEN_SIZE, 256, 1024 * 1024, 'a number of bytes from 256 to 1048576')
+  const onExpiryNode = checker.present(section, 'on_expiry')
+  let onExpiry: OnExpiry = 'refuse'
+  if (onExpiryNode !== undefined) {
+    if (onExpiryNode.kind === 'scalar' && (onExpiryNode.value === 'refuse' || onExpiryNode.value === 'clear')) onExpiry = onExpiryNode.value
+    else checker.problem(onExpiryNode.at, 'identity.on_expiry', `${describe(onExpiryNode)} is not an expiry behaviour (expected refuse or clear)`)
+  }
+  const forwardClaims = checker.boolean(section, 'forward_claims', 'identity.forward_claims', false)
+  const jwksRefreshMs = checker.seconds(section, 'jwks_refresh', 'identity.jwks_refresh', DEFAULT_JWKS_REFRESH_SECONDS)
+  const jwksCooldownMs = checker.seconds(section, 'jwks_refetch_cooldown', 'identity.jwks_refetch_cooldown', DEFAULT_JWKS_REFETCH_COOLDOWN_SECONDS)
+  const jwksTimeoutMs = checker.seconds(section, 'jwks_timeout', 'identity.jwks_timeout', DEFAULT_JWKS_TIMEOUT_SECONDS)
+
+  const issuers: IssuerConfig[] = []
+  const issuersNode = checker.present(section, 'issuers')
+  if (issuersNode !== undefined && issuersNode.kind !== 'seq') {
+    checker.problem(issuersNode.at, 'identity.issuers', `${describe(issuersNode)} is not a list (expected a list of { issuer: https://…, audience: […] })`)
+  } else if (issuersNode !== undefined) {
+    const seen = new Set<string>()
+    issuersNode.items.forEach((node, index) => {
+      const at = `identity.issuers[${index}]`
+      if (node.kind !== 'map') {
+        checker.problem(node.at, at, `${describe(node)} is not a mapping (expected { issuer: https://…, audience: […] })`)
+        return
+      }
+      checker.unknownKeys(node, at, ISSUER_KEYS)
+      const issuerNode = checker.present(node, 'issuer')
+      if (issuerNode === undefined) {
+        checker.problem(node.at, `${at}.issuer`, 'missing (expected the exact "iss" value of the tokens, such as https://auth.example.com)')
+        return
+      }
+      const issuer = checker.string(node, 'issuer', `${at}.issuer`, '', 'the exact "iss" value of the tokens, such as https://auth.example.com')
+      if (issuer === '') return
+      if (seen.has(issuer)) checker.problem(issuerNode.at, `${at}.issuer`, `"${issuer}" is listed twice (list each issuer once)`)
+      seen.add(issuer)
+      const audience = stringList(checker, node, 'audience', `${at}.audience`, 'a list of audiences, such as [api.example.com]')
+      const secretNode = checker.present(node, 'secret')
+      let secret: Uint8Array | null = null
+      if (secretNode !== undefined) {
+        if (secretNode.kind !== 'scalar' || typeof secretNode.value !== 'string' || !isSecretReference(secretNode.value)) {
+          checker.problem(secretNode.at, `${at}.secret`, `${describeType(secretNode)} is not a reference (expected env:NAME or file:PATH naming the HMAC key, never the key itself)`)
+        } else {
+          try {
+            secret = Buffer.from(resolveSecretReference(secretNode.value, env, { baseDir: checker.baseDir(secretNode.at) }), 'utf8')
+            if (secret.length < 32) {
+              checker.problem(secretNode.at, `${at}.secret`, `the key is ${secret.length} bytes (expected at least 32 bytes for HMAC)`)
+              secret = null
+            }
+          } catch (error) {
+            checker.problem(secretNode.at, `${at}.secret`, `cannot be resolved: ${(error as Error).message}`)
+          }
+        }
+      }
+      const hmac = secretNode !== undefined
+      const algorithms = stringList(checker, node, 'algorithms', `${at}.algorithms`, 'a list of JWS algorithms, such as [RS256, ES256, EdDSA]') ?? (hmac ? ['HS256'] : [...DEFAULT_ALGORITHMS])
+      const allowed: readonly string[] = hmac ? HMAC_ALGORITHMS : ASYMMETRIC_ALGORITHMS
+      const algorithmsAt = node.entries.get('algorithms')?.node.at ?? node.at
+      for (const algorithm of algorithms) {
+        if (allowed.includes(algorithm)) continue
+        if ((HMAC_ALGORITHMS as readonly string[]).includes(algorithm)) {
+          checker.problem(algorithmsAt, `${at}.algorithms`, `${algorithm} needs a shared secret (add secret: "env:NAME" to this issuer, and list only HMAC algorithms)`)
+        } else if ((ASYMMETRIC_ALGORITHMS as readonly string[]).includes(algorithm)) {
+          checker.problem(algorithmsAt, `${at}.algorithms`, `${algorithm} cannot be used with a shared secret (an issuer with secret: takes ${HMAC_ALGORITHMS.join(', ')})`)
+        } else {
+          checker.problem(algorithmsAt, `${at}.algorithms`, `"${algorithm}" is not an accepted algorithm (expected some of ${allowed.join(', ')}; never none)`)
+        }
+      }
+      const jwksUriNode = checker.present(node, 'jwks_uri')
+      let jwksUri: string | null = null
+      if (jwksUriNode !== undefined) {
+        if (hmac) checker.problem(jwksUriNode.at, `${at}.jwks_uri`, 'an issuer with a shared secret uses no JWKS (remove jwks_uri or secret)')
+        jwksUri = checker.string(node, 'jwks_uri', `${at}.jwks_uri`, '', 'an https:// URL of the issuer\'s JSON Web Key Set')
+        const wrong = jwksUri === '' ? null : checkJwksUri(jwksUri)
+        if (wrong !== null) checker.problem(jwksUriNode.at, `${at}.jwks_uri`, wrong)
+      } else if (!hmac) {
+        const wrong = /^https?:\/\//i.test(issuer) ? checkJwksUri(issuer) : null
+        if (wrong !== null) checker.problem(issuerNode.at, `${at}.issuer`, `${wrong.replace(/^uses/, 'the default JWKS location would use')} (or set jwks_uri)`)
+      }
+      issuers.push({ issuer, audience, jwksUri, algorithms, secret })
+    })
+  }
+  if (issuers.length === 0 && require) checker.problem(section.at, 'identity.issuers', 'missing: identity.require is true but no issuer is trusted, so no statement could ever run (add identity.issuers)')
+  return { require, issuers, clockToleranceSeconds, maxTokenBytes, onExpiry, forwardClaims, jwksRefreshMs, jwksCooldownMs, jwksTimeoutMs }
+}
+
+/** A list of non-empty strings (a single string is taken as a list of one); null when absent. */
+function stringList(checker: Checker, parent: RawMapping, key: string, keyPath: string, expected: string): string[] | null {
+  const node = checker.present(parent, key)
+  if (node === undefined) return null
+  const items = node.kind === 'seq' ? node.items : [node]
+  const values: string[] = []
+  for (const item of items) {
+    if (item.kind !== 'scalar' || (typeof item.value !== 'string' && typeof item.value !== 'number') || String(item.value).trim() === '') {
+      checker.problem(item.at, keyPath, `${describe(item)} is not a string (expected ${expected})`)
+      continue
+    }
+    values.push(String(item.value))
+  }
+  if (values.length === 0 && node.kind === 'seq') checker.problem(node.at, keyPath, `is empty (expected ${expected})`)
+  return values
+}
+
+const CONDITION_EXAMPLE = '{ claim: scope, includes: "pii:read" }, { claim: sub, in: [alice] } or { claim: role, equals: admin }'
+
+function readConditions(checker: Checker, node: RawNode, keyPath: string): ClaimCondition[] {
+  const items = node.kind === 'seq' ? node.items : [node]
+  const conditions: ClaimCondition[] = []
+  for (const item of items) {
+    if (item.kind !== 'map') {
+      checker.problem(item.at, keyPath, `${describe(item)} is not a claim condition (expected ${CONDITION_EXAMPLE})`)
+      continue
+    }
+    checker.unknownKeys(item, keyPath, ['claim', 'equals', 'in', 'includes'])
+    const claim = checker.string(item, 'claim', `${keyPath}.claim`, '', 'a claim name, such as scope or realm_access.roles')
+    if (claim === '') {
+      if (!item.entries.has('claim')) checker.problem(item.at, `${keyPath}.claim`, 'missing (expected a claim name, such as scope)')
+      continue
+    }
+    const tests = ['equals', 'in', 'includes'].filter((key) => checker.present(item, key) !== undefined)
+    if (tests.length !== 1) {
+      checker.problem(item.at, keyPath, `needs exactly one of equals, in, includes (expected ${CONDITION_EXAMPLE})`)
+      continue
+    }
+    const test = checker.present(item, tests[0]!)!
+    if (tests[0] === 'in') {
+      if (test.kind !== 'seq' || test.items.some((value) => value.kind !== 'scalar' || (typeof value.value !== 'string' && typeof value.value !== 'number'))) {
+        checker.problem(test.at, `${keyPath}.in`, `${describe(test)} is not a list of values (expected for example [alice, bob])`)
+        continue
+      }
+      conditions.push({ claim, in: test.items.map((value) => (value as RawScalar).value as string | number) })
+    } else if (tests[0] === 'equals') {
+      if (test.kind !== 'scalar' || !['string', 'number', 'boolean'].includes(typeof test.value)) {
+        checker.problem(test.at, `${keyPath}.equals`, `${describe(test)} is not a value (expected a string, number or boolean)`)
+        continue
+      }
+      conditions.push({ claim, equals: test.value as string | number | boolean })
+    } else {
+      if (test.kind !== 'scalar' || typeof test.value !== 'string') {
+        checker.problem(test.at, `${keyPath}.includes`, `${describe(test)} is not a string (expected the value the claim list must hold, such as "pii:read")`)
+        continue
+      }
+      conditions.push({ claim, includes: test.value })
+    }
+  }
+  return conditions
+}
+
+/**
+ * `access:` — protected column (`table.column` or `schema.table.column`) → who may
+ * read its plaintext, what others get, who may write it.
+ */
+function readAccess(checker: Checker, root: RawMapping, policy: Policy): AccessRules {
+  const section = checker.mapping(root, 'access', 'access', null, 'a mapping of protected columns (table.column) to access rules')
+  if (!section) return new AccessRules([])
+  const rules: ColumnAccessRule[] = []
+  for (const [name, entry] of section.entries) {
+    const keyPath = `access.${name}`
+    const parts = name.split('.')
+    if (parts.length < 2 || parts.length > 3 || parts.some((part) => part === '')) {
+      checker.problem(entry.keyAt, keyPath, 'is not a column name (expected table.column or schema.table.column)')
+      continue
+    }
+    const column = parts[parts.length - 1]!
+    const { schema, table } = splitTableName(parts.slice(0, -1).join('.'))
+    const protectedColumn = policy.table(schema, table)?.get(column)
+    if (protectedColumn === undefined) {
+      checker.problem(entry.keyAt, keyPath, `${schema}.${table}.${column} is not a protected column (access rules apply to columns listed under tables:)`)
+      continue
+    }
+    const node = entry.node
+    if (node.kind !== 'map') {
+      checker.problem(node.at, keyPath, `${describe(node)} is not a mapping (expected { read: [${CONDITION_EXAMPLE}], otherwise: null | mask | error })`)
+      continue
+    }
+    checker.unknownKeys(node, keyPath, ACCESS_RULE_KEYS)
+    const readNode = checker.present(node, 'read')
+    if (readNode === undefined) {
+      checker.problem(node.at, `${keyPath}.read`, `missing (expected who may read the plaintext: [${CONDITION_EXAMPLE}])`)
+      continue
+    }
+    const read = readConditions(checker, readNode, `${keyPath}.read`)
+    const writeNode = checker.present(node, 'write')
+    const write = writeNode === undefined ? null : readConditions(checker, writeNode, `${keyPath}.write`)
+    const otherwiseNode = checker.present(node, 'otherwise')
+    let otherwise: DenialKind = 'null'
+    if (otherwiseNode !== undefined) {
+      // YAML reads a bare `null` as no value: that is the default anyway.
+      if (otherwiseNode.kind === 'scalar' && (DENIAL_KINDS as readonly unknown[]).includes(otherwiseNode.value)) otherwise = otherwiseNode.value as DenialKind
+      else checker.problem(otherwiseNode.at, `${keyPath}.otherwise`, `${describe(otherwiseNode)} is not a denial (expected null, mask or error)`)
+    }
+    const maskNode = checker.present(node, 'mask')
+    let mask: MaskStyle = 'redact'
+    if (maskNode !== undefined) {
+      if (maskNode.kind === 'scalar' && (MASK_STYLES as readonly unknown[]).includes(maskNode.value)) mask = maskNode.value as MaskStyle
+      else checker.problem(maskNode.at, `${keyPath}.mask`, `${describe(maskNode)} is not a mask (expected ${MASK_STYLES.join(', ')})`)
+    }
+    if (otherwise === 'mask' && protectedColumn.type !== 'text') {
+      checker.problem(otherwiseNode!.at, `${keyPath}.otherwise`, `masks apply to text columns; ${protectedColumn.qualified} is ${protectedColumn.type} (use null or error)`)
+    }
+    rules.push({ column: protectedColumn.qualified, read, otherwise, mask, write })
+  }
+  return new AccessRules(rules)
 }
 
 /** The configuration with `upstream.url` replaced (for the embedded PostgreSQL); a `connect_timeout` in the URL wins as usual. */

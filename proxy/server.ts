@@ -8,6 +8,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { SqlState, WireError } from '../protocol/errors.js'
 import { SqlAnalyzer } from '../policy/sql-analyzer.js'
+import { IdentityTrust } from '../policy/identity.js'
 import { CancelRegistry } from './cancel-registry.js'
 import { CatalogMap } from './catalog.js'
 import type { PgveilConfig } from './config.js'
@@ -60,6 +61,16 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       metrics,
     }
   }
+  const buildTrust = (from: PgveilConfig): IdentityTrust | null =>
+    from.identity === undefined || from.identity === null
+      ? null
+      : new IdentityTrust(from.identity, {
+          metrics: {
+            verification: (outcome) => metrics.jwtVerificationsTotal.inc({ outcome }),
+            jwksFetch: (outcome) => metrics.jwksFetchesTotal.inc({ outcome }),
+          },
+          log: logger,
+        })
   let policyFingerprint = fingerprintPolicy(config)
   const listenTls = config.listen.tls
   const secureContext = listenTls === null ? null : tls.createSecureContext({ cert: readFileSync(listenTls.cert), key: readFileSync(listenTls.key) })
@@ -75,6 +86,8 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     logger,
     metrics,
     crypto: await buildCrypto(config),
+    identityTrust: buildTrust(config),
+    access: config.access ?? null,
     onClose(session) {
       sessions.delete(session)
       metrics.clientConnections.set(sessions.size)
@@ -142,6 +155,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       }, drainTimeoutMs)
       await waitForSessions()
       clearTimeout(timer)
+      context.identityTrust?.stop()
       await listenerClosed
       logger.info('shutdown complete')
     },
@@ -149,6 +163,9 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       const fingerprint = fingerprintPolicy(next)
       if (fingerprint === policyFingerprint) return false
       context.crypto = await buildCrypto(next)
+      context.identityTrust?.stop()
+      context.identityTrust = buildTrust(next)
+      context.access = next.access ?? null
       policyFingerprint = fingerprint
       logger.info('policy applied: open sessions end at their next idle point', { protectedColumns: next.policy.columns.length, sessions: sessions.size })
       for (const session of sessions) session.retire("terminating connection because pgveil's column policy changed; reconnect to use the new policy")
@@ -158,6 +175,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       closing = true
       const listenerClosed = stopListening()
       for (const session of [...sessions]) session.terminate('terminating connection because pgveil is shutting down')
+      context.identityTrust?.stop()
       await waitForSessions()
       await listenerClosed
     },
@@ -166,5 +184,12 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
 
 /** What identifies a policy: its columns and its key versions (never key material). */
 function fingerprintPolicy(config: PgveilConfig): string {
-  return JSON.stringify({ columns: config.policy.columns, keys: config.keyring?.describe() ?? null })
+  const identity = config.identity ?? null
+  return JSON.stringify({
+    columns: config.policy.columns,
+    keys: config.keyring?.describe() ?? null,
+    // Issuers and settings, never a shared secret: its length stands in for it.
+    identity: identity === null ? null : { ...identity, issuers: identity.issuers.map((issuer) => ({ ...issuer, secret: issuer.secret?.length ?? null })) },
+    access: config.access?.rules ?? [],
+  })
 }

@@ -28,6 +28,7 @@ import { TYPE_CODECS, type PolicyType, type SessionFormat, type TypeCodec } from
 import type { CatalogMap, DatabaseCatalog } from './catalog.js'
 import { CopyRowError, CopyRowTransformer, type FieldTransform } from './copy-crypto.js'
 import type { Metrics } from '../audit/metrics.js'
+import { ColumnAccessError, OPEN_ACCESS, type ColumnAccessView } from '../policy/access.js'
 import type { Logger } from './log.js'
 import { Pending } from './pending-queue.js'
 
@@ -65,6 +66,8 @@ interface ProtectedField {
   readonly kind: 'decrypt'
   /** What the ciphertext is bound to (ColumnPolicy.binding). */
   readonly column: string
+  /** schema.table.column, the name access rules use. */
+  readonly name: string
   readonly codec: TypeCodec
   readonly binary: boolean
 }
@@ -137,6 +140,8 @@ export class SessionCrypto {
   queryRowPlan: RowPlan | null = null
   /** From the session's ParameterStatus (TimeZone, DateStyle); read for every value, so kept as one object. */
   format: SessionFormat = { timeZone: 'UTC', dateStyle: 'ISO, MDY', integerDatetimes: true }
+  /** What the session's identity may read and write (access rules); set by the session when the identity changes. */
+  columnAccess: ColumnAccessView = OPEN_ACCESS
 
   constructor(ctx: CryptoContext, database: string) {
     this.ctx = ctx
@@ -231,6 +236,7 @@ export class SessionCrypto {
       for (const [n, column] of statement.params) {
         const value = params[n - 1]
         if (value === undefined || value === null) continue
+        this.checkWrite(column.name)
         const codec = TYPE_CODECS[column.type as PolicyType]
         const canonical = formats[n - 1] === 1 ? codec.canonicalFromBinary(value) : codec.canonicalFromText(value.toString('utf8'), this.format)
         params[n - 1] = sealValue(this.ctx.keyring, column.binding, Buffer.from(canonical, 'utf8'))
@@ -281,7 +287,14 @@ export class SessionCrypto {
     return spliceLiterals(sql, literalReplacements(analysis, (slot) => this.encryptLiteral(slot)))
   }
 
+  /** Access rules: may the session's identity write this column? */
+  private checkWrite(column: string): void {
+    const denied = this.columnAccess.writeDenied.size === 0 ? undefined : this.columnAccess.writeDenied.get(column)
+    if (denied !== undefined) throw new ColumnAccessError(denied)
+  }
+
   private encryptLiteral(slot: LiteralSlot): string {
+    this.checkWrite(slot.column.name)
     const codec = TYPE_CODECS[slot.column.type as PolicyType]
     const canonical = codec.canonicalFromText(slot.value!, this.format)
     const envelope = sealValue(this.ctx.keyring, slot.column.binding, Buffer.from(canonical, 'utf8'))
@@ -307,6 +320,8 @@ export class SessionCrypto {
         i,
         spec.direction === 'in'
           ? (value) => {
+              const denied = this.columnAccess.writeDenied.get(column.qualified)
+              if (denied !== undefined) throw new CopyRowError(denied)
               let canonical: string
               try {
                 canonical = codec.canonicalFromText(value, this.format)
@@ -365,9 +380,17 @@ export class SessionCrypto {
         if (looksLikeEnvelope(cell, field.binary)) throw new UnattributedCiphertextError(field.name)
         continue
       }
+      // Access rules, per column: NULL or an error without decrypting, a mask after.
+      const denied = this.columnAccess.readDenied.size === 0 ? undefined : this.columnAccess.readDenied.get(field.name)
+      if (denied !== undefined && denied.kind !== 'mask') {
+        if (denied.kind === 'error') throw new ColumnAccessError(denied.message)
+        values[i] = null
+        continue
+      }
       // The cell comes in the format the client asked for: bytea text output unless binary.
       const envelope = field.binary ? cell : decodeByteaText(cell)
-      const canonical = openValue(this.ctx.keyring, field.column, envelope).toString('utf8')
+      const opened = openValue(this.ctx.keyring, field.column, envelope).toString('utf8')
+      const canonical = denied === undefined ? opened : denied.mask(opened)
       values[i] = field.binary ? field.codec.toBinary(canonical) : Buffer.from(field.codec.toText(canonical, this.format), 'utf8')
       decrypted++
     }
@@ -397,7 +420,7 @@ function planFields(catalog: DatabaseCatalog, fields: readonly FieldDescription[
     }
     const codec = TYPE_CODECS[column.type as PolicyType]
     decrypts = true
-    plan.push({ kind: 'decrypt', column: column.binding, codec, binary: format === 1 })
+    plan.push({ kind: 'decrypt', column: column.binding, name: column.qualified, codec, binary: format === 1 })
     return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
   })
   return { plan: decrypts || guards ? { fields: plan, decrypts } : null, rewritten }

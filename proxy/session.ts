@@ -21,6 +21,9 @@ import type { Logger } from './log.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
 import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
 import { SessionCrypto, UnattributedCiphertextError, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
+import { ClientVerdict, PASS_REPLY, SessionIdentity, type IdentityPending } from './session-identity.js'
+import { ColumnAccessError, OPEN_ACCESS, type AccessRules } from '../policy/access.js'
+import type { IdentityTrust } from '../policy/identity.js'
 import { connectUpstream, sendUpstreamCancel } from './upstream.js'
 import type { UpstreamTarget } from './upstream-url.js'
 
@@ -52,6 +55,10 @@ export interface SessionContext {
   readonly metrics: Metrics
   /** Column encryption, when the policy protects something (replaced when the policy is reloaded). */
   readonly crypto: CryptoContext | null
+  /** Trusted issuers (identity:), when configured. */
+  readonly identityTrust?: IdentityTrust | null
+  /** Access rules on protected columns (access:), when configured. */
+  readonly access?: AccessRules | null
   onClose(session: ClientSession): void
 }
 
@@ -69,8 +76,14 @@ export class ClientSession implements CancelTarget {
   private readonly upstreamFramer = new MessageFramer({ startup: false, maxMessageSize: MAX_BACKEND_MESSAGE_SIZE, peer: 'server' })
   private toClient: FrameWriter
   private toUpstream: FrameWriter | null = null
-  readonly pending = new PendingResponseQueue<CryptoPending>()
+  readonly pending = new PendingResponseQueue<CryptoPending | IdentityPending>()
   private crypto: SessionCrypto | null = null
+  /**
+   * Verified identity and context (SET IDENTITY …), when identity or access rules
+   * are configured. Read-only for other code: `identity.current`, `identity.context`,
+   * `identity.on(listener)` for set/failed/cleared events.
+   */
+  readonly identity: SessionIdentity | null
   /** A refused extended-protocol message: the client's messages up to its Sync are dropped. */
   private droppingUntilSync = false
   /** COPY of a protected table in progress (rows transformed as they stream). */
@@ -105,6 +118,39 @@ export class ClientSession implements CancelTarget {
     this.attachClient(socket)
     this.startupTimer = setTimeout(() => this.fail(new WireError(SqlState.ConnectionFailure, 'timeout while waiting for the startup exchange to finish', { severity: 'FATAL' })), STARTUP_TIMEOUT_MS)
     this.startupTimer.unref()
+    const identityConfig = ctx.config.identity ?? null
+    const access = ctx.access ?? null
+    this.identity =
+      identityConfig === null && access === null
+        ? null
+        : new SessionIdentity(
+            {
+              sendUpstream: (frames, entries) => {
+                if (this.phase !== Phase.Ready) return
+                this.forward(frames, entries)
+                this.flushToUpstream()
+              },
+              resumeClient: () => this.resumeClient(),
+              setColumnAccess: (view) => {
+                if (this.crypto !== null) this.crypto.columnAccess = view
+              },
+              fail: (error) => this.fail(error),
+            },
+            { trust: ctx.identityTrust ?? null, config: identityConfig, access },
+          )
+  }
+
+  /** Read the client's held messages again (after pgveil answered one of its own commands). */
+  private resumeClient(): void {
+    if (this.phase !== Phase.Ready) return
+    try {
+      this.clientFramer.resumeRanges(this.onClientFrame)
+    } catch (error) {
+      this.fail(error)
+      return
+    }
+    this.flushToUpstream()
+    this.flushToClient()
   }
 
   /** Stop this session as soon as it is idle outside a transaction (SIGTERM). */
@@ -195,7 +241,10 @@ export class ClientSession implements CancelTarget {
         }
         this.user = packet.params.get('user') ?? ''
         this.database = packet.params.get('database') ?? this.user
-        if (this.ctx.crypto !== null) this.crypto = new SessionCrypto(this.ctx.crypto, this.database)
+        if (this.ctx.crypto !== null) {
+          this.crypto = new SessionCrypto(this.ctx.crypto, this.database)
+          this.crypto.columnAccess = this.identity?.columnAccess ?? OPEN_ACCESS
+        }
         this.phase = Phase.Connecting
         this.client.pause()
         void this.openUpstream(frame)
@@ -251,6 +300,13 @@ export class ClientSession implements CancelTarget {
 
   private onReadyClientFrame(buffer: Buffer, start: number, end: number): boolean {
     this.atReadyForQuery = false
+    if (this.identity !== null) {
+      const verdict = this.identity.onClientFrame(buffer, start, end)
+      if (verdict !== ClientVerdict.Pass) {
+        this.flushToUpstream()
+        return verdict === ClientVerdict.Handled
+      }
+    }
     if (this.crypto !== null) return this.onCryptoClientFrame(this.crypto, buffer.subarray(start, end))
     return this.forwardClientFrame(buffer, start, end)
   }
@@ -347,6 +403,14 @@ export class ClientSession implements CancelTarget {
 
   private readonly onUpstreamFrame = (buffer: Buffer, start: number, end: number): boolean => {
     if (this.phase !== Phase.Ready) return this.onAuthUpstreamFrame(buffer.subarray(start, end))
+    if (this.identity !== null) {
+      const reply = this.identity.onUpstreamFrame(buffer, start, end, this.pending.peekContext())
+      if (reply !== PASS_REPLY) {
+        this.advancePending(buffer, start, end)
+        if (reply !== null) this.toClient.push(reply)
+        return true
+      }
+    }
     if (this.crypto !== null) return this.onCryptoUpstreamFrame(this.crypto, buffer.subarray(start, end))
     this.advancePending(buffer, start, end)
     this.toClient.pushRange(buffer, start, end)
@@ -529,7 +593,7 @@ export class ClientSession implements CancelTarget {
     else if (name === 'DateStyle') crypto.format = { ...crypto.format, dateStyle: value }
   }
 
-  private forward(frames: Buffer[], entries: [number, CryptoPending | undefined][]): void {
+  private forward(frames: Buffer[], entries: [number, CryptoPending | IdentityPending | undefined][]): void {
     for (const [kind, context] of entries) {
       if (context?.kind === 'refusal') this.ctx.metrics.statementsRefusedTotal.inc()
       this.pending.push(kind as Pending, context)
@@ -663,6 +727,12 @@ export class ClientSession implements CancelTarget {
           try {
             out = crypto.decryptRow(frame, plan)
           } catch (error) {
+            if (error instanceof ColumnAccessError && this.identity !== null) {
+              // The result is withheld: the client gets the error, nothing more of it.
+              this.identity.withholdUntilReady()
+              this.toClient.push(encodeErrorResponse(error.toFields()))
+              return true
+            }
             if (!(error instanceof DecryptionError || error instanceof UnattributedCiphertextError)) throw error
             this.failDecryption(error)
             return false

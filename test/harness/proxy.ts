@@ -2,6 +2,8 @@
  * A real pgveil for a test: listens on a free 127.0.0.1 port in front of the given
  * upstream, with configuration built the way the loader builds it.
  */
+import type { AccessRules } from '../../policy/access.js'
+import type { IdentityConfig } from '../../policy/identity.js'
 import type { Keyring } from '../../policy/keyring.js'
 import { Policy } from '../../policy/policy.js'
 import type { PgveilConfig } from '../../proxy/config.js'
@@ -18,6 +20,8 @@ export interface TestProxyOptions {
   logger?: Logger
   policy?: Policy
   keyring?: Keyring | null
+  identity?: IdentityConfig
+  access?: AccessRules
 }
 
 export interface TestProxy extends ProxyServer {
@@ -42,6 +46,8 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     policy: options.policy ?? new Policy([]),
     keyring: options.keyring ?? null,
   }
+  if (options.identity !== undefined) config.identity = options.identity
+  if (options.access !== undefined) config.access = options.access
   const logger = options.logger ?? (process.env.PGVEIL_TEST_LOG === '1' ? createLogger({ level: 'debug' }) : silentLogger)
   const server = await startProxy(config, { logger })
   return {
