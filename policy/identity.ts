@@ -117,7 +117,8 @@ export function checkJwksUri(uri: string): string | null {
 class JwksCache {
   private keys: JWTVerifyGetKey | null = null
   private fetching: Promise<void> | null = null
-  private lastFetchStarted = 0
+  /** When an unknown kid last caused a refetch (the rate limit). */
+  private lastUnknownKidRefetch = -Infinity
   private lastError: string | null = null
   private readonly timer: NodeJS.Timeout
 
@@ -145,7 +146,8 @@ class JwksCache {
       return await this.keys(header, token)
     } catch (error) {
       if (!(error instanceof joseErrors.JWKSNoMatchingKey)) throw error
-      if (Date.now() - this.lastFetchStarted < this.options.cooldownMs) throw error
+      if (Date.now() - this.lastUnknownKidRefetch < this.options.cooldownMs) throw error
+      this.lastUnknownKidRefetch = Date.now()
       await this.refresh()
       if (this.lastError !== null) throw new IdentityError('jwks_unavailable', `the token's key id (kid) is not among the cached keys of issuer "${this.issuer}" and ${this.uri} could not be fetched (${this.lastError}); try again later`)
       return await this.keys(header, token)
@@ -155,7 +157,6 @@ class JwksCache {
   /** Fetch now (one fetch at a time); failures keep the keys already cached. */
   refresh(): Promise<void> {
     if (this.fetching !== null) return this.fetching
-    this.lastFetchStarted = Date.now()
     this.fetching = this.fetchOnce().finally(() => {
       this.fetching = null
     })

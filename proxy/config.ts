@@ -1014,11 +1014,8 @@ function readAccess(checker: Checker, root: RawMapping, policy: Policy): AccessR
     }
     checker.unknownKeys(node, keyPath, ACCESS_RULE_KEYS)
     const readNode = checker.present(node, 'read')
-    if (readNode === undefined) {
-      checker.problem(node.at, `${keyPath}.read`, `missing (expected who may read the plaintext: [${CONDITION_EXAMPLE}])`)
-      continue
-    }
-    const read = readConditions(checker, readNode, `${keyPath}.read`)
+    if (readNode === undefined) checker.problem(node.at, `${keyPath}.read`, `missing (expected who may read the plaintext: [${CONDITION_EXAMPLE}])`)
+    const read = readNode === undefined ? [] : readConditions(checker, readNode, `${keyPath}.read`)
     const writeNode = checker.present(node, 'write')
     const write = writeNode === undefined ? null : readConditions(checker, writeNode, `${keyPath}.write`)
     const otherwiseNode = checker.present(node, 'otherwise')

@@ -363,25 +363,9 @@ describe('sections of later versions fail closed', () => {
     expect(parse('tables:\n').mode).toBe('session')
   })
 
-  it('refuses identity.require: true, and a non-boolean require', () => {
-    expect(problems('identity:\n  require: true\n')).toEqual([expect.stringMatching(/^x\.yaml:2:12: identity\.require: verified identity is not available in this version/)])
-    expect(problems('identity:\n  require: "true"\n')).toEqual([expect.stringMatching(/^x\.yaml:2:12: identity\.require: the string "true" is not a boolean/)])
-    expect(problems('', { PGVEIL_IDENTITY__REQUIRE: 'true' })).toEqual([expect.stringMatching(/^PGVEIL_IDENTITY__REQUIRE: identity\.require: verified identity is not available/)])
-  })
-
-  it('accepts identity issuers and audit with a warning each', () => {
-    const config = parse(
-      [
-        'identity:',
-        '  require: false',
-        '  issuers: [{ issuer: "https://auth.example.com" }]',
-        'audit: { to: stdout }',
-      ].join('\n'),
-    )
-    expect(config.warnings).toEqual([
-      expect.stringMatching(/^x\.yaml:2:3: identity: accepted but not used by this version/),
-      expect.stringMatching(/^x\.yaml:4:8: audit: accepted but not used by this version: no audit log is written/),
-    ])
+  it('accepts audit with a warning', () => {
+    const config = parse('audit: { to: stdout }\n')
+    expect(config.warnings).toEqual([expect.stringMatching(/^x\.yaml:1:8: audit: accepted but not used by this version: no audit log is written/)])
   })
 
   it('still requires those sections to be mappings', () => {
