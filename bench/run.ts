@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { bulkReadReport, measureBulkRead, type BulkReadResult } from './bulk-read.js'
 import { freePort, startPostgresServer, type PostgresServer } from './postgres-server.js'
+import { measureSetIdentity, setIdentityReport, type SetIdentityResult } from './set-identity.js'
 
 const MODES = ['simple', 'extended', 'prepared'] as const
 type Mode = (typeof MODES)[number]
@@ -55,6 +56,9 @@ interface BenchOptions {
   latencyMode: Mode
   bulk: boolean
   bulkRows: number
+  identity: boolean
+  identityOnly: boolean
+  identityCount: number
   json: string | null
 }
 
@@ -74,6 +78,9 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --no-throughput      skip the throughput runs (with --latency)
   --no-bulk            skip the encrypted bulk-read measurement
   --bulk-rows N        rows of the bulk read (default 100000)
+  --no-identity        skip the SET IDENTITY latency measurement
+  --identity-only      run only the SET IDENTITY latency measurement
+  --identity-count N   SET IDENTITY round trips measured (default 2000)
   --json FILE          also write every figure as JSON
 `
 
@@ -93,6 +100,9 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     latency: false,
     bulk: true,
     bulkRows: 100_000,
+    identity: true,
+    identityOnly: false,
+    identityCount: 2000,
     latencyRate: 500,
     latencyMode: 'simple',
     json: null,
@@ -125,6 +135,9 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       case '--no-throughput': options.throughput = false; break
       case '--no-bulk': options.bulk = false; break
       case '--bulk-rows': options.bulkRows = positiveInt(value(), flag); break
+      case '--no-identity': options.identity = false; break
+      case '--identity-only': options.identityOnly = true; break
+      case '--identity-count': options.identityCount = positiveInt(value(), flag); break
       case '--json': options.json = value(); break
       default:
         throw new RangeError(`unknown option ${String(flag)}\n${USAGE}`)
@@ -628,6 +641,12 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal)
 
   try {
+    if (options.identityOnly) {
+      const identity = await measureSetIdentity({ server, workDir, count: options.identityCount, log })
+      process.stdout.write(`\n${setIdentityReport(identity)}\n`)
+      if (options.json !== null) await writeFile(options.json, `${JSON.stringify({ date: new Date().toISOString(), cpus: availableParallelism(), node: process.version, identity }, null, 2)}\n`)
+      return 0
+    }
     const pgbenchPath = findProgram('pgbench', [server.binDir ?? ''])
     if (pgbenchPath === null) throw new Error('pgbench is not installed (it comes with the PostgreSQL client package)')
 
@@ -720,6 +739,9 @@ async function main(): Promise<number> {
       else bulk = await measureBulkRead({ server, workDir, psql, rows: options.bulkRows, rounds: Math.max(3, options.rounds), log })
     }
 
+    let identity: SetIdentityResult | null = null
+    if (options.identity && !interrupted) identity = await measureSetIdentity({ server, workDir, count: options.identityCount, log })
+
     const out: string[] = [
       '',
       `pgveil passthrough benchmark — ${availableParallelism()} CPUs, node ${process.version}, PostgreSQL ${server.version} (${server.kind}),`,
@@ -733,6 +755,7 @@ async function main(): Promise<number> {
     if (options.throughput) out.push(throughputReport(throughput, targets), '', budgetLine(throughput, options.modes, targets), '')
     if (options.latency) out.push(latencyReport(latency, options.latencyRate, options.latencyMode), '')
     if (bulk !== null) out.push(bulkReadReport(bulk), '')
+    if (identity !== null) out.push(setIdentityReport(identity), '')
     process.stdout.write(out.join('\n'))
 
     if (options.json !== null) {
@@ -746,6 +769,7 @@ async function main(): Promise<number> {
         throughput,
         latency,
         bulk,
+        identity,
       }, null, 2)}\n`)
     }
     return 0

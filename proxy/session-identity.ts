@@ -19,7 +19,7 @@
  * transaction are provisional until it ends: a rollback undoes them (as PostgreSQL
  * does for SET); SET LOCAL ends with the transaction.
  */
-import { encodeCommandComplete, encodeDataRow, encodeErrorResponse, encodeParameterDescription, NO_DATA, decodeCommandComplete } from '../protocol/backend.js'
+import { encodeCommandComplete, encodeDataRow, encodeErrorResponse, encodeParameterDescription, encodeReadyForQuery, encodeRowDescription, NO_DATA, decodeCommandComplete, type TransactionStatusChar } from '../protocol/backend.js'
 import { SqlState, WireError, decodeNoticeFields } from '../protocol/errors.js'
 import { decodeBind, decodeClose, decodeDescribe, decodeExecute, decodeParse, decodeQuery, encodeBind, encodeClose, encodeExecute, encodeParse, encodeQuery, FLUSH } from '../protocol/frontend.js'
 import { BackendCode, FrontendCode, TransactionStatus } from '../protocol/message-codes.js'
@@ -78,6 +78,10 @@ export interface IdentityHost {
   sendUpstream(frames: Buffer[], entries: [Pending, IdentityPending | undefined][]): void
   /** Process the client's held messages again (after Paused). */
   resumeClient(): void
+  /** Nothing is in flight to or from PostgreSQL (the last reply was ReadyForQuery). */
+  isIdle(): boolean
+  /** Replies pgveil makes up itself, ending with ReadyForQuery; the client is read again after them. */
+  answerClient(frames: Buffer[]): void
   setColumnAccess(view: ColumnAccessView): void
   fail(error: unknown): void
 }
@@ -104,6 +108,8 @@ interface LocalStep {
   readonly params: (string | null)[]
   /** pgveil refused the command: this ErrorResponse replaces the failing statement's. */
   readonly failure: Buffer | null
+  /** PostgreSQL must run `sql` (it sets the forwarded claims). */
+  readonly upstream: boolean
 }
 
 /** A statement prepared from one of pgveil's commands (extended protocol). */
@@ -252,12 +258,38 @@ export class SessionIdentity {
   private runLocalQuery(commands: IdentityCommand[]): ClientVerdict {
     void Promise.all(commands.map((command) => this.prepare(command, null)))
       .then((steps) => {
+        if (this.host.isIdle() && this.lastStatus !== TransactionStatus.Failed && steps.every((step) => step.failure === null && !step.upstream)) {
+          this.answerLocally(steps)
+          return
+        }
         const pending: IdentityPending = { kind: 'identity-query', steps, index: 0 }
         this.awaited = pending
         this.host.sendUpstream([encodeQuery(steps.map((step) => step.sql).join(';\n'))], [[Pending.Query, pending]])
       })
       .catch((error: unknown) => this.host.fail(error))
     return ClientVerdict.Paused
+  }
+
+  /**
+   * Nothing for PostgreSQL to do and nothing in flight: answer without a round trip,
+   * as PostgreSQL would (the transaction status is the last ReadyForQuery's).
+   */
+  private answerLocally(steps: readonly LocalStep[]): void {
+    const frames: Buffer[] = []
+    for (const step of steps) {
+      if (step.command.kind === 'show') {
+        const target = step.command.target
+        frames.push(encodeRowDescription([{ name: target, tableOid: 0, columnAttr: 0, typeOid: TEXT_OID, typeSize: -1, typeModifier: -1, format: 0 }]))
+        frames.push(encodeDataRow([Buffer.from(this.show(target), 'utf8')]))
+      } else if (step.change !== null) {
+        this.apply(step.change, 'reset')
+      }
+      frames.push(encodeCommandComplete(commandTag(step.command)))
+    }
+    const status = this.lastStatus
+    frames.push(encodeReadyForQuery(String.fromCharCode(status) as TransactionStatusChar))
+    this.onReadyForQuery(status)
+    this.host.answerClient(frames)
   }
 
   private onParse(frame: Buffer): ClientVerdict {
@@ -336,7 +368,7 @@ export class SessionIdentity {
     const forward = this.config?.forwardClaims === true
     switch (command.kind) {
       case 'show':
-        return { command, sql: `SELECT NULL::text AS ${command.target}`, change: null, params: [], failure: null }
+        return { command, sql: `SELECT NULL::text AS ${command.target}`, change: null, params: [], failure: null, upstream: false }
       case 'reset':
       case 'reset-all':
         return this.changeStep(command, { target: command.kind === 'reset' ? command.target : 'identity', local: false, value: null }, forward)
@@ -381,7 +413,7 @@ export class SessionIdentity {
   }
 
   private changeStep(command: IdentityCommand, change: Change, forward: boolean): LocalStep {
-    if (!forward || change.target !== 'identity') return { command, sql: 'SELECT', change, params: [], failure: null }
+    if (!forward || change.target !== 'identity') return { command, sql: 'SELECT', change, params: [], failure: null, upstream: false }
     const claims = change.value === null ? '' : JSON.stringify(change.value.claims)
     const sub = change.value?.sub ?? ''
     const local = change.local ? 'true' : 'false'
@@ -391,6 +423,7 @@ export class SessionIdentity {
       change,
       params: [claims, sub],
       failure: null,
+      upstream: true,
     }
   }
 
@@ -399,7 +432,7 @@ export class SessionIdentity {
     if (this.listeners.size > 0) {
       this.emit(target === 'identity' ? { type: 'identity-failed', outcome: outcome ?? 'invalid', reason: error.message } : { type: 'context-failed', reason: error.message })
     }
-    return { command, sql: FAILING_SQL, change: null, params: [], failure: encodeErrorResponse(error.toFields()) }
+    return { command, sql: FAILING_SQL, change: null, params: [], failure: encodeErrorResponse(error.toFields()), upstream: true }
   }
 
   /** The statement prepared upstream in place of one of pgveil's commands. */
@@ -542,7 +575,7 @@ export class SessionIdentity {
         return step.command.kind === 'show' ? encodeDataRow([Buffer.from(this.show(step.command.target), 'utf8')]) : null
       case BackendCode.CommandComplete:
         if (step.change !== null) this.apply(step.change, step.command.kind === 'reset-all' ? 'reset-all' : 'reset')
-        return encodeCommandComplete(step.command.kind === 'show' ? 'SHOW' : step.command.kind === 'set' ? 'SET' : 'RESET')
+        return encodeCommandComplete(commandTag(step.command))
       case BackendCode.ErrorResponse: {
         const fields = decodeNoticeFields(frame)
         if (step.failure !== null && fields.get('C') === PGVEIL_REFUSED) return step.failure
@@ -640,6 +673,10 @@ export class SessionIdentity {
   private emit(event: IdentityEvent): void {
     for (const listener of this.listeners) listener(event)
   }
+}
+
+function commandTag(command: IdentityCommand): string {
+  return command.kind === 'show' ? 'SHOW' : command.kind === 'set' ? 'SET' : 'RESET'
 }
 
 function requireError(): WireError {

@@ -131,6 +131,14 @@ export class ClientSession implements CancelTarget {
                 this.flushToUpstream()
               },
               resumeClient: () => this.resumeClient(),
+              isIdle: () => this.pending.isEmpty,
+              answerClient: (frames) => {
+                if (this.phase !== Phase.Ready) return
+                for (const frame of frames) this.toClient.push(frame)
+                this.atReadyForQuery = true
+                this.flushToClient()
+                this.resumeClient()
+              },
               setColumnAccess: (view) => {
                 if (this.crypto !== null) this.crypto.columnAccess = view
               },
