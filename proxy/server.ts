@@ -3,6 +3,7 @@
  * listen.max_connections, hands each connection to a ClientSession, and drains on
  * shutdown.
  */
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import tls from 'node:tls'
@@ -188,8 +189,8 @@ function fingerprintPolicy(config: PgveilConfig): string {
   return JSON.stringify({
     columns: config.policy.columns,
     keys: config.keyring?.describe() ?? null,
-    // Issuers and settings, never a shared secret: its length stands in for it.
-    identity: identity === null ? null : { ...identity, issuers: identity.issuers.map((issuer) => ({ ...issuer, secret: issuer.secret?.length ?? null })) },
+    // Issuers and settings; a shared secret only as a digest, so a changed secret is noticed.
+    identity: identity === null ? null : { ...identity, issuers: identity.issuers.map((issuer) => ({ ...issuer, secret: issuer.secret === null ? null : createHash('sha256').update(issuer.secret).digest('hex') })) },
     access: config.access?.rules ?? [],
   })
 }
