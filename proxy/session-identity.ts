@@ -534,9 +534,10 @@ export class SessionIdentity {
       const tag = decodeCommandComplete(buffer.subarray(start, end)).tag
       if (ENDS_TRANSACTION.test(tag)) this.lastEndTag = tag
     }
-    const pending = context as IdentityPending | undefined
-    const reply = pending !== undefined && typeof pending === 'object' && typeof pending.kind === 'string' && pending.kind.startsWith('identity-') ? this.onReply(buffer.subarray(start, end), pending) : PASS_REPLY
-    if (this.awaited !== null && (code === BackendCode.ErrorResponse || (pending === this.awaited && code === BackendCode.CommandComplete))) this.resumeAfterReply()
+    const pending = isIdentityPending(context) ? context : undefined
+    const reply = pending === undefined ? PASS_REPLY : this.onReply(buffer.subarray(start, end), pending)
+    // An Execute is done at its CommandComplete; a Query at its ReadyForQuery; anything after an error.
+    if (this.awaited !== null && (code === BackendCode.ErrorResponse || (pending === this.awaited && pending.kind === 'identity-execute' && code === BackendCode.CommandComplete))) this.resumeAfterReply()
     return reply
   }
 
@@ -673,6 +674,12 @@ export class SessionIdentity {
   private emit(event: IdentityEvent): void {
     for (const listener of this.listeners) listener(event)
   }
+}
+
+const IDENTITY_PENDING_KINDS: ReadonlySet<unknown> = new Set<IdentityPending['kind']>(['identity-query', 'identity-execute', 'identity-describe', 'identity-silent', 'identity-refusal'])
+
+function isIdentityPending(context: unknown): context is IdentityPending {
+  return context !== undefined && IDENTITY_PENDING_KINDS.has((context as { kind?: unknown }).kind)
 }
 
 function commandTag(command: IdentityCommand): string {

@@ -104,6 +104,24 @@ describe('SET IDENTITY', () => {
     expect((await client.query('SELECT 41 + 1 AS answer')).rows).toEqual([{ answer: 42 }])
   })
 
+  it('answers every command in the extended protocol too', async () => {
+    const client = await connect()
+    const extended = (text: string): Promise<pg.QueryResult> => client.query({ text, queryMode: 'extended' } as pg.QueryConfig)
+    expect((await extended(`SET IDENTITY TO '${await jwks.token({ sub: 'ext' })}'`)).command).toBe('SET')
+    expect((await extended('SHOW IDENTITY')).rows).toEqual([{ identity: JSON.stringify({ iss: jwks.issuer, sub: 'ext', aud: ['api.test'] }) }])
+    expect((await extended(`SET CONTEXT = '[1, 2]'`)).command).toBe('SET')
+    expect((await extended('SHOW CONTEXT')).rows).toEqual([{ context: '[1,2]' }])
+    expect((await extended('BEGIN')).command).toBe('BEGIN')
+    expect((await extended(`SET LOCAL IDENTITY TO '${await jwks.token({ sub: 'ext-local' })}'`)).command).toBe('SET')
+    expect(await showIdentity(client)).toMatchObject({ sub: 'ext-local' })
+    expect((await extended('COMMIT')).command).toBe('COMMIT')
+    expect(await showIdentity(client)).toMatchObject({ sub: 'ext' })
+    expect((await extended('RESET IDENTITY')).command).toBe('RESET')
+    expect((await extended('RESET CONTEXT')).command).toBe('RESET')
+    expect(await showIdentity(client)).toBeNull()
+    expect((await extended('SHOW CONTEXT')).rows).toEqual([{ context: '' }])
+  })
+
   it('answers the extended protocol in pipeline order: ParseComplete, ParameterDescription, NoData, BindComplete, CommandComplete, ReadyForQuery', async () => {
     const raw = await RawClient.startup(proxy.port, { user: 'postgres', database })
     try {
@@ -149,12 +167,22 @@ describe('SET IDENTITY', () => {
       '-c', `SET CONTEXT TO '{"tenant": 7}'; SHOW CONTEXT`,
       '-c', 'RESET CONTEXT',
       '-c', 'SHOW CONTEXT',
+      '-c', 'BEGIN',
+      '-c', `SET LOCAL IDENTITY TO '${await jwks.token({ sub: 'psql-local' })}'`,
+      '-c', 'SHOW IDENTITY',
+      '-c', 'COMMIT',
+      '-c', 'RESET IDENTITY',
+      '-c', 'SHOW IDENTITY',
     ])
     expect(result.stderr).toBe('')
     const lines = result.stdout.replace(/\n$/, '').split('\n')
     expect(lines[0]).toBe('SET')
     expect(JSON.parse(lines[1]!)).toEqual({ iss: jwks.issuer, sub: 'psql-user', aud: ['api.test'] })
-    expect(lines.slice(2)).toEqual(['SET', '{"tenant":7}', 'RESET', ''])
+    expect(lines.slice(2, 6)).toEqual(['SET', '{"tenant":7}', 'RESET', ''])
+    expect(lines[6]).toBe('BEGIN')
+    expect(lines[7]).toBe('SET')
+    expect(JSON.parse(lines[8]!)).toMatchObject({ sub: 'psql-local' })
+    expect(lines.slice(9)).toEqual(['COMMIT', 'RESET', ''])
   })
 
   it('refuses mixing pgveil commands with other statements in one query string, and runs neither', async () => {
@@ -272,6 +300,7 @@ describe('bad tokens', () => {
     expect(text).toMatch(/outcome="ok"} [1-9]/)
     expect(text).toMatch(/outcome="bad_signature"} [1-9]/)
     expect(text).toMatch(/outcome="expired"} [1-9]/)
+    expect(await proxy.metrics.registry.getSingleMetricAsString('pgveil_jwks_fetches_total')).toMatch(/outcome="ok"} [1-9]/)
   })
 })
 
