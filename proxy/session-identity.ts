@@ -217,6 +217,11 @@ export class SessionIdentity {
         return this.onDescribe(buffer.subarray(start, end))
       case FrontendCode.Execute:
         return this.onExecute(buffer.subarray(start, end))
+      case FrontendCode.FunctionCall: {
+        // Answered like a failed query: ErrorResponse, then ReadyForQuery.
+        const refusal = this.gate(() => false)
+        return refusal === null ? ClientVerdict.Pass : this.refuseQuery(refusal)
+      }
       case FrontendCode.Close: {
         const close = decodeClose(buffer.subarray(start, end))
         if (close.target === 'S') {
@@ -258,7 +263,7 @@ export class SessionIdentity {
   private runLocalQuery(commands: IdentityCommand[]): ClientVerdict {
     void Promise.all(commands.map((command) => this.prepare(command, null)))
       .then((steps) => {
-        if (this.host.isIdle() && this.lastStatus !== TransactionStatus.Failed && steps.every((step) => step.failure === null && !step.upstream)) {
+        if (this.host.isIdle() && !this.errorSinceReady && this.lastStatus !== TransactionStatus.Failed && steps.every((step) => step.failure === null && !step.upstream)) {
           this.answerLocally(steps)
           return
         }
@@ -357,6 +362,11 @@ export class SessionIdentity {
       return ClientVerdict.Handled
     }
     const pending: IdentityPending = { kind: 'identity-execute', step }
+    if (this.errorSinceReady) {
+      // PostgreSQL skips everything up to the client's Sync: no reply will come to wait for.
+      this.host.sendUpstream([frame], [[Pending.Execute, pending]])
+      return ClientVerdict.Handled
+    }
     this.awaited = pending
     // Flush: PostgreSQL answers before the client's Sync, so the client can be read again.
     this.host.sendUpstream([frame, FLUSH], [[Pending.Execute, pending]])

@@ -308,7 +308,8 @@ export class ClientSession implements CancelTarget {
 
   private onReadyClientFrame(buffer: Buffer, start: number, end: number): boolean {
     this.atReadyForQuery = false
-    if (this.identity !== null) {
+    // Messages a column-policy refusal drops up to Sync are dropped before identity sees them.
+    if (this.identity !== null && !this.droppingUntilSync) {
       const verdict = this.identity.onClientFrame(buffer, start, end)
       if (verdict !== ClientVerdict.Pass) {
         this.flushToUpstream()

@@ -158,6 +158,36 @@ describe('SET IDENTITY', () => {
     }
   })
 
+  it('keeps pipelined queries in order, and a SET IDENTITY skipped after an error has no effect', async () => {
+    const raw = await RawClient.startup(proxy.port, { user: 'postgres', database })
+    try {
+      let from = raw.received.length
+      raw.send(serialize.query(`SET IDENTITY TO '${await jwks.token({ sub: 'piped' })}'`), serialize.query('SHOW IDENTITY'), serialize.query('SELECT 7 AS seven'))
+      let messages = await raw.untilReady(from, 3)
+      expect(messages.map((m) => m.name)).toEqual(['commandComplete', 'readyForQuery', 'rowDescription', 'dataRow', 'commandComplete', 'readyForQuery', 'rowDescription', 'dataRow', 'commandComplete', 'readyForQuery'])
+      expect(JSON.parse((messages[3] as unknown as { fields: string[] }).fields[0]!)).toMatchObject({ sub: 'piped' })
+      expect((messages[7] as unknown as { fields: string[] }).fields).toEqual(['7'])
+
+      from = raw.received.length
+      raw.send(
+        serialize.parse({ text: 'SELECT 1/0' }),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.parse({ text: 'SET IDENTITY TO $1', name: 'skipped' }),
+        serialize.bind({ statement: 'skipped', values: [await jwks.token({ sub: 'never' })] }),
+        serialize.execute({}),
+        serialize.sync(),
+        serialize.query('SHOW IDENTITY'),
+      )
+      messages = await raw.untilReady(from, 2)
+      // 1/0 is folded when the statement is planned, at Bind.
+      expect(messages.map((m) => m.name)).toEqual(['parseComplete', 'error', 'readyForQuery', 'rowDescription', 'dataRow', 'commandComplete', 'readyForQuery'])
+      expect(JSON.parse((messages[4] as unknown as { fields: string[] }).fields[0]!)).toMatchObject({ sub: 'piped' })
+    } finally {
+      raw.close()
+    }
+  })
+
   it('works through psql, several commands sharing one query string included', async () => {
     const token = await jwks.token({ sub: 'psql-user' })
     const result = await runProgram('psql', [
