@@ -4,6 +4,7 @@
  */
 import { createHmac } from 'node:crypto'
 import pg from 'pg'
+import postgres from 'postgres'
 import { serialize } from 'pg-protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { IdentityConfig } from '../../policy/identity.js'
@@ -120,6 +121,28 @@ describe('SET IDENTITY', () => {
     expect((await extended('RESET CONTEXT')).command).toBe('RESET')
     expect(await showIdentity(client)).toBeNull()
     expect((await extended('SHOW CONTEXT')).rows).toEqual([{ context: '' }])
+  })
+
+  it('works through postgres.js, which describes statements before binding them', async () => {
+    const sql = postgres(proxy.url(database), { max: 1, onnotice: () => {} })
+    try {
+      const token = await jwks.token({ sub: 'postgres-js' })
+      await sql`SET IDENTITY TO ${token}`
+      const [shown] = await sql`SHOW IDENTITY`
+      expect(JSON.parse(shown!.identity as string)).toMatchObject({ sub: 'postgres-js' })
+      await sql`SET CONTEXT TO ${'{"k": "v"}'}`
+      expect(await sql`SHOW CONTEXT`).toEqual([{ context: '{"k":"v"}' }])
+      const error = (await sql`SET IDENTITY TO ${'not-a-token'}`.then(
+        () => null,
+        (e: unknown) => e,
+      )) as { code: string } | null
+      expect(error?.code).toBe('28000')
+      expect(await sql`SELECT 1 AS one`).toEqual([{ one: 1 }])
+      await sql.unsafe('RESET IDENTITY')
+      expect(await sql`SHOW IDENTITY`).toEqual([{ identity: '' }])
+    } finally {
+      await sql.end()
+    }
   })
 
   it('answers the extended protocol in pipeline order: ParseComplete, ParameterDescription, NoData, BindComplete, CommandComplete, ReadyForQuery', async () => {
