@@ -72,7 +72,7 @@ keys: {current: 1, versions: {1: "env:PGVEIL_BENCH_KEY"}}
 tables: {bulk_encrypted: {v: {type: text}}}
 `)
   const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
-  const child = spawn(process.execPath, [cli, 'start', '--config', config], {
+  const child = spawn(process.execPath, [...(process.env.PGVEIL_BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? []), cli, 'start', '--config', config], {
     stdio: ['ignore', 'ignore', 'ignore'],
     env: { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64') },
   })
