@@ -337,14 +337,16 @@ function conversionDdl(names: ColumnNames, notNull: boolean): ConversionDdl {
   const col = quoteIdent(names.column)
   const plain = quoteIdent(names.plain)
   const refuse = (code: string, message: string): string => `RAISE EXCEPTION USING ERRCODE = '${code}', MESSAGE = ${quoteLiteral(message)};`
-  // Why each branch: see the file comment (expand). The NOT NULL rule spans both
-  // columns because a row's value lives in one of them until the backfill reaches it.
+  // Why each branch: see the file comment (expand). Rows only ever lose plaintext
+  // (correcting a pending value is allowed, giving one back is not), so once none is
+  // left none can come back. The NOT NULL rule spans both columns because a row's
+  // value lives in one of them until the backfill reaches it.
   const body = [
     `IF TG_OP = 'INSERT' THEN`,
     `  IF NEW.${plain} IS NOT NULL THEN ${refuse('55000', `column "${names.plain}" holds plaintext being encrypted by pgveil migrate: write "${names.column}" instead`)} END IF;`,
     `ELSIF NEW.${col} IS DISTINCT FROM OLD.${col} THEN`,
     `  NEW.${plain} := NULL;`,
-    `ELSIF NEW.${plain} IS DISTINCT FROM OLD.${plain} AND NEW.${plain} IS NOT NULL THEN`,
+    `ELSIF OLD.${plain} IS NULL AND NEW.${plain} IS NOT NULL THEN`,
     `  ${refuse('55000', `column "${names.plain}" holds plaintext being encrypted by pgveil migrate: write "${names.column}" instead`)}`,
     `END IF;`,
     `IF NEW.${col} IS NOT NULL AND substring(NEW.${col} from 1 for 3) <> decode('${ENVELOPE_PREFIX_HEX}', 'hex') THEN`,
@@ -382,6 +384,8 @@ function conversionDdl(names: ColumnNames, notNull: boolean): ConversionDdl {
 class ProgressLine {
   private readonly started: number
   private lastPrinted = 0
+  /** done/left of the last line, so the closing line is not a repeat. */
+  private printed = ''
   constructor(
     private readonly write: ((line: string) => void) | undefined,
     private readonly label: string,
@@ -393,12 +397,13 @@ class ProgressLine {
   update(done: number, left: number, final = false): void {
     if (this.write === undefined) return
     const now = this.now()
-    if (!final && now - this.lastPrinted < 1000) return
+    if (final ? this.printed === `${done}/${left}` : now - this.lastPrinted < 1000) return
     this.lastPrinted = now
+    this.printed = `${done}/${left}`
     const seconds = Math.max((now - this.started) / 1000, 0.001)
     const rate = done / seconds
     const eta = left === 0 ? '0s' : rate > 0 ? formatDuration(left / rate) : '?'
-    this.write(`pgveil migrate: ${this.label}: ${done} done, ${left} left, ${Math.round(rate)} rows/s, ETA ${eta}${final ? ' (pass finished)' : ''}`)
+    this.write(`pgveil migrate: ${this.label}: ${done} done, ${left} left, ${Math.round(rate)} rows/s, ETA ${eta}`)
   }
 }
 
@@ -431,12 +436,14 @@ interface BatchScan {
  */
 async function scanInBatches(client: pg.Client, scan: BatchScan, batchSize: number): Promise<number> {
   const keyColumns = scan.key.columns
-  const keySelect = keyColumns === null ? 'ctid::text' : keyColumns.map((c) => `${quoteIdent(c.name)}::text`).join(', ')
-  const order = keyColumns === null ? 'ctid' : keyColumns.map((c) => quoteIdent(c.name)).join(', ')
+  // Output columns get names of their own and ORDER BY is qualified: a bare `ORDER BY id`
+  // would sort by the `id::text` output column, in text order, not by the key.
+  const keySelect = keyColumns === null ? 't.ctid::text AS k0' : keyColumns.map((c, i) => `t.${quoteIdent(c.name)}::text AS k${i}`).join(', ')
+  const order = keyColumns === null ? 't.ctid' : keyColumns.map((c) => `t.${quoteIdent(c.name)}`).join(', ')
   const width = keyColumns === null ? 1 : keyColumns.length
   const after = (first: number): string => {
-    if (keyColumns === null) return `ctid > $${first}::tid`
-    const left = keyColumns.map((c) => quoteIdent(c.name)).join(', ')
+    if (keyColumns === null) return `t.ctid > $${first}::tid`
+    const left = keyColumns.map((c) => `t.${quoteIdent(c.name)}`).join(', ')
     const right = keyColumns.map((c, i) => `$${first + i}::${c.type}`).join(', ')
     return width === 1 ? `${left} > ${right}` : `(${left}) > (${right})`
   }
@@ -456,7 +463,7 @@ async function scanInBatches(client: pg.Client, scan: BatchScan, batchSize: numb
     let batchWritten = 0
     try {
       ;({ rows } = await client.query<unknown[]>({
-        text: `SELECT ${keySelect}, ${scan.read} FROM ${scan.table} WHERE (${scan.pending})${keyset} ORDER BY ${order} LIMIT ${batchSize} FOR UPDATE`,
+        text: `SELECT ${keySelect}, ${scan.read} FROM ${scan.table} AS t WHERE (${scan.pending})${keyset} ORDER BY ${order} LIMIT ${batchSize} FOR UPDATE`,
         values,
         rowMode: 'array',
       }))
@@ -560,7 +567,7 @@ function describeKey(key: string[]): string {
 }
 
 /** Encrypts the plaintext of a converting column, batch by batch. */
-async function backfill(client: pg.Client, plan: ColumnPlan, keyring: Keyring, options: MigrateOptions): Promise<number> {
+async function backfill(client: pg.Client, plan: ColumnPlan, keyring: Keyring, options: MigrateOptions, outcome: ColumnOutcome): Promise<void> {
   const { names, key } = plan.detail!
   const codec = TYPE_CODECS[plan.column.type as PolicyType]
   const plain = quoteIdent(names.plain)
@@ -596,6 +603,9 @@ async function backfill(client: pg.Client, plan: ColumnPlan, keyring: Keyring, o
         },
         onBatch: (n) => {
           done += n
+          // Counted as each batch commits, so a failure later still reports them.
+          outcome.encrypted += n
+          outcome.migrated += n
           left = Math.max(left - n, 0)
           progress.update(done, left)
         },
@@ -606,11 +616,10 @@ async function backfill(client: pg.Client, plan: ColumnPlan, keyring: Keyring, o
     progress.update(done, left, true)
     if (written === 0) break
   }
-  return done
 }
 
 /** Rewrites the pending envelopes of a column (re-encryption), batch by batch. */
-async function rewriteEnvelopes(client: pg.Client, plan: ColumnPlan, keyring: Keyring, mode: EnvelopeRewriteMode, options: MigrateOptions): Promise<{ written: number; unreadable: number; left: number }> {
+async function rewriteEnvelopes(client: pg.Client, plan: ColumnPlan, keyring: Keyring, mode: EnvelopeRewriteMode, options: MigrateOptions, outcome: ColumnOutcome): Promise<void> {
   const { names, key } = plan.detail!
   const col = quoteIdent(plan.column.column)
   const slice = mode.currentSlice(keyring)
@@ -644,6 +653,8 @@ async function rewriteEnvelopes(client: pg.Client, plan: ColumnPlan, keyring: Ke
         },
         onBatch: (n) => {
           done += n
+          outcome.reencrypted += n
+          outcome.migrated += n
           left = Math.max(left - n, 0)
           progress.update(done, left)
         },
@@ -654,7 +665,8 @@ async function rewriteEnvelopes(client: pg.Client, plan: ColumnPlan, keyring: Ke
     progress.update(done, left, true)
     if (written === 0) break
   }
-  return { written: done, unreadable, left }
+  outcome.unreadable = unreadable
+  outcome.left = left
 }
 
 /** Migrates one column as planned. */
@@ -674,17 +686,12 @@ export async function migrateColumn(client: pg.Client, plan: ColumnPlan, keyring
     }
     if (plan.state === 'converting') {
       await ensurePendingIndex(client, plan)
-      outcome.encrypted = await backfill(client, plan, keyring, options)
-      outcome.migrated += outcome.encrypted
+      await backfill(client, plan, keyring, options, outcome)
       if (plan.detail!.notNull) await ensureNotNullCheck(client, plan, options.lockTimeoutMs)
       await contract(client, plan, options.lockTimeoutMs)
       plan.state = 'bytea'
     }
-    const rewritten = await rewriteEnvelopes(client, plan, keyring, mode, options)
-    outcome.reencrypted = rewritten.written
-    outcome.migrated += rewritten.written
-    outcome.unreadable = rewritten.unreadable
-    outcome.left = rewritten.left
+    await rewriteEnvelopes(client, plan, keyring, mode, options, outcome)
   } catch (error) {
     outcome.error = describeFailure(plan, error)
     outcome.left = await leftAfterFailure(client, plan, keyring, mode).catch(() => -1)

@@ -203,10 +203,11 @@ describe('pgveil migrate: key rotation', () => {
   })
 
   it('leaves values it cannot open as they are, counts them as left and exits 1', async () => {
-    const { database, direct } = await setup('migrate unreadable', 'CREATE TABLE notes (id int PRIMARY KEY, body bytea)')
+    // A composite primary key: batches walk (id, lang).
+    const { database, direct } = await setup('migrate unreadable', 'CREATE TABLE notes (id int, lang text, body bytea, PRIMARY KEY (id, lang))')
     const body = column('notes', 'body', 'text')
     const v1 = keyring([1], 1)
-    await direct.query('INSERT INTO notes VALUES (1, $1), (2, $2), (3, $3)', [sealValue(v1, body.binding, Buffer.from('one')), Buffer.from('not an envelope'), sealValue(v1, body.binding, Buffer.from('three'))])
+    await direct.query(`INSERT INTO notes VALUES (1, 'en', $1), (2, 'en', $2), (3, 'fr', $3)`, [sealValue(v1, body.binding, Buffer.from('one')), Buffer.from('not an envelope'), sealValue(v1, body.binding, Buffer.from('three'))])
     const before = (await direct.query<{ body: Buffer }>('SELECT body FROM notes WHERE id = 2')).rows[0]!.body
     const result = await migrate(writeConfig('unreadable', server.url(database), [1, 2], 2, [body]), ['--json'])
     expect(result.code).toBe(1)
@@ -384,6 +385,30 @@ describe('pgveil migrate: plaintext to encrypted', () => {
     const again = await migrate(writeConfig('convert-live', server.url(database), [1], 1, columns), ['--json'])
     expect(again.code, again.stderr).toBe(0)
     expect(report(again).columns['public.people.email']).toMatchObject({ migrated: 0, left: 0 })
+  })
+
+  it('stops at a value its policy type refuses, naming the row and not the value, and resumes once it is corrected', async () => {
+    const { database, direct } = await setup('migrate bad value', `CREATE TABLE scores (id int PRIMARY KEY, score text); INSERT INTO scores SELECT i, (i * 2)::text FROM generate_series(1, 50) AS i; UPDATE scores SET score = 'zqbad' WHERE id = 30;`)
+    const score = column('scores', 'score', 'integer')
+    const config = writeConfig('bad-value', server.url(database), [1], 1, [score])
+    const failed = await migrate(config, ['--batch-size', '10'])
+    expect(failed.code).toBe(1)
+    expect(failed.stderr).toContain('column "public.scores.score", row (30): the stored value is not valid input for type integer (SQLSTATE 22P02)')
+    expect(failed.stdout).toMatch(/public\.scores\.score: migrated 20, left 30/)
+    expect(failed.stdout + failed.stderr).not.toContain('zqbad')
+    // Nothing lost: the batch with the bad row was rolled back, its rows kept their plaintext.
+    expect((await direct.query(`SELECT count(*) FILTER (WHERE score IS NOT NULL) AS enc, count(*) FILTER (WHERE score__pgveil_plain IS NOT NULL) AS plain FROM scores`)).rows[0]).toEqual({ enc: '20', plain: '30' })
+
+    // While converting, the trigger refuses a value that is not an envelope and plaintext for a converted row.
+    await expect(direct.query(`UPDATE scores SET score = 'zq'::bytea WHERE id = 31`)).rejects.toThrow(/value for encrypted column "score" is not a pgveil envelope/)
+    await expect(direct.query(`UPDATE scores SET score__pgveil_plain = '4' WHERE id = 2`)).rejects.toThrow(/holds plaintext being encrypted by pgveil migrate: write "score" instead/)
+    await direct.query(`UPDATE scores SET score__pgveil_plain = '60' WHERE id = 30`)
+    const resumed = await migrate(config, ['--json'])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(report(resumed).columns['public.scores.score']).toMatchObject({ migrated: 30, left: 0 })
+    const proxy = await startProxy(database, [score], keyring([1], 1))
+    const rows = await throughProxy<{ id: number; score: number }>(proxy, database, 'SELECT id, score FROM scores ORDER BY id')
+    expect(rows).toEqual(Array.from({ length: 50 }, (_, i) => ({ id: i + 1, score: (i + 1) * 2 })))
   })
 
   it('refuses a column a view depends on, naming it, and changes nothing', async () => {
