@@ -59,7 +59,7 @@ export type {
   SqlReplacement,
   StatementPlan,
 } from './sql-plan.js'
-export { literalReplacements, spliceLiterals } from './sql-splice.js'
+export { literalReplacements, searchArraySql, spliceLiterals } from './sql-splice.js'
 
 /** What the policy says about one protected column (`policy/policy.ts`'s `ColumnPolicy` fits). */
 export interface ProtectedColumnInfo {

@@ -1020,7 +1020,8 @@ export class StatementWalker {
   #protectedRef(node: Node | undefined, scope: Scope): ProtectedRef | undefined {
     if (node === undefined || !('ColumnRef' in node)) return undefined
     const r = resolveColumnRef(scope, fieldNames(node.ColumnRef))
-    return r?.kind === 'column' ? { column: r.column, ref: node.ColumnRef } : undefined
+    // Only a name that is the column for sure: a guess behind an alias list could be another column.
+    return r?.kind === 'column' && r.exact === true ? { column: r.column, ref: node.ColumnRef } : undefined
   }
 
   /** The tokens of a column reference: its byte range and its text as written (`u.email`, `"Email"`). */
