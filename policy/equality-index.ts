@@ -8,7 +8,8 @@
  * `keys.index` root key of that version (keyring.indexKey). The input is the
  * canonical text form the type layer produces (`7` for an integer column written
  * as `'7'` or `7`, `1.50` stays `1.50` for numeric), after the column's
- * normalisation (`trim`, then `lowercase`). Normalisation changes only the index:
+ * normalisation (`trim`, then `lowercase`); numeric values lose trailing fraction
+ * zeros, since SQL's `1.5 = 1.50` is true. Normalisation changes only the index:
  * the stored value keeps what was written.
  *
  * Used by the proxy (writes and lookups) and meant for `pgveil migrate --reindex`,
@@ -23,6 +24,8 @@ import type { IndexNormalization } from './policy.js'
 export interface IndexedColumn {
   /** What the ciphertext is bound to (data key and associated data). */
   readonly binding: string
+  /** The plaintext type: numeric values are indexed without trailing fraction zeros, as `1.5 = 1.50` in SQL. */
+  readonly type?: string
   readonly search?: 'equality'
   readonly normalize?: readonly IndexNormalization[]
   /** What the index key is derived for; columns of one domain can be joined. */
@@ -31,7 +34,7 @@ export interface IndexedColumn {
 
 /** The text that is indexed: the canonical plaintext after the column's normalisation. */
 export function indexInput(column: IndexedColumn, canonical: string): string {
-  let text = canonical
+  let text = column.type === 'numeric' ? numericIndexForm(canonical) : canonical
   const normalize = column.normalize
   if (normalize !== undefined) {
     if (normalize.includes('trim')) text = text.trim()
@@ -39,6 +42,13 @@ export function indexInput(column: IndexedColumn, canonical: string): string {
     if (normalize.includes('lowercase')) text = text.toLowerCase()
   }
   return text
+}
+
+/** `1.50` → `1.5`, `2.00` → `2`, `-0.0` → `0`: numerically equal values index alike. */
+function numericIndexForm(canonical: string): string {
+  if (!canonical.includes('.') || !/^-?[0-9]+\.[0-9]+$/.test(canonical)) return canonical
+  const trimmed = canonical.replace(/0+$/, '').replace(/\.$/, '')
+  return trimmed === '-0' ? '0' : trimmed
 }
 
 function domainOf(column: IndexedColumn): string {
