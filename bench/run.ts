@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { bulkReadReport, measureBulkRead, type BulkReadResult } from './bulk-read.js'
+import { encryptedWorkloadReport, measureEncryptedWorkload, type EncryptedWorkloadResult } from './encrypted-workload.js'
 import { freePort, startPostgresServer, type PostgresServer } from './postgres-server.js'
 
 const MODES = ['simple', 'extended', 'prepared'] as const
@@ -55,6 +56,8 @@ interface BenchOptions {
   latencyMode: Mode
   bulk: boolean
   bulkRows: number
+  encryptedWorkload: boolean
+  encryptedWorkloadRows: number
   json: string | null
 }
 
@@ -74,6 +77,9 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --no-throughput      skip the throughput runs (with --latency)
   --no-bulk            skip the encrypted bulk-read measurement
   --bulk-rows N        rows of the bulk read (default 100000)
+  --no-encrypted-workload  skip the encrypted insert/lookup/update workload
+  --encrypted-workload-only  run only the encrypted workload (no passthrough, latency or bulk runs)
+  --encrypted-workload-rows N  rows of the encrypted workload's tables (default 10000)
   --json FILE          also write every figure as JSON
 `
 
@@ -93,6 +99,8 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     latency: false,
     bulk: true,
     bulkRows: 100_000,
+    encryptedWorkload: true,
+    encryptedWorkloadRows: 10_000,
     latencyRate: 500,
     latencyMode: 'simple',
     json: null,
@@ -125,6 +133,11 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       case '--no-throughput': options.throughput = false; break
       case '--no-bulk': options.bulk = false; break
       case '--bulk-rows': options.bulkRows = positiveInt(value(), flag); break
+      case '--no-encrypted-workload': options.encryptedWorkload = false; break
+      case '--encrypted-workload-only':
+        Object.assign(options, { encryptedWorkload: true, throughput: false, latency: false, bulk: false, targets: [] })
+        break
+      case '--encrypted-workload-rows': options.encryptedWorkloadRows = positiveInt(value(), flag); break
       case '--json': options.json = value(); break
       default:
         throw new RangeError(`unknown option ${String(flag)}\n${USAGE}`)
@@ -631,9 +644,11 @@ async function main(): Promise<number> {
     const pgbenchPath = findProgram('pgbench', [server.binDir ?? ''])
     if (pgbenchPath === null) throw new Error('pgbench is not installed (it comes with the PostgreSQL client package)')
 
-    log(`pgbench -i -s ${options.scale} ...`)
-    const init = await pgbench(pgbenchPath, server.port, ['-i', '-q', '-s', String(options.scale)])
-    if (init.error !== null) throw new Error(`pgbench -i failed: ${init.output}`)
+    if (options.throughput || options.latency) {
+      log(`pgbench -i -s ${options.scale} ...`)
+      const init = await pgbench(pgbenchPath, server.port, ['-i', '-q', '-s', String(options.scale)])
+      if (init.error !== null) throw new Error(`pgbench -i failed: ${init.output}`)
+    }
 
     const context: TargetContext = { server, workDir, options }
     for (const name of options.targets) {
@@ -720,6 +735,21 @@ async function main(): Promise<number> {
       else bulk = await measureBulkRead({ server, workDir, psql, rows: options.bulkRows, rounds: Math.max(3, options.rounds), log })
     }
 
+    let encrypted: EncryptedWorkloadResult | null = null
+    if (options.encryptedWorkload && !interrupted) {
+      encrypted = await measureEncryptedWorkload({
+        server,
+        workDir,
+        pgbench: (port, args) => pgbench(pgbenchPath, port, args),
+        rows: options.encryptedWorkloadRows,
+        rounds: options.rounds,
+        seconds: options.seconds,
+        clients: options.clients,
+        jobs: options.jobs,
+        log,
+      })
+    }
+
     const out: string[] = [
       '',
       `pgveil passthrough benchmark — ${availableParallelism()} CPUs, node ${process.version}, PostgreSQL ${server.version} (${server.kind}),`,
@@ -733,6 +763,7 @@ async function main(): Promise<number> {
     if (options.throughput) out.push(throughputReport(throughput, targets), '', budgetLine(throughput, options.modes, targets), '')
     if (options.latency) out.push(latencyReport(latency, options.latencyRate, options.latencyMode), '')
     if (bulk !== null) out.push(bulkReadReport(bulk), '')
+    if (encrypted !== null) out.push(encryptedWorkloadReport(encrypted), '')
     process.stdout.write(out.join('\n'))
 
     if (options.json !== null) {
@@ -746,6 +777,7 @@ async function main(): Promise<number> {
         throughput,
         latency,
         bulk,
+        encryptedWorkload: encrypted,
       }, null, 2)}\n`)
     }
     return 0
