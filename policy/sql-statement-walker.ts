@@ -712,7 +712,8 @@ export class StatementWalker {
       if (r?.kind === 'column') {
         if (r.column.indexDomain === undefined) refuseUse(r.column, USE.onConflictTarget)
         let depth = 0
-        for (let i = this.#tokens.indexAt(openParen); i >= 0; i++) {
+        const from = this.#tokens.indexAt(openParen)
+        for (let i = from < 0 ? this.#tokens.tokens.length : from; i < this.#tokens.tokens.length; i++) {
           const t = this.#tokens.at(i)
           if (t === undefined) break
           if (t.text === '(') depth++
