@@ -750,10 +750,13 @@ async function main(): Promise<number> {
       })
     }
 
+    const onlyEncrypted = !options.throughput && !options.latency
     const out: string[] = [
       '',
-      `pgveil passthrough benchmark — ${availableParallelism()} CPUs, node ${process.version}, PostgreSQL ${server.version} (${server.kind}),`,
-      options.throughput
+      `pgveil ${onlyEncrypted ? 'encrypted workload' : 'passthrough'} benchmark — ${availableParallelism()} CPUs, node ${process.version}, PostgreSQL ${server.version} (${server.kind})${onlyEncrypted ? '' : ','}`,
+      onlyEncrypted
+        ? ''
+        : options.throughput
         ? `pgbench -S -c ${options.clients} -j ${Math.min(options.jobs, options.clients)} -T ${options.seconds} -n, scale ${options.scale}, ` +
           `${options.rounds} round${options.rounds === 1 ? '' : 's'}${options.rounds > 1 ? ' (median)' : ''}, interleaved`
         : `pgbench -S -T ${options.seconds} -n, scale ${options.scale}, latency runs only`,

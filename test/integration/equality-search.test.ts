@@ -147,6 +147,18 @@ describe('equality search with pg (extended and simple protocol)', () => {
     expect(notes((await through<{ note: string }>('SELECT note FROM people WHERE email IS NOT NULL AND age = 7')).rows)).toEqual(['cy'])
   })
 
+  it('indexes values written with COPY FROM STDIN', async () => {
+    const client = new pg.Client({ connectionString: proxyUrl })
+    await client.connect()
+    try {
+      await pipeline(Readable.from(['80\tcopied@example.com\t5\tcopied\n']), client.query(copyFrom('COPY people (id, email, age, note) FROM STDIN')))
+      expect((await client.query('SELECT id FROM people WHERE email = $1', ['COPIED@example.com'])).rows).toEqual([{ id: 80 }])
+      await client.query('DELETE FROM people WHERE id = 80')
+    } finally {
+      await client.end()
+    }
+  })
+
   it('UPDATE and DELETE by an encrypted value', async () => {
     await through('INSERT INTO people (id, email, note) VALUES ($1, $2, $3)', [50, 'tmp@example.com', 'tmp'])
     expect((await through('UPDATE people SET note = $1 WHERE email = $2', ['tmp2', 'TMP@example.com'])).rowCount).toBe(1)

@@ -126,6 +126,8 @@ const REFUSED: readonly { sql: string; column: string; says: RegExp }[] = [
   // An alias list renames a table's columns by position, which pgveil does not know: `b` may be email, or not.
   { sql: "SELECT a FROM users u(a, b) WHERE b = 'x'", column: 'public.users.email', says: /comparison \(=\)/ },
   { sql: "CREATE INDEX ON users (id) WHERE email = 'x'", column: 'public.users.email', says: /comparison \(=\)/ },
+  { sql: "CREATE VIEW ann AS SELECT id FROM users WHERE email = 'ann@x'", column: 'public.users.email', says: /comparison \(=\)/ },
+  { sql: "CREATE MATERIALIZED VIEW ann AS SELECT id FROM users WHERE email = 'ann@x'", column: 'public.users.email', says: /comparison \(=\)/ },
 ]
 
 describe('SqlAnalyzer: equality search refusals name the column and the remedy', () => {
