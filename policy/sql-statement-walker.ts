@@ -189,6 +189,8 @@ export class StatementWalker {
   // ---- statements ---------------------------------------------------------
 
   #statement(node: Node, text: () => string): void {
+    // Stored definitions (views, materialized views, constraints, index predicates, policies, triggers) would keep index values made under one index key version.
+    if (['CreateStmt', 'AlterTableStmt', 'IndexStmt', 'CreatePolicyStmt', 'CreateTrigStmt', 'ViewStmt', 'CreateTableAsStmt'].some((kind) => kind in node)) this.#ddl = true
     if ('SelectStmt' in node) {
       const out = this.#select(node.SelectStmt, undefined)
       const p = firstProtected(out)
@@ -229,8 +231,6 @@ export class StatementWalker {
       if (p !== undefined) refuseStatement(`MERGE on table "${p.schema}.${p.table}", which has the encrypted column "${p.name}", is not supported by pgveil`, 'use INSERT … ON CONFLICT, UPDATE and DELETE', p)
       return
     }
-    // Stored definitions (views, materialized views, constraints, index predicates, policies, triggers) would keep index values made under one index key version.
-    if (['CreateStmt', 'AlterTableStmt', 'IndexStmt', 'CreatePolicyStmt', 'CreateTrigStmt', 'ViewStmt', 'CreateTableAsStmt'].some((kind) => kind in node)) this.#ddl = true
     if ('CreateStmt' in node) return this.#createTable(node.CreateStmt.relation, node.CreateStmt.tableElts, node.CreateStmt.constraints)
     if ('AlterTableStmt' in node) return this.#alterTable(node.AlterTableStmt.relation, node.AlterTableStmt.cmds)
     if ('IndexStmt' in node) return this.#index(node.IndexStmt.relation, node.IndexStmt.indexParams, node.IndexStmt.whereClause)
