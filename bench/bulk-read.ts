@@ -5,7 +5,7 @@
  * to /dev/null) so the client's own cost stays small and equal for both.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
@@ -13,12 +13,28 @@ import pg from 'pg'
 import { freePort, type PostgresServer } from './postgres-server.js'
 
 export const BULK_READ_BUDGET = 1.5
+/** DESIGN.md: a 1M-row result through the proxy keeps its RSS under this many MB. */
+export const LARGE_RESULT_RSS_BUDGET_MB = 150
+const LARGE_RESULT_ROWS = 1_000_000
 
 export interface BulkReadResult {
   rows: number
   plainSeconds: number[]
   encryptedSeconds: number[]
   ratio: number
+  /** Peak RSS of the proxy (VmHWM) after a 1M-row result with one protected column; null where /proc is missing. */
+  peakRssMb: number | null
+}
+
+async function peakRssMb(pid: number | undefined): Promise<number | null> {
+  if (pid === undefined) return null
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8')
+    const kb = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]
+    return kb === undefined ? null : Number(kb) / 1024
+  } catch {
+    return null
+  }
 }
 
 function median(values: readonly number[]): number {
@@ -72,13 +88,13 @@ keys: {current: 1, versions: {1: "env:PGVEIL_BENCH_KEY"}}
 tables: {bulk_encrypted: {v: {type: text}}}
 `)
   const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
-  const child = spawn(process.execPath, [cli, 'start', '--config', config], {
+  const child = spawn(process.execPath, [...(process.env.PGVEIL_BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? []), cli, 'start', '--config', config], {
     stdio: ['ignore', 'ignore', 'ignore'],
     env: { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64') },
   })
   try {
     await waitForPort(port, child)
-    log(`bulk read: encrypting ${rows} rows through pgveil`)
+    log(`bulk read: encrypting ${rows} rows through pgveil (pgveil peak RSS at start ${(await peakRssMb(child.pid))?.toFixed(0) ?? 'unknown'} MB)`)
     const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
     await client.connect()
     const batch = 1000
@@ -100,7 +116,14 @@ tables: {bulk_encrypted: {v: {type: text}}}
       encryptedSeconds.push(await timePsql(psql, url, 'SELECT id, v FROM bulk_encrypted'))
       log(`bulk read round ${round}: plaintext ${plainSeconds.at(-1)!.toFixed(3)} s, encrypted ${encryptedSeconds.at(-1)!.toFixed(3)} s`)
     }
-    return { rows, plainSeconds, encryptedSeconds, ratio: median(encryptedSeconds) / median(plainSeconds) }
+    // Memory: a result of 1M rows, each with a protected cell, streamed to psql.
+    const repeat = Math.ceil(LARGE_RESULT_ROWS / rows)
+    const before = await peakRssMb(child.pid)
+    log(`peak RSS before the large result: ${before?.toFixed(0) ?? 'unknown'} MB`)
+    const largeSeconds = await timePsql(psql, url, `SELECT e.id, e.v FROM bulk_encrypted e CROSS JOIN generate_series(1, ${repeat}) LIMIT ${LARGE_RESULT_ROWS}`)
+    const peak = await peakRssMb(child.pid)
+    log(`large result: ${LARGE_RESULT_ROWS} rows in ${largeSeconds.toFixed(2)} s, pgveil peak RSS ${peak?.toFixed(0) ?? 'unknown'} MB`)
+    return { rows, plainSeconds, encryptedSeconds, ratio: median(encryptedSeconds) / median(plainSeconds), peakRssMb: peak }
   } finally {
     child.kill('SIGTERM')
   }
@@ -114,5 +137,8 @@ export function bulkReadReport(result: BulkReadResult): string {
     `  plaintext table  ${plain.toFixed(3)} s`,
     `  encrypted table  ${encrypted.toFixed(3)} s`,
     `encrypted / plaintext <= ${BULK_READ_BUDGET}: ${result.ratio <= BULK_READ_BUDGET ? 'PASS' : 'FAIL'} (${result.ratio.toFixed(2)})`,
+    result.peakRssMb === null
+      ? 'pgveil peak RSS: not measured (no /proc)'
+      : `pgveil peak RSS after a ${LARGE_RESULT_ROWS}-row result with a protected column <= ${LARGE_RESULT_RSS_BUDGET_MB} MB: ${result.peakRssMb <= LARGE_RESULT_RSS_BUDGET_MB ? 'PASS' : 'FAIL'} (${result.peakRssMb.toFixed(0)} MB)`,
   ].join('\n')
 }

@@ -31,7 +31,7 @@
  * Overhead: 48 bytes (84 with the index slot).
  */
 import { randomFillSync } from 'node:crypto'
-import { xchachaOpen, xchachaSealPrefixed, XCHACHA_NONCE_LENGTH, XCHACHA_TAG_LENGTH } from './cipher.js'
+import { xchachaOpenChecked, xchachaSealPrefixed, XCHACHA_NONCE_LENGTH, XCHACHA_TAG_LENGTH } from './cipher.js'
 import { DecryptionError } from './errors.js'
 import { MAX_KEY_VERSION, type Keyring } from './keyring.js'
 
@@ -106,11 +106,15 @@ function associatedData(envelope: Uint8Array, header: number, column: string): B
  * about whether it opens.
  */
 export function isEnvelope(buf: Uint8Array): boolean {
-  if (!(buf instanceof Uint8Array) || buf.length < ENVELOPE_MIN_LENGTH) return false
-  if (buf[0] !== ENVELOPE_MAGIC[0] || buf[1] !== ENVELOPE_MAGIC[1] || buf[2] !== ENVELOPE_FORMAT_VERSION) return false
-  const flags = buf[3]!
+  return buf instanceof Uint8Array && isEnvelopeAt(buf, 0, buf.length)
+}
+
+function isEnvelopeAt(bytes: Uint8Array, start: number, end: number): boolean {
+  if (end - start < ENVELOPE_MIN_LENGTH) return false
+  if (bytes[start] !== ENVELOPE_MAGIC[0] || bytes[start + 1] !== ENVELOPE_MAGIC[1] || bytes[start + 2] !== ENVELOPE_FORMAT_VERSION) return false
+  const flags = bytes[start + 3]!
   if ((flags & ~ENVELOPE_FLAG_INDEX) !== 0) return false
-  return buf.length >= headerLength(flags) + XCHACHA_NONCE_LENGTH + XCHACHA_TAG_LENGTH
+  return end - start >= headerLength(flags) + XCHACHA_NONCE_LENGTH + XCHACHA_TAG_LENGTH
 }
 
 /** The root key version an envelope was sealed under; DecryptionError if it is not an envelope. */
@@ -158,21 +162,74 @@ export function sealValue(keyring: Keyring, column: string, plaintext: Uint8Arra
 }
 
 /**
- * Opens an envelope sealed for `column`. Every failure (not an envelope,
- * truncated, unknown key version, another column, any altered byte) throws the
- * same DecryptionError; only its `detail` differs.
+ * Opens envelopes of one column (a result column, a COPY field): the associated
+ * data buffers and the column key are kept between values, so a value costs one
+ * libsodium call and the allocation of its plaintext. Every failure (not an
+ * envelope, truncated, unknown key version, another column, any altered byte)
+ * throws the same DecryptionError; only its `detail` differs.
  */
-export function openValue(keyring: Keyring, column: string, envelope: Uint8Array): Buffer {
-  if (!isEnvelope(envelope)) throw new DecryptionError(`column ${column}: not a pgveil envelope (magic, format version, flags or length)`)
-  const header = headerLength(envelope[3]!)
-  const version = readUint32BE(envelope, ENVELOPE_KEY_VERSION_OFFSET)
-  if (!keyring.has(version)) throw new DecryptionError(`column ${column}: sealed under key version ${version}, which the keyring does not hold (have ${keyring.versions.join(', ')})`)
-  const key = keyring.columnKey(version, column)
-  const nonce = envelope.subarray(header, header + XCHACHA_NONCE_LENGTH)
-  try {
-    return xchachaOpen(key, nonce, envelope.subarray(header + XCHACHA_NONCE_LENGTH), associatedData(envelope, header, column))
-  } catch (error) {
-    if (error instanceof DecryptionError) throw new DecryptionError(`column ${column}, key version ${version}: ${error.detail}`, { cause: error.cause })
-    throw error
+export class EnvelopeOpener {
+  readonly column: string
+  readonly #keyring: Keyring
+  readonly #name: Buffer
+  /** header || name for each header length, the header part rewritten per value. */
+  #aad: Buffer | undefined
+  #indexedAad: Buffer | undefined
+  #keyVersion = 0
+  #key: Buffer | undefined
+  readonly #nonce = Buffer.allocUnsafe(XCHACHA_NONCE_LENGTH)
+
+  constructor(keyring: Keyring, column: string) {
+    this.#keyring = keyring
+    this.column = column
+    this.#name = Buffer.from(column, 'utf8')
   }
+
+  /** The plaintext of `envelope` (a new Buffer). */
+  open(envelope: Uint8Array): Buffer {
+    return this.openRange(envelope, 0, envelope.length)
+  }
+
+  /** The plaintext of the envelope at `bytes[start, end)` (a new Buffer): no view of the envelope is made. */
+  openRange(bytes: Uint8Array, start: number, end: number): Buffer {
+    const column = this.column
+    if (!isEnvelopeAt(bytes, start, end)) throw new DecryptionError(`column ${column}: not a pgveil envelope (magic, format version, flags or length)`)
+    const header = headerLength(bytes[start + 3]!)
+    const version = readUint32BE(bytes, start + ENVELOPE_KEY_VERSION_OFFSET)
+    if (version !== this.#keyVersion || this.#key === undefined) {
+      if (!this.#keyring.has(version)) throw new DecryptionError(`column ${column}: sealed under key version ${version}, which the keyring does not hold (have ${this.#keyring.versions.join(', ')})`)
+      this.#key = this.#keyring.columnKey(version, column)
+      this.#keyVersion = version
+    }
+    const aad = this.#associatedData(header)
+    for (let i = 0; i < header; i++) aad[i] = bytes[start + i]!
+    const nonce = this.#nonce
+    const nonceStart = start + header
+    for (let i = 0; i < XCHACHA_NONCE_LENGTH; i++) nonce[i] = bytes[nonceStart + i]!
+    const sealedStart = nonceStart + XCHACHA_NONCE_LENGTH
+    const plaintext = Buffer.allocUnsafe(end - sealedStart - XCHACHA_TAG_LENGTH)
+    try {
+      xchachaOpenChecked(plaintext, this.#key, nonce, bytes.subarray(sealedStart, end), aad)
+    } catch (error) {
+      if (error instanceof DecryptionError) throw new DecryptionError(`column ${column}, key version ${version}: ${error.detail}`, { cause: error.cause })
+      throw error
+    }
+    return plaintext
+  }
+
+  #associatedData(header: number): Buffer {
+    if (header === HEADER_LENGTH) return (this.#aad ??= this.#withName(header))
+    return (this.#indexedAad ??= this.#withName(header))
+  }
+
+  #withName(header: number): Buffer {
+    const aad = Buffer.alloc(header + this.#name.length)
+    this.#name.copy(aad, header)
+    return aad
+  }
+}
+
+/** Opens one envelope sealed for `column` (see EnvelopeOpener, which serves many). */
+export function openValue(keyring: Keyring, column: string, envelope: Uint8Array): Buffer {
+  return new EnvelopeOpener(keyring, column).open(envelope)
 }

@@ -106,7 +106,7 @@ export async function loadDatabaseCatalog(client: pg.Client, policy: Policy): Pr
         column,
         kind: 'not-bytea',
         message: `column "${column.qualified}" is ${row.type_name ?? 'of another type'}, not bytea`,
-        fix: `ALTER TABLE ${table} ALTER COLUMN ${quoteIdent(column.column)} TYPE bytea USING NULL;  -- only while it holds no data: existing plaintext must be migrated`,
+        fix: `ALTER TABLE ${table} ALTER COLUMN ${quoteIdent(column.column)} TYPE bytea USING NULL;  -- only while it holds no data; to encrypt existing values run pgveil migrate`,
       })
     } else {
       entries.push({ tableOid: Number(row.table_oid), attnum: row.attnum!, column })

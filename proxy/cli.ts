@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `pgveil` command: start, check, keygen (DESIGN "Interfaces").
+ * The `pgveil` command: start, check, keygen, migrate (DESIGN "Interfaces").
  *
  * Exit status: 0 success; 1 a runtime failure (the upstream check failed, the
  * proxy could not start, an unexpected error); 2 a usage or configuration error.
@@ -18,6 +18,7 @@ import { loadDatabaseCatalog } from './catalog.js'
 import { watchPolicy } from './policy-reload.js'
 import { checkEncryptedData } from './encrypted-data-check.js'
 import { connectAsPgveil, OwnConnectionError } from './own-connection.js'
+import { MIGRATE_HELP, MIGRATE_OPTIONS, runMigrateCommand } from './migrate-command.js'
 import type { ProxyServer } from './server.js'
 import { describeUpstream, type UpstreamTarget } from './upstream-url.js'
 
@@ -35,6 +36,7 @@ Usage:
                                  front of an embedded PostgreSQL under ${EMBEDDED_DIR}/)
   pgveil check [--config FILE]   validate the configuration and try the upstream
   pgveil keygen                  print a new random key (base64, 32 bytes)
+  pgveil migrate [--dry-run]     encrypt existing plaintext, re-encrypt old key versions
   pgveil help [COMMAND]          show help for a command
 
 Options:
@@ -85,11 +87,12 @@ reference it from the configuration: keys are never written inline).
 Options:
   -h, --help          show this help
 `,
+  migrate: MIGRATE_HELP,
 } as const
 type Command = keyof typeof COMMAND_HELP
 
 /** In DESIGN.md, not built yet. */
-const LATER_COMMANDS = new Set(['migrate', 'audit'])
+const LATER_COMMANDS = new Set(['audit'])
 
 const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const
 const CONFIG_OPTIONS = { ...HELP_OPTION, config: { type: 'string', short: 'c' } } as const
@@ -167,6 +170,12 @@ async function dispatch(argv: string[]): Promise<number | 'running'> {
     const { values } = parseOrUsage(help, () => parseArgs({ args: rest, options: HELP_OPTION, strict: true, allowPositionals: true }))
     if (values.help === true) return printHelp(help)
     return keygen()
+  }
+  if (first === 'migrate') {
+    const { values } = parseOrUsage(help, () => parseArgs({ args: rest, options: { ...CONFIG_OPTIONS, ...MIGRATE_OPTIONS }, strict: true, allowPositionals: true }))
+    if (values.help === true) return printHelp(help)
+    const config = await loadOrReport(values.config)
+    return config === null ? EXIT_USAGE : runMigrateCommand(config, values)
   }
   const { values } = parseOrUsage(help, () => parseArgs({ args: rest, options: CONFIG_OPTIONS, strict: true, allowPositionals: true }))
   if (values.help === true) return printHelp(help)

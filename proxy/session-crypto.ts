@@ -7,7 +7,7 @@
  * asked for). The session calls it only when the policy protects something.
  */
 import { DecryptionError } from '../policy/errors.js'
-import { openValue } from '../policy/envelope.js'
+import { EnvelopeOpener } from '../policy/envelope.js'
 import { lookupMacs, sealColumnValue, type IndexedColumn } from '../policy/equality-index.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { Policy } from '../policy/policy.js'
@@ -15,10 +15,8 @@ import { literalReplacements, searchArraySql, spliceLiterals, type SqlAnalyzer }
 import { PGVEIL_REFUSED, type CopySpec, type LiteralSlot, type QualifiedColumn, type RefusePlan, type SearchParam, type SearchSlot, type SqlAnalysis } from '../policy/sql-plan.js'
 import { decodeArrayElements, encodeByteaArray } from '../protocol/arrays.js'
 import {
-  decodeDataRow,
   decodeParameterDescription,
   decodeRowDescription,
-  encodeDataRow,
   encodeErrorResponse,
   encodeParameterDescription,
   encodeRowDescription,
@@ -68,10 +66,12 @@ export interface PortalState {
 
 interface ProtectedField {
   readonly kind: 'decrypt'
-  /** What the ciphertext is bound to (ColumnPolicy.binding). */
-  readonly column: string
+  /** Opens the column's envelopes (what they are bound to: ColumnPolicy.binding). */
+  readonly opener: EnvelopeOpener
   readonly codec: TypeCodec
   readonly binary: boolean
+  /** The plaintext bytes are already what the client gets (text, in either format). */
+  readonly verbatim: boolean
 }
 
 /**
@@ -373,20 +373,20 @@ export class SessionCrypto {
       const column = protectedColumns.get(name)
       if (column === undefined) return
       const codec = TYPE_CODECS[column.type as PolicyType]
-      transforms.set(
-        i,
-        spec.direction === 'in'
-          ? (value) => {
-              let canonical: string
-              try {
-                canonical = codec.canonicalFromText(value, this.format)
-              } catch {
-                throw new CopyRowError(`a value for encrypted column "${column.qualified}" is not valid input for type ${codec.sqlName}`)
-              }
-              return `\\x${sealColumnValue(this.ctx.keyring, column, canonical).toString('hex')}`
-            }
-          : (value) => codec.toText(openValue(this.ctx.keyring, column.binding, decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.format),
-      )
+      if (spec.direction === 'out') {
+        const opener = new EnvelopeOpener(this.ctx.keyring, column.binding)
+        transforms.set(i, (value) => codec.toText(opener.open(decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.format))
+        return
+      }
+      transforms.set(i, (value) => {
+        let canonical: string
+        try {
+          canonical = codec.canonicalFromText(value, this.format)
+        } catch {
+          throw new CopyRowError(`a value for encrypted column "${column.qualified}" is not valid input for type ${codec.sqlName}`)
+        }
+        return `\\x${sealColumnValue(this.ctx.keyring, column, canonical).toString('hex')}`
+      })
     })
     return new CopyRowTransformer(spec, transforms)
   }
@@ -413,7 +413,7 @@ export class SessionCrypto {
     const catalog = this.catalog
     if (catalog === null || !mayCarryEnvelopes(frame, catalog)) return { frame, plan: null, fields: null }
     const { fields } = decodeRowDescription(frame)
-    const { plan, rewritten } = planFields(catalog, fields)
+    const { plan, rewritten } = planFields(this.ctx.keyring, catalog, fields)
     return { frame: plan?.decrypts === true ? encodeRowDescription(rewritten) : frame, plan, fields }
   }
 
@@ -421,7 +421,7 @@ export class SessionCrypto {
   planFromStatement(portal: PortalState): RowPlan | null {
     const fields = portal.statement.rowFields
     if (fields === null || fields.length === 0 || this.catalog === null) return null
-    return planFields(this.catalog, fields, portal.resultFormats).plan
+    return planFields(this.ctx.keyring, this.catalog, fields, portal.resultFormats).plan
   }
 
   /**
@@ -429,24 +429,87 @@ export class SessionCrypto {
    * carries an envelope. Throws DecryptionError or UnattributedCiphertextError (fail closed).
    */
   decryptRow(frame: Buffer, plan: RowPlan): Buffer {
-    const { values } = decodeDataRow(frame)
+    // One pass finds the cells and makes the new ones, a second copies the row around
+    // them: no per-cell views of unchanged cells, and one allocation for the new row.
+    const fields = plan.fields
+    const count = Math.min(frame.readUInt16BE(5), fields.length)
+    const cells = this.#cells
+    let offset = 7
+    let growth = 0
     let decrypted = 0
-    for (let i = 0; i < plan.fields.length; i++) {
-      const field = plan.fields[i]
-      const cell = values[i]
-      if (field === undefined || cell === null || cell === undefined) continue
-      if (field.kind === 'guard') {
-        if (looksLikeEnvelope(cell, field.binary)) throw new UnattributedCiphertextError(field.name)
-        continue
+    for (let i = 0; i < count; i++) {
+      const length = frame.readInt32BE(offset)
+      offset += 4
+      const field = fields[i]
+      if (field !== undefined && length >= 0) {
+        if (field.kind === 'guard') {
+          if (looksLikeEnvelope(frame, offset, length, field.binary)) throw new UnattributedCiphertextError(field.name)
+        } else {
+          // The cell comes in the format the client asked for: bytea text output unless binary.
+          const plaintext = field.binary ? field.opener.openRange(frame, offset, offset + length) : this.#openByteaText(field.opener, frame, offset, offset + length)
+          const cell = field.verbatim ? plaintext : field.binary ? field.codec.toBinary(plaintext.toString('utf8')) : Buffer.from(field.codec.toText(plaintext.toString('utf8'), this.format), 'utf8')
+          cells[i] = cell
+          growth += cell.length - length
+          decrypted++
+        }
       }
-      // The cell comes in the format the client asked for: bytea text output unless binary.
-      const envelope = field.binary ? cell : decodeByteaText(cell)
-      const canonical = openValue(this.ctx.keyring, field.column, envelope).toString('utf8')
-      values[i] = field.binary ? field.codec.toBinary(canonical) : Buffer.from(field.codec.toText(canonical, this.format), 'utf8')
-      decrypted++
+      if (length > 0) offset += length
     }
-    if (decrypted > 0) this.ctx.metrics.valuesDecryptedTotal.inc(decrypted)
-    return plan.decrypts ? encodeDataRow(values) : frame
+    if (decrypted === 0) return frame
+    this.#countDecrypted(decrypted)
+    const out = Buffer.allocUnsafe(frame.length + growth)
+    frame.copy(out, 0, 0, 7)
+    out.writeUInt32BE(frame.length + growth - 1, 1)
+    let from = 7
+    let to = 7
+    for (let i = 0; i < count; i++) {
+      const length = frame.readInt32BE(from)
+      const span = 4 + Math.max(length, 0)
+      const cell = cells[i]
+      if (cell === undefined) {
+        to += frame.copy(out, to, from, from + span)
+      } else {
+        to = out.writeInt32BE(cell.length, to)
+        to += cell.copy(out, to)
+        cells[i] = undefined
+      }
+      from += span
+    }
+    frame.copy(out, to, from)
+    return out
+  }
+
+  /** Cells made by decryptRow, by column; emptied again as the row is written. */
+  readonly #cells: (Buffer | undefined)[] = []
+  #hexScratch = Buffer.allocUnsafe(256)
+  #decryptedUnreported = 0
+
+  /** Counting in batches: a prom-client increment per row would cost more than the row. */
+  #countDecrypted(values: number): void {
+    this.#decryptedUnreported += values
+    if (this.#decryptedUnreported >= 1024) this.reportCounts()
+  }
+
+  /** Adds what was counted since the last report to the metrics (at each ReadyForQuery, and every 1,024 values). */
+  reportCounts(): void {
+    if (this.#decryptedUnreported === 0) return
+    this.ctx.metrics.valuesDecryptedTotal.inc(this.#decryptedUnreported)
+    this.#decryptedUnreported = 0
+  }
+
+  /** Opens the envelope in frame[start, end) given as bytea text output (`\x…` hex, or the older escape format). */
+  #openByteaText(opener: EnvelopeOpener, frame: Buffer, start: number, end: number): Buffer {
+    if (end - start < 2 || frame[start] !== 0x5c || frame[start + 1] !== 0x78) return opener.open(decodeByteaText(frame.subarray(start, end)))
+    const length = (end - start - 2) >>> 1
+    if (this.#hexScratch.length < length) this.#hexScratch = Buffer.allocUnsafe(Math.max(length, this.#hexScratch.length * 2))
+    const out = this.#hexScratch
+    let j = start + 2
+    for (let i = 0; i < length; i++, j += 2) {
+      const byte = (HEX_VALUE[frame[j]!]! << 4) | HEX_VALUE[frame[j + 1]!]!
+      if (byte < 0) throw new DecryptionError('malformed bytea hex text in a protected column')
+      out[i] = byte
+    }
+    return opener.openRange(out, 0, length)
   }
 }
 
@@ -456,7 +519,7 @@ export class SessionCrypto {
  * a Bind's result formats; without them each field's own format applies. The plan is
  * null when no column needs either.
  */
-function planFields(catalog: DatabaseCatalog, fields: readonly FieldDescription[], formats?: readonly number[]): { plan: RowPlan | null; rewritten: FieldDescription[] } {
+function planFields(keyring: Keyring, catalog: DatabaseCatalog, fields: readonly FieldDescription[], formats?: readonly number[]): { plan: RowPlan | null; rewritten: FieldDescription[] } {
   const plan: (ProtectedField | GuardedField | undefined)[] = []
   let decrypts = false
   let guards = false
@@ -471,7 +534,7 @@ function planFields(catalog: DatabaseCatalog, fields: readonly FieldDescription[
     }
     const codec = TYPE_CODECS[column.type as PolicyType]
     decrypts = true
-    plan.push({ kind: 'decrypt', column: column.binding, codec, binary: format === 1 })
+    plan.push({ kind: 'decrypt', opener: new EnvelopeOpener(keyring, column.binding), codec, binary: format === 1, verbatim: codec.type === 'text' })
     return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
   })
   return { plan: decrypts || guards ? { fields: plan, decrypts } : null, rewritten }
@@ -529,7 +592,13 @@ function mayCarryEnvelopes(frame: Buffer, catalog: DatabaseCatalog): boolean {
 const ENVELOPE_PREFIX = Buffer.from([0x70, 0x76, 0x01])
 const ENVELOPE_PREFIX_TEXT = Buffer.from('\\x707601')
 
-function looksLikeEnvelope(cell: Buffer, binary: boolean): boolean {
+function looksLikeEnvelope(frame: Buffer, start: number, length: number, binary: boolean): boolean {
   const prefix = binary ? ENVELOPE_PREFIX : ENVELOPE_PREFIX_TEXT
-  return cell.length >= prefix.length && cell.compare(prefix, 0, prefix.length, 0, prefix.length) === 0
+  return length >= prefix.length && frame.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0
 }
+
+/** Hex digit → value; -256 for anything else, so a bad pair turns the whole byte negative. */
+const HEX_VALUE = Int16Array.from({ length: 256 }, (_, byte) => {
+  const digit = String.fromCharCode(byte)
+  return /^[0-9a-fA-F]$/.test(digit) ? parseInt(digit, 16) : -256
+})

@@ -726,6 +726,7 @@ export class ClientSession implements CancelTarget {
         this.copyIn = null
         this.copyOut = null
         crypto.queryRowPlan = null
+        crypto.reportCounts()
         break
       case BackendCode.ParameterStatus:
         this.noteParameterStatus(crypto, frame)

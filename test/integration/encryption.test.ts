@@ -179,6 +179,14 @@ describe('typed columns', () => {
     })
   })
 
+  it('decrypts bytea in the escape output format as well as hex, several protected cells per row', async () => {
+    await through("INSERT INTO copied (id, body, amount, note) VALUES (901, 'tab\there ünï', -17, 'plain')")
+    const result = await runProgram('psql', [proxyUrl, '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c',
+      'SET bytea_output = escape; SELECT body, note, amount FROM copied WHERE id = 901; SET bytea_output = hex; SELECT amount, body FROM copied WHERE id = 901'])
+    expect(result.stderr).toBe('')
+    expect(result.stdout.trim().split('\n')).toEqual(['SET', 'tab\there ünï|plain|-17', 'SET', '-17|tab\there ünï'])
+  })
+
   it('encrypts parameters sent in binary format', async () => {
     const client = await RawClient.startup(proxy.port, { user: server.superuser, database })
     try {

@@ -9,6 +9,7 @@ import {
   ENVELOPE_INDEX_SQL_FROM,
   ENVELOPE_INDEXED_MIN_LENGTH,
   ENVELOPE_MIN_LENGTH,
+  EnvelopeOpener,
   envelopeIndex,
   envelopeKeyVersion,
   isEnvelope,
@@ -113,6 +114,30 @@ describe('round trip', () => {
     const envelope = sealValue(keyring1, EMAIL, Buffer.from('cell'))
     const row = Buffer.concat([Buffer.from('xyz'), envelope, Buffer.from('tail')])
     expect(openValue(keyring1, EMAIL, row.subarray(3, 3 + envelope.length)).toString()).toBe('cell')
+  })
+
+  it('reuses one opener across values, layouts, key versions and positions in a buffer', () => {
+    const opener = new EnvelopeOpener(keyring12, EMAIL)
+    const values = [
+      sealValue(keyring1, EMAIL, Buffer.from('old plain')),
+      sealValue(keyring12, EMAIL, Buffer.from('new indexed'), { index: INDEX }),
+      sealValue(keyring1, EMAIL, Buffer.from('old indexed'), { index: INDEX }),
+      sealValue(keyring12, EMAIL, Buffer.from('')),
+    ]
+    const row = Buffer.concat(values.flatMap((value) => [Buffer.from('--'), value]))
+    let offset = 0
+    const opened = values.map((value) => {
+      offset += 2
+      const plaintext = opener.openRange(row, offset, offset + value.length).toString()
+      offset += value.length
+      return plaintext
+    })
+    expect(opened).toEqual(['old plain', 'new indexed', 'old indexed', ''])
+    // A range one byte short or long of the envelope, or another column's opener, fails the same way.
+    decryptionError(() => opener.openRange(row, 2, 2 + values[0]!.length - 1))
+    decryptionError(() => opener.openRange(row, 2, 2 + values[0]!.length + 1))
+    decryptionError(() => new EnvelopeOpener(keyring12, SSN).open(values[1]!))
+    expect(opener.open(values[1]!).toString()).toBe('new indexed')
   })
 })
 

@@ -1,0 +1,14 @@
+/**
+ * The part of sodium-native (libsodium bindings) pgveil uses. The package ships no
+ * types of its own and @types/sodium-native describes an older major version.
+ */
+declare module 'sodium-native' {
+  interface SodiumNative {
+    /** Writes ciphertext || tag into `c` (exactly `m.byteLength + 16` bytes); returns its length. */
+    crypto_aead_xchacha20poly1305_ietf_encrypt(c: Uint8Array, m: Uint8Array, ad: Uint8Array | null, nsec: null, npub: Uint8Array, k: Uint8Array): number
+    /** Writes the plaintext into `m` (exactly `c.byteLength - 16` bytes) only when the tag verifies; throws otherwise. */
+    crypto_aead_xchacha20poly1305_ietf_decrypt(m: Uint8Array, nsec: null, c: Uint8Array, ad: Uint8Array | null, npub: Uint8Array, k: Uint8Array): number
+  }
+  const sodium: SodiumNative
+  export default sodium
+}
