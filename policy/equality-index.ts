@@ -16,7 +16,7 @@
  * which rewrites index slots under the current index key version.
  */
 import { createHmac } from 'node:crypto'
-import { ENVELOPE_INDEX_LENGTH, sealValue, type EnvelopeIndex } from './envelope.js'
+import { ENVELOPE_INDEX_LENGTH, openValue, sealValue, type EnvelopeIndex } from './envelope.js'
 import type { Keyring } from './keyring.js'
 import type { IndexNormalization } from './policy.js'
 
@@ -88,6 +88,20 @@ export function sealColumnValue(keyring: Keyring, column: IndexedColumn, canonic
   if (column.search !== 'equality') return sealValue(keyring, column.binding, plaintext)
   if (!keyring.hasIndexKey) throw new RangeError(`column ${column.binding} is searchable but no index key is configured (keys.index)`)
   return sealValue(keyring, column.binding, plaintext, { index: envelopeIndexFor(keyring, column, canonical) })
+}
+
+/**
+ * `pgveil migrate --reindex`: opens `stored` (any key version held) and seals the
+ * same canonical plaintext under the current key version with an index value made
+ * under the current index key version. Throws DecryptionError when it does not open.
+ */
+export function reindexEnvelope(keyring: Keyring, column: IndexedColumn, stored: Uint8Array): Buffer {
+  const plaintext = openValue(keyring, column.binding, stored)
+  try {
+    return sealColumnValue(keyring, column, plaintext.toString('utf8'))
+  } finally {
+    plaintext.fill(0)
+  }
 }
 
 /** The SQL expression of a column's index slot; `column` is the reference as written. */

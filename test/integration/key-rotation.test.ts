@@ -3,7 +3,8 @@
  * `pgveil start` with its configuration hot-reloaded, and `pgveil check` guarding
  * the edits that would lose data: rows written under v1 keep decrypting and being
  * found after v2 becomes current; a pool's prepared statements keep working
- * across rotations; removing a version that still has rows is refused.
+ * across rotations; removing a version that still has rows is refused; after
+ * `pgveil migrate --reindex`, v1 goes and every row still reads and is found.
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -44,12 +45,14 @@ const V1 = '  current: 1\n  versions: { 1: "env:PGVEIL_KEY_1" }\n  index: "env:P
 const V2 = '  current: 2\n  versions: { 1: "env:PGVEIL_KEY_1", 2: "env:PGVEIL_KEY_2" }\n  index: "env:PGVEIL_INDEX_KEY_1"\n'
 const V2_INDEX2 = '  current: 2\n  versions: { 1: "env:PGVEIL_KEY_1", 2: "env:PGVEIL_KEY_2" }\n  index:\n    current: 2\n    versions: { 1: "env:PGVEIL_INDEX_KEY_1", 2: "env:PGVEIL_INDEX_KEY_2" }\n'
 
-function check(text: string): { code: number | null; stdout: string; stderr: string } {
-  const file = path.join(dir, 'check.yaml')
+function cli(args: string[], text: string): { code: number | null; stdout: string; stderr: string } {
+  const file = path.join(dir, 'cli.yaml')
   writeFileSync(file, text)
-  const result = spawnSync(process.execPath, [CLI, 'check', '--config', file], { env: env(), encoding: 'utf8', timeout: 20_000 })
+  const result = spawnSync(process.execPath, [CLI, ...args, '--config', file], { env: env(), encoding: 'utf8', timeout: 60_000 })
   return { code: result.status, stdout: result.stdout, stderr: result.stderr }
 }
+
+const check = (text: string) => cli(['check'], text)
 
 beforeAll(async () => {
   database = await server.createDatabase('rotation')
@@ -166,4 +169,42 @@ describe('key rotation scenario', () => {
     expect(unique.code).toBe(1)
     expect(unique.stderr).toContain('column public.accounts.email: unique: true, but no UNIQUE index on its index slot\n  fix: CREATE UNIQUE INDEX "accounts_email_search" ON "public"."accounts" ((substring("email" from 13 for 32)));')
   })
+
+  it('pgveil migrate --reindex moves every row to the current key and index key versions; then v1 can go and everything still reads and is found', async () => {
+    const migrated = cli(['migrate', '--reindex'], config(1, V2_INDEX2))
+    expect(migrated.code).toBe(0)
+    // Rows 1-3 carry index key version 1 (row 4 is current already); balance is not searchable, so only re-encrypted.
+    expect(migrated.stdout).toContain('public.accounts.email: migrated 3, left 0')
+    expect(migrated.stdout).toContain('public.accounts.balance: migrated 2, left 0')
+    expect(migrated.stderr).toContain('public.accounts.email: re-index: 3 done, 0 left')
+    expect(await storedVersions()).toEqual({ 1: [2, 2], 2: [2, 2], 3: [2, 2], 4: [2, 2] })
+    const V2_ONLY = '  current: 2\n  versions: { 2: "env:PGVEIL_KEY_2" }\n  index:\n    current: 2\n    versions: { 2: "env:PGVEIL_INDEX_KEY_2" }\n'
+    const checked = check(config(1, V2_ONLY))
+    expect(checked.stderr).toBe('')
+    expect(checked.code).toBe(0)
+    expect(checked.stdout).toContain('column public.accounts.email: index values: 4 rows under index key version 2')
+
+    const port = await freePort()
+    writeFileSync(configFile, config(port, V2_ONLY))
+    const child = spawn(process.execPath, [CLI, 'start', '--config', configFile], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    const client = new pg.Client({ connectionString: `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable` })
+    try {
+      await eventually(() => stdout.includes('pgveil listening on'), 20_000)
+      await client.connect()
+      expect((await client.query('SELECT id, email, balance FROM accounts ORDER BY id')).rows).toEqual([
+        { id: 1, email: 'one@example.com', balance: '10.50' },
+        { id: 2, email: 'two@example.com', balance: '20' },
+        { id: 3, email: 'three@example.com', balance: '30.25' },
+        { id: 4, email: 'one@example.com', balance: '40' },
+      ])
+      expect((await client.query<{ id: number }>('SELECT id FROM accounts WHERE email = $1 ORDER BY id', ['ONE@example.com'])).rows.map((r) => r.id)).toEqual([1, 4])
+      // One index key version again: comparing index values with each other is exact, so allowed.
+      expect((await client.query('SELECT count(DISTINCT email)::int AS n FROM accounts')).rows).toEqual([{ n: 3 }])
+    } finally {
+      await client.end().catch(() => {})
+      child.kill('SIGKILL')
+    }
+  }, 60_000)
 })

@@ -1,6 +1,7 @@
 import { createHmac, hkdfSync } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { envelopeIndex, openValue } from '../../policy/envelope.js'
+import { envelopeIndex, envelopeKeyVersion, openValue, sealValue } from '../../policy/envelope.js'
+import { REENCRYPT_MODE, REINDEX_MODE, REWRITE_MODES } from '../../policy/envelope-rewrite.js'
 import { indexInput, indexMac, lookupMacs, sealColumnValue } from '../../policy/equality-index.js'
 import { Keyring } from '../../policy/keyring.js'
 import { decodeArrayElements, encodeByteaArray } from '../../protocol/arrays.js'
@@ -55,6 +56,34 @@ describe('equality index values', () => {
     expect(envelopeIndex(sealColumnValue(rotating, email, 'x'))?.version).toBe(2)
     expect(rotating.describe()).toEqual({ current: 1, versions: [1], index: true, indexCurrent: 2, indexVersions: [1, 2] })
     expect(String(rotating)).toBe('Keyring(current 1, versions 1, index keys 1, 2 (current 2))')
+  })
+})
+
+describe('pgveil migrate --reindex (REINDEX_MODE)', () => {
+  const email = { binding: 'public.users.email', type: 'text', search: 'equality', normalize: ['lowercase'], indexDomain: 'index:email' } as const
+  const before = new Keyring(new Map([[1, ROOT]]), 1, INDEX_1)
+  const after = new Keyring(new Map([[1, ROOT], [2, Buffer.alloc(32, 9)]]), 2, { versions: new Map([[1, INDEX_1], [2, INDEX_2]]), current: 2 })
+
+  it('rewrites a searchable value under the current key and index key versions, same plaintext', () => {
+    const mode = REINDEX_MODE.forColumn!(email)
+    const old = sealColumnValue(before, email, 'Ann@X.com')
+    expect(REWRITE_MODES.reindex).toBe(REINDEX_MODE)
+    expect(mode.isCurrent(after, old)).toBe(false)
+    const rewritten = mode.rewrite(after, email.binding, old)
+    expect(mode.isCurrent(after, rewritten)).toBe(true)
+    expect(envelopeKeyVersion(rewritten)).toBe(2)
+    expect(envelopeIndex(rewritten)?.version).toBe(2)
+    expect(Buffer.from(envelopeIndex(rewritten)!.mac).equals(expectedMac(INDEX_2, 'index:email', 'ann@x.com'))).toBe(true)
+    expect(openValue(after, email.binding, rewritten).toString()).toBe('Ann@X.com')
+    // The SQL filter's slice: key version 2 then index key version 2, from byte 5.
+    expect(mode.currentSlice(after)).toEqual({ from: 5, bytes: Buffer.from('0000000200000002', 'hex') })
+    expect(rewritten.subarray(4, 12).equals(mode.currentSlice(after).bytes)).toBe(true)
+    // An envelope without a slot (written before search: equality) is pending too.
+    expect(mode.isCurrent(after, sealValue(after, email.binding, Buffer.from('a')))).toBe(false)
+  })
+
+  it('re-encrypts columns that are not searchable', () => {
+    expect(REINDEX_MODE.forColumn!({ binding: 'public.users.ssn' })).toBe(REENCRYPT_MODE)
   })
 })
 
