@@ -208,3 +208,33 @@ describe('key rotation scenario', () => {
     }
   }, 60_000)
 })
+
+describe('pgveil migrate of existing plaintext into a searchable column', () => {
+  it('writes index values as it encrypts, so equality search finds the migrated rows', async () => {
+    await direct.query("CREATE TABLE legacy (id int PRIMARY KEY, email text); INSERT INTO legacy VALUES (1, 'Old@Example.com'), (2, 'other@example.com'), (3, NULL)")
+    const keys = '  current: 1\n  versions: { 1: "env:PGVEIL_KEY_1" }\n  index: "env:PGVEIL_INDEX_KEY_1"\n'
+    const text = (port: number) => `listen: { host: 127.0.0.1, port: ${port} }\nupstream: { url: "${server.url(database)}?sslmode=disable" }\nkeys:\n${keys}tables:\n  legacy:\n    email: { type: text, search: equality, normalize: lowercase }\n`
+    const migrated = cli(['migrate'], text(1))
+    expect(migrated.code).toBe(0)
+    expect(migrated.stdout).toContain('public.legacy.email: migrated 2, left 0')
+    const stored = await direct.query<{ id: number; email: Buffer | null }>('SELECT id, email FROM legacy ORDER BY id')
+    expect(stored.rows.map((r) => (r.email === null ? null : [r.email[3], r.email.readUInt32BE(8)]))).toEqual([[1, 1], [1, 1], null])
+    expect(check(text(1)).code).toBe(0)
+
+    const port = await freePort()
+    const file = path.join(dir, 'legacy.yaml')
+    writeFileSync(file, text(port))
+    const child = spawn(process.execPath, [CLI, 'start', '--config', file], { env: env(), stdio: ['ignore', 'pipe', 'ignore'] })
+    let stdout = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    const client = new pg.Client({ connectionString: `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable` })
+    try {
+      await eventually(() => stdout.includes('pgveil listening on'), 20_000)
+      await client.connect()
+      expect((await client.query('SELECT id, email FROM legacy WHERE email = $1', ['old@example.com'])).rows).toEqual([{ id: 1, email: 'Old@Example.com' }])
+    } finally {
+      await client.end().catch(() => {})
+      child.kill('SIGKILL')
+    }
+  }, 60_000)
+})
