@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { bulkReadReport, measureBulkRead, type BulkReadResult } from './bulk-read.js'
+import { encryptedWorkloadReport, measureEncryptedWorkload, type EncryptedWorkloadResult } from './encrypted-workload.js'
 import { freePort, startPostgresServer, type PostgresServer } from './postgres-server.js'
 import { measureSetIdentity, setIdentityReport, type SetIdentityResult } from './set-identity.js'
 
@@ -56,6 +57,8 @@ interface BenchOptions {
   latencyMode: Mode
   bulk: boolean
   bulkRows: number
+  encryptedWorkload: boolean
+  encryptedWorkloadRows: number
   identity: boolean
   identityOnly: boolean
   identityCount: number
@@ -78,6 +81,9 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --no-throughput      skip the throughput runs (with --latency)
   --no-bulk            skip the encrypted bulk-read measurement
   --bulk-rows N        rows of the bulk read (default 100000)
+  --no-encrypted-workload  skip the encrypted insert/lookup/update workload
+  --encrypted-workload-only  run only the encrypted workload (no passthrough, latency or bulk runs)
+  --encrypted-workload-rows N  rows of the encrypted workload's tables (default 10000)
   --no-identity        skip the SET IDENTITY latency measurement
   --identity-only      run only the SET IDENTITY latency measurement
   --identity-count N   SET IDENTITY round trips measured (default 2000)
@@ -100,6 +106,8 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     latency: false,
     bulk: true,
     bulkRows: 100_000,
+    encryptedWorkload: true,
+    encryptedWorkloadRows: 10_000,
     identity: true,
     identityOnly: false,
     identityCount: 2000,
@@ -135,6 +143,11 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       case '--no-throughput': options.throughput = false; break
       case '--no-bulk': options.bulk = false; break
       case '--bulk-rows': options.bulkRows = positiveInt(value(), flag); break
+      case '--no-encrypted-workload': options.encryptedWorkload = false; break
+      case '--encrypted-workload-only':
+        Object.assign(options, { encryptedWorkload: true, throughput: false, latency: false, bulk: false, identity: false, targets: [] })
+        break
+      case '--encrypted-workload-rows': options.encryptedWorkloadRows = positiveInt(value(), flag); break
       case '--no-identity': options.identity = false; break
       case '--identity-only': options.identityOnly = true; break
       case '--identity-count': options.identityCount = positiveInt(value(), flag); break
@@ -650,9 +663,11 @@ async function main(): Promise<number> {
     const pgbenchPath = findProgram('pgbench', [server.binDir ?? ''])
     if (pgbenchPath === null) throw new Error('pgbench is not installed (it comes with the PostgreSQL client package)')
 
-    log(`pgbench -i -s ${options.scale} ...`)
-    const init = await pgbench(pgbenchPath, server.port, ['-i', '-q', '-s', String(options.scale)])
-    if (init.error !== null) throw new Error(`pgbench -i failed: ${init.output}`)
+    if (options.throughput || options.latency) {
+      log(`pgbench -i -s ${options.scale} ...`)
+      const init = await pgbench(pgbenchPath, server.port, ['-i', '-q', '-s', String(options.scale)])
+      if (init.error !== null) throw new Error(`pgbench -i failed: ${init.output}`)
+    }
 
     const context: TargetContext = { server, workDir, options }
     for (const name of options.targets) {
@@ -742,10 +757,28 @@ async function main(): Promise<number> {
     let identity: SetIdentityResult | null = null
     if (options.identity && !interrupted) identity = await measureSetIdentity({ server, workDir, count: options.identityCount, log })
 
+    let encrypted: EncryptedWorkloadResult | null = null
+    if (options.encryptedWorkload && !interrupted) {
+      encrypted = await measureEncryptedWorkload({
+        server,
+        workDir,
+        pgbench: (port, args) => pgbench(pgbenchPath, port, args),
+        rows: options.encryptedWorkloadRows,
+        rounds: options.rounds,
+        seconds: options.seconds,
+        clients: options.clients,
+        jobs: options.jobs,
+        log,
+      })
+    }
+
+    const onlyEncrypted = !options.throughput && !options.latency
     const out: string[] = [
       '',
-      `pgveil passthrough benchmark — ${availableParallelism()} CPUs, node ${process.version}, PostgreSQL ${server.version} (${server.kind}),`,
-      options.throughput
+      `pgveil ${onlyEncrypted ? 'encrypted workload' : 'passthrough'} benchmark — ${availableParallelism()} CPUs, node ${process.version}, PostgreSQL ${server.version} (${server.kind})${onlyEncrypted ? '' : ','}`,
+      onlyEncrypted
+        ? ''
+        : options.throughput
         ? `pgbench -S -c ${options.clients} -j ${Math.min(options.jobs, options.clients)} -T ${options.seconds} -n, scale ${options.scale}, ` +
           `${options.rounds} round${options.rounds === 1 ? '' : 's'}${options.rounds > 1 ? ' (median)' : ''}, interleaved`
         : `pgbench -S -T ${options.seconds} -n, scale ${options.scale}, latency runs only`,
@@ -755,6 +788,7 @@ async function main(): Promise<number> {
     if (options.throughput) out.push(throughputReport(throughput, targets), '', budgetLine(throughput, options.modes, targets), '')
     if (options.latency) out.push(latencyReport(latency, options.latencyRate, options.latencyMode), '')
     if (bulk !== null) out.push(bulkReadReport(bulk), '')
+    if (encrypted !== null) out.push(encryptedWorkloadReport(encrypted), '')
     if (identity !== null) out.push(setIdentityReport(identity), '')
     process.stdout.write(out.join('\n'))
 
@@ -769,6 +803,7 @@ async function main(): Promise<number> {
         throughput,
         latency,
         bulk,
+        encryptedWorkload: encrypted,
         identity,
       }, null, 2)}\n`)
     }

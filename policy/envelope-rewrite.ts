@@ -4,12 +4,13 @@
  * unit tests share one definition.
  *
  * A mode is a pair: a test on the stored bytes (mirrored by an SQL predicate the
- * migration uses to find pending rows, see proxy/migrate.ts) and a transform. Today
- * there is one mode, `reencrypt` (seal under the keyring's current root key). The
- * equality index adds `reindex` (rewrite the index slot under the current index key)
- * as another entry of REWRITE_MODES.
+ * migration uses to find pending rows, see proxy/migrate.ts) and a transform:
+ * `reencrypt` (seal under the keyring's current root key, keeping the index slot)
+ * and `reindex` (also make the index slot of searchable columns under the current
+ * index key; other columns are re-encrypted).
  */
 import { envelopeIndex, envelopeKeyVersion, isEnvelope, openValue, sealValue, ENVELOPE_KEY_VERSION_OFFSET } from './envelope.js'
+import { reindexEnvelope, type IndexedColumn } from './equality-index.js'
 import type { Keyring } from './keyring.js'
 
 export interface EnvelopeRewriteMode {
@@ -28,6 +29,8 @@ export interface EnvelopeRewriteMode {
    * bytes it must equal, for a SQL `substring(col from F for N) <> $bytes` filter.
    */
   currentSlice(keyring: Keyring): { from: number; bytes: Buffer }
+  /** The mode to use for one column, when it depends on the column (reindex: only searchable columns get index slots). */
+  forColumn?(column: IndexedColumn): EnvelopeRewriteMode
 }
 
 /** The 4 big-endian bytes of a key version, as stored at ENVELOPE_KEY_VERSION_OFFSET. */
@@ -60,8 +63,33 @@ export const REENCRYPT_MODE: EnvelopeRewriteMode = {
   currentSlice: (keyring) => ({ from: ENVELOPE_KEY_VERSION_OFFSET + 1, bytes: keyVersionBytes(keyring.current) }),
 }
 
-/** Rewrite modes by name; `pgveil migrate` runs `reencrypt` (a `--reindex` flag would pick `reindex`). */
-export const REWRITE_MODES: Readonly<Record<string, EnvelopeRewriteMode>> = { reencrypt: REENCRYPT_MODE }
+/** The reindex mode of one searchable column: current key version and current index key version. */
+function reindexModeFor(column: IndexedColumn): EnvelopeRewriteMode {
+  return {
+    name: 'reindex',
+    verb: 're-index',
+    isCurrent: (keyring, stored) => {
+      if (!isEnvelope(stored) || envelopeKeyVersion(stored) !== keyring.current) return false
+      return envelopeIndex(stored)?.version === keyring.indexCurrent
+    },
+    rewrite: (keyring, _binding, stored) => reindexEnvelope(keyring, column, stored),
+    // Key version and index key version are adjacent (envelope offsets 4 and 8): one 8-byte slice.
+    currentSlice: (keyring) => ({ from: ENVELOPE_KEY_VERSION_OFFSET + 1, bytes: Buffer.concat([keyVersionBytes(keyring.current), keyVersionBytes(keyring.indexCurrent)]) }),
+  }
+}
+
+/**
+ * `pgveil migrate --reindex`: searchable columns get their index values rewritten
+ * under the current index key version (and the current key version), so an old
+ * index key version can be removed; other columns are re-encrypted as usual.
+ */
+export const REINDEX_MODE: EnvelopeRewriteMode = {
+  ...REENCRYPT_MODE,
+  forColumn: (column) => (column.search === 'equality' ? reindexModeFor(column) : REENCRYPT_MODE),
+}
+
+/** Rewrite modes by name; `pgveil migrate` runs `reencrypt`, `pgveil migrate --reindex` runs `reindex`. */
+export const REWRITE_MODES: Readonly<Record<string, EnvelopeRewriteMode>> = { reencrypt: REENCRYPT_MODE, reindex: REINDEX_MODE }
 
 /** Seals the canonical text form of a plaintext value for a column bound to `binding`. */
 export function sealCanonical(keyring: Keyring, binding: string, canonical: string): Buffer {

@@ -14,6 +14,9 @@ export const ROOT_KEY_LENGTH = 32
 export const COLUMN_KEY_LENGTH = 32
 /** HKDF salt of column data keys; a new derivation scheme gets a new salt. */
 export const COLUMN_KEY_SALT = Buffer.from('pgveil/column-key/v1', 'utf8')
+export const INDEX_KEY_LENGTH = 32
+/** HKDF salt of equality-index keys (one per index domain and index root key version). */
+export const INDEX_KEY_SALT = Buffer.from('pgveil/index-key/v1', 'utf8')
 /** Key versions are stored as uint32 in the envelope; 0 is not a version. */
 export const MAX_KEY_VERSION = 0xffff_ffff
 
@@ -22,8 +25,17 @@ export interface KeysConfig {
   current: number
   /** Version number (as written in YAML, a string) → `env:NAME` or `file:PATH`. */
   versions: Record<string, string>
-  /** Reference to the equality-index root key. */
-  index?: string
+  /**
+   * The equality-index root keys: one reference (that key is index key version 1),
+   * or versions like `versions` with the `current` one used for new index values.
+   */
+  index?: string | IndexKeysConfig
+}
+
+/** `keys.index` with versions: lookups match every version held, writes use `current`. */
+export interface IndexKeysConfig {
+  current: number
+  versions: Record<string, string>
 }
 
 /** Resolves `env:NAME` / `file:PATH` to the secret; throws naming the reference, never the secret. */
@@ -64,21 +76,36 @@ function parseVersion(text: string): number | undefined {
   return isKeyVersion(version) ? version : undefined
 }
 
+/** What a keyring holds, without key material. */
+export interface KeyringDescription {
+  current: number
+  versions: number[]
+  index: boolean
+  indexCurrent?: number
+  indexVersions?: number[]
+}
+
 export class Keyring {
   /** The version new values are sealed under. */
   readonly current: number
   /** Every version held, ascending. */
   readonly versions: readonly number[]
   readonly #roots: Map<number, Buffer>
-  readonly #index: Buffer | undefined
+  readonly #indexRoots: Map<number, Buffer>
+  /** The index key version new index values are made with; 0 without index keys. */
+  readonly indexCurrent: number
+  /** Every index key version held, ascending (empty without index keys). */
+  readonly indexVersions: readonly number[]
   readonly #columnKeys = new Map<string, Map<number, Buffer>>()
+  readonly #indexKeys = new Map<string, Map<number, Buffer>>()
 
   /**
    * `roots` maps version → 32-byte root key (copied). Throws RangeError when a key
    * is not 32 bytes, a version is not an integer in 1..2^32-1, or `current` is
-   * not one of the versions; messages name the version, never the key.
+   * not one of the versions; messages name the version, never the key. `index`
+   * is one equality-index root key (version 1) or versioned index root keys.
    */
-  constructor(roots: ReadonlyMap<number, Uint8Array>, current: number, index?: Uint8Array) {
+  constructor(roots: ReadonlyMap<number, Uint8Array>, current: number, index?: Uint8Array | { readonly versions: ReadonlyMap<number, Uint8Array>; readonly current: number }) {
     const copies = new Map<number, Buffer>()
     for (const [version, key] of roots) {
       if (!isKeyVersion(version)) throw new RangeError(`key version ${version} is not an integer from 1 to ${MAX_KEY_VERSION}`)
@@ -86,11 +113,27 @@ export class Keyring {
       copies.set(version, Buffer.from(key))
     }
     if (!copies.has(current)) throw new RangeError(`current key version ${current} is not one of the key versions (${[...copies.keys()].join(', ') || 'none'})`)
-    if (index !== undefined && (!(index instanceof Uint8Array) || index.length !== ROOT_KEY_LENGTH)) throw new RangeError(`index root key must be ${ROOT_KEY_LENGTH} bytes`)
+    const indexRoots = new Map<number, Buffer>()
+    let indexCurrent = 0
+    if (index instanceof Uint8Array || (index !== undefined && !('versions' in index))) {
+      if (!(index instanceof Uint8Array) || index.length !== ROOT_KEY_LENGTH) throw new RangeError(`index root key must be ${ROOT_KEY_LENGTH} bytes`)
+      indexRoots.set(1, Buffer.from(index))
+      indexCurrent = 1
+    } else if (index !== undefined) {
+      for (const [version, key] of index.versions) {
+        if (!isKeyVersion(version)) throw new RangeError(`index key version ${version} is not an integer from 1 to ${MAX_KEY_VERSION}`)
+        if (!(key instanceof Uint8Array) || key.length !== ROOT_KEY_LENGTH) throw new RangeError(`index root key version ${version} must be ${ROOT_KEY_LENGTH} bytes`)
+        indexRoots.set(version, Buffer.from(key))
+      }
+      if (!indexRoots.has(index.current)) throw new RangeError(`current index key version ${index.current} is not one of the index key versions (${[...indexRoots.keys()].join(', ') || 'none'})`)
+      indexCurrent = index.current
+    }
     this.current = current
     this.versions = Object.freeze([...copies.keys()].sort((a, b) => a - b))
     this.#roots = copies
-    this.#index = index === undefined ? undefined : Buffer.from(index)
+    this.#indexRoots = indexRoots
+    this.indexCurrent = indexCurrent
+    this.indexVersions = Object.freeze([...indexRoots.keys()].sort((a, b) => a - b))
   }
 
   /**
@@ -147,16 +190,45 @@ export class Keyring {
       problems.push({ path: 'keys.current', message: `is ${current}, which is not one of keys.versions (${Object.keys(versions).join(', ') || 'none'})` })
     }
 
-    const index = keys.index === undefined ? undefined : load('keys.index', keys.index)
+    const indexRoots = new Map<number, Buffer>()
+    let indexCurrent = 0
+    const indexConfig: unknown = keys.index
+    if (typeof indexConfig === 'string' || (indexConfig !== undefined && (typeof indexConfig !== 'object' || indexConfig === null || Array.isArray(indexConfig)))) {
+      // The single-key form: that key is index key version 1.
+      const key = load('keys.index', indexConfig)
+      if (key !== undefined) indexRoots.set(1, key)
+      indexCurrent = 1
+    } else if (indexConfig !== undefined) {
+      const { current: wanted, versions: named } = indexConfig as { current?: unknown; versions?: unknown }
+      if (typeof named !== 'object' || named === null || Array.isArray(named) || Object.keys(named).length === 0) {
+        problems.push({ path: 'keys.index.versions', message: 'must map index key versions to references (for example 1: env:PGVEIL_INDEX_KEY_1)' })
+      } else {
+        for (const [name, reference] of Object.entries(named as Record<string, unknown>)) {
+          const version = parseVersion(name)
+          if (version === undefined) {
+            problems.push({ path: `keys.index.versions.${name}`, message: `is not an index key version (expected an integer from 1 to ${MAX_KEY_VERSION})` })
+            continue
+          }
+          const key = load(`keys.index.versions.${name}`, reference)
+          if (key !== undefined) indexRoots.set(version, key)
+        }
+      }
+      if (typeof wanted !== 'number' || !isKeyVersion(wanted)) problems.push({ path: 'keys.index.current', message: `must be an index key version (an integer from 1 to ${MAX_KEY_VERSION})` })
+      else if (typeof named === 'object' && named !== null && !Object.keys(named).some((name) => parseVersion(name) === wanted)) {
+        problems.push({ path: 'keys.index.current', message: `is ${wanted}, which is not one of keys.index.versions (${Object.keys(named).join(', ') || 'none'})` })
+      } else indexCurrent = wanted
+    }
 
-    if (problems.length > 0) {
+    const wipe = (): void => {
       for (const key of roots.values()) key.fill(0)
-      index?.fill(0)
+      for (const key of indexRoots.values()) key.fill(0)
+    }
+    if (problems.length > 0) {
+      wipe()
       throw new KeyringError(problems)
     }
-    const keyring = new Keyring(roots, current as number, index)
-    for (const key of roots.values()) key.fill(0)
-    index?.fill(0)
+    const keyring = new Keyring(roots, current as number, indexRoots.size === 0 ? undefined : { versions: indexRoots, current: indexCurrent })
+    wipe()
     return keyring
   }
 
@@ -166,12 +238,36 @@ export class Keyring {
 
   /** True when an equality-index root key was configured. */
   get hasIndexKey(): boolean {
-    return this.#index !== undefined
+    return this.#indexRoots.size > 0
   }
 
-  /** The equality-index root key (not a copy: do not modify), or undefined. */
+  /** Whether index key `version` is held. */
+  hasIndexVersion(version: number): boolean {
+    return this.#indexRoots.has(version)
+  }
+
+  /** The current equality-index root key (not a copy: do not modify), or undefined. */
   indexRootKey(): Buffer | undefined {
-    return this.#index
+    return this.#indexRoots.get(this.indexCurrent)
+  }
+
+  /**
+   * The equality-index key of an index domain under index root key `version`:
+   * HKDF-SHA256(ikm = index root key, salt = "pgveil/index-key/v1", info =
+   * utf8(domain), 32 bytes). Cached and shared: do not modify. Throws RangeError
+   * for a version the keyring does not hold.
+   */
+  indexKey(version: number, domain: string): Buffer {
+    let byVersion = this.#indexKeys.get(domain)
+    const cached = byVersion?.get(version)
+    if (cached !== undefined) return cached
+    const root = this.#indexRoots.get(version)
+    if (root === undefined) throw new RangeError(`index key version ${version} is not in the keyring (have ${this.indexVersions.join(', ') || 'none'})`)
+    if (typeof domain !== 'string' || domain === '') throw new TypeError('index domain must be a non-empty name')
+    const derived = Buffer.from(hkdfSync('sha256', root, INDEX_KEY_SALT, Buffer.from(domain, 'utf8'), INDEX_KEY_LENGTH))
+    if (byVersion === undefined) this.#indexKeys.set(domain, (byVersion = new Map()))
+    byVersion.set(version, derived)
+    return derived
   }
 
   /**
@@ -195,16 +291,22 @@ export class Keyring {
   }
 
   /** A description without key material. */
-  describe(): { current: number; versions: number[]; index: boolean } {
-    return { current: this.current, versions: [...this.versions], index: this.hasIndexKey }
+  describe(): KeyringDescription {
+    const out: KeyringDescription = { current: this.current, versions: [...this.versions], index: this.hasIndexKey }
+    if (this.hasIndexKey) {
+      out.indexCurrent = this.indexCurrent
+      out.indexVersions = [...this.indexVersions]
+    }
+    return out
   }
 
-  toJSON(): { current: number; versions: number[]; index: boolean } {
+  toJSON(): KeyringDescription {
     return this.describe()
   }
 
   toString(): string {
-    return `Keyring(current ${this.current}, versions ${this.versions.join(', ')}${this.hasIndexKey ? ', index key' : ''})`
+    const index = !this.hasIndexKey ? '' : this.indexVersions.length === 1 && this.indexCurrent === 1 ? ', index key' : `, index keys ${this.indexVersions.join(', ')} (current ${this.indexCurrent})`
+    return `Keyring(current ${this.current}, versions ${this.versions.join(', ')}${index})`
   }
 
   [inspect.custom](): string {

@@ -20,15 +20,33 @@ export interface ColumnPolicy {
   binding: string
   /** The key domain, when the policy names one. */
   domain?: string
+  /** `equality`: the envelope carries an index slot, so `=`, `IN`, joins and UNIQUE work (DESIGN decision 3). */
+  search?: 'equality'
+  /** Applied, in this order, to the canonical plaintext before it is indexed (never to the stored value). */
+  normalize?: readonly IndexNormalization[]
+  /** Searchable columns only: `pgveil check` asks for a UNIQUE expression index. */
+  unique?: boolean
+  /**
+   * Searchable columns only: what the index key is derived for. Columns with the
+   * same index domain (and type and normalisation) can be joined with `=`.
+   * `index_domain` in the policy, else the key domain, else the qualified name.
+   */
+  indexDomain?: string
 }
+
+/** A normalisation of the indexed form: `lowercase` for case-insensitive text, `trim` for surrounding white space. */
+export type IndexNormalization = 'lowercase' | 'trim'
+export const INDEX_NORMALIZATIONS: readonly IndexNormalization[] = ['lowercase', 'trim']
 
 export class Policy {
   private readonly byTable = new Map<string, Map<string, ColumnPolicy>>()
+  private readonly byQualified = new Map<string, ColumnPolicy>()
   readonly columns: readonly ColumnPolicy[]
 
   constructor(columns: readonly ColumnPolicy[]) {
     this.columns = columns
     for (const column of columns) {
+      this.byQualified.set(column.qualified, column)
       const key = tableKey(column.schema, column.table)
       let table = this.byTable.get(key)
       if (table === undefined) this.byTable.set(key, (table = new Map()))
@@ -39,6 +57,11 @@ export class Policy {
   /** Protected columns of a table, or undefined when it has none. */
   table(schema: string, name: string): ReadonlyMap<string, ColumnPolicy> | undefined {
     return this.byTable.get(tableKey(schema, name))
+  }
+
+  /** A protected column by its qualified name "schema.table.column". */
+  column(qualified: string): ColumnPolicy | undefined {
+    return this.byQualified.get(qualified)
   }
 
   /** Every protected table (the SQL analyzer's ProtectedColumns interface). */

@@ -48,6 +48,9 @@ export type {
   AnalyzedStatement,
   ByteRange,
   LiteralSlot,
+  SearchParam,
+  SearchSlot,
+  SearchValue,
   PassthroughPlan,
   QualifiedColumn,
   RefusePlan,
@@ -56,7 +59,7 @@ export type {
   SqlReplacement,
   StatementPlan,
 } from './sql-plan.js'
-export { literalReplacements, spliceLiterals } from './sql-splice.js'
+export { literalReplacements, searchArraySql, spliceLiterals } from './sql-splice.js'
 
 /** What the policy says about one protected column (`policy/policy.ts`'s `ColumnPolicy` fits). */
 export interface ProtectedColumnInfo {
@@ -66,6 +69,8 @@ export interface ProtectedColumnInfo {
   readonly search?: string
   /** A key domain shared with other columns: ciphertexts may be copied between them. */
   readonly domain?: string
+  /** What the equality index is keyed for (searchable columns); defaults to the key binding. */
+  readonly indexDomain?: string
 }
 
 /**
@@ -163,7 +168,9 @@ class PolicyAdapter implements PolicyView {
       for (const [column, policy] of raw) {
         const type = policyTypeFromName(policy.type) ?? policy.type
         const name = `${schema}.${table}.${column}`
-        built.set(column, Object.freeze({ schema, table, column, type, name, binding: policy.domain === undefined ? name : `domain:${policy.domain}` }))
+        const binding = policy.domain === undefined ? name : `domain:${policy.domain}`
+        const qualified: QualifiedColumn = policy.search === 'equality' ? { schema, table, column, type, name, binding, indexDomain: policy.indexDomain ?? binding } : { schema, table, column, type, name, binding }
+        built.set(column, Object.freeze(qualified))
       }
       columns = built
       this.#qualified.set(key, columns)

@@ -20,6 +20,8 @@ export interface QualifiedColumn {
   readonly column: string
   /** The plaintext type declared in the policy, spelled canonically (`integer` for `int4`, `timestamptz`, …). */
   readonly type: string
+  /** What its equality index is keyed for, when the column is searchable (`search: equality`). */
+  readonly indexDomain?: string
   /** `schema.table.column`: the name in messages. */
   readonly name: string
   /** What its ciphertexts are bound to: `name`, or `domain:NAME` for a shared key domain. */
@@ -79,6 +81,33 @@ export interface CopySpec {
   readonly escape: string
 }
 
+/** A value an equality search compares a searchable column with. */
+export type SearchValue =
+  /** `$n`: at Bind, its plaintext becomes the `bytea[]` of its index values; `array` when `$n` is an array (`= ANY($n)`). */
+  | { readonly kind: 'param'; readonly n: number; readonly array: boolean }
+  /** A literal as PostgreSQL reads it; `null` for NULL. */
+  | { readonly kind: 'literal'; readonly value: string | null }
+
+/**
+ * Where an equality search puts the index values it compares with: the range is
+ * replaced by `prefix` and a parenthesised `bytea[]` expression holding every
+ * value's index values (one per index key version held), e.g. `($1::bytea[])` or
+ * `(ARRAY['\x…'::bytea, '\x…'::bytea])`. The column side and the operator are
+ * rewritten by `rewrites` (`substring(col from 13 for 32) = ANY`).
+ */
+export interface SearchSlot extends ByteRange {
+  readonly column: QualifiedColumn
+  readonly prefix: string
+  readonly values: readonly SearchValue[]
+}
+
+/** A parameter that carries a searched value: encrypted into index values at Bind, typed `bytea[]` in Parse. */
+export interface SearchParam {
+  readonly column: QualifiedColumn
+  /** The client sends an array of values (`col = ANY($n)`). */
+  readonly array: boolean
+}
+
 export interface RewritePlan {
   readonly action: 'rewrite'
   /** Set for COPY FROM STDIN / TO STDOUT of a table with protected columns. */
@@ -101,6 +130,18 @@ export interface RewritePlan {
    * protected column: the proxy must map RowDescription through the catalog.
    */
   readonly resultColumnsMayBeProtected: boolean
+  /** Fixed edits (splice `text` over the range): a searchable column becomes its index slot, `=` becomes `= ANY`. */
+  readonly rewrites: readonly SqlReplacement[]
+  /** Equality searches whose index values are filled in per session (literals) or at Bind (parameters). */
+  readonly searches: readonly SearchSlot[]
+  /** `$n` → the searchable column its value is looked up in. */
+  readonly searchParams: ReadonlyMap<number, SearchParam>
+  /**
+   * Set when the statement compares index slots with each other (a join, GROUP BY,
+   * DISTINCT, count(DISTINCT …), ON CONFLICT): exact only while one index key
+   * version is held, since one value has a different index under each version.
+   */
+  readonly needsOneIndexVersion?: QualifiedColumn
 }
 
 export interface RefusePlan {

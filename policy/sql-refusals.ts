@@ -54,7 +54,7 @@ export function refuseStatement(message: string, advice: string, column?: Qualif
 }
 
 const IN_APP = 'do it in the application after reading the value through pgveil'
-const EQUALITY_LATER = 'filter in the application, or compare with = once the column is declared searchable'
+const EQUALITY_LATER = 'declare the column searchable (search: equality) and compare with =, <>, IN or = ANY, or filter in the application'
 
 const COMPARISON_OPERATORS = new Set(['=', '<>', '!=', '<', '>', '<=', '>='])
 
@@ -68,7 +68,7 @@ export const USE = {
         ? { what: 'the || operator', advice: 'concatenate in the application' }
         : { what: `the ${op} operator`, advice: IN_APP },
   quantified: (op: string, kind: 'ANY' | 'ALL'): ColumnUse => ({ what: `comparison (${op} ${kind})`, advice: EQUALITY_LATER }),
-  pattern: (kind: string): ColumnUse => ({ what: kind, advice: EQUALITY_LATER }),
+  pattern: (kind: string): ColumnUse => ({ what: kind, advice: 'pattern matching needs the plaintext; compare with = on a searchable column (search: equality), or filter in the application' }),
   inList: { what: 'IN (…)', advice: EQUALITY_LATER } satisfies ColumnUse,
   between: { what: 'BETWEEN', advice: 'ranges need an order index, which pgveil does not offer; filter in the application' } satisfies ColumnUse,
   distinctFrom: { what: 'IS [NOT] DISTINCT FROM', advice: EQUALITY_LATER } satisfies ColumnUse,
@@ -84,8 +84,8 @@ export const USE = {
   collate: { what: 'COLLATE', advice: 'sort and compare in the application' } satisfies ColumnUse,
   subscript: { what: 'subscripting or field selection', advice: IN_APP } satisfies ColumnUse,
   orderBy: { what: 'ORDER BY', advice: 'sort in the application; ciphertext order is random' } satisfies ColumnUse,
-  groupBy: { what: 'GROUP BY', advice: 'group in the application; equal values have different ciphertexts' } satisfies ColumnUse,
-  distinct: { what: 'DISTINCT', advice: 'deduplicate in the application; equal values have different ciphertexts' } satisfies ColumnUse,
+  groupBy: { what: 'GROUP BY', advice: 'equal values have different ciphertexts; declare the column searchable (search: equality) to group by its index, or group in the application' } satisfies ColumnUse,
+  distinct: { what: 'DISTINCT', advice: 'equal values have different ciphertexts; declare the column searchable (search: equality) and name the columns, or deduplicate in the application' } satisfies ColumnUse,
   distinctOn: { what: 'DISTINCT ON', advice: 'deduplicate in the application; equal values have different ciphertexts' } satisfies ColumnUse,
   windowPartition: { what: 'window PARTITION BY', advice: 'partition in the application; equal values have different ciphertexts' } satisfies ColumnUse,
   windowOrder: { what: 'window ORDER BY', advice: 'sort in the application; ciphertext order is random' } satisfies ColumnUse,
@@ -97,7 +97,7 @@ export const USE = {
   limit: { what: 'LIMIT/OFFSET', advice: IN_APP } satisfies ColumnUse,
   wholeRow: (ref: string): ColumnUse => ({ what: `a whole-row reference (${ref}) that includes it`, advice: 'name the columns you need', onIt: false }),
   expression: (kind: string): ColumnUse => ({ what: `this expression (${kind})`, advice: IN_APP }),
-  onConflictTarget: { what: 'ON CONFLICT (…)', advice: 'uniqueness of ciphertexts says nothing about the values; use another conflict target' } satisfies ColumnUse,
+  onConflictTarget: { what: 'ON CONFLICT (…)', advice: 'declare the column searchable (search: equality, unique: true) and create the unique index pgveil check prints, or use another conflict target' } satisfies ColumnUse,
   indexColumn: {
     what: 'an index or key',
     advice: 'it would index ciphertext, whose equality and order say nothing about the values; declare the column searchable (search: equality) and index its search slice: substring(column from 13 for 32)',

@@ -46,7 +46,8 @@ export class Scope {
 }
 
 export type Resolved =
-  | { readonly kind: 'column'; readonly column: QualifiedColumn }
+  /** `exact`: the name is that column for sure (not a guess behind an alias list or an unplaceable name). */
+  | { readonly kind: 'column'; readonly column: QualifiedColumn; readonly exact?: true }
   | { readonly kind: 'wholeRow'; readonly column: QualifiedColumn; readonly ref: string }
   | { readonly kind: 'star'; readonly columns: ReadonlyMap<string, QualifiedColumn>; readonly opaque: QualifiedColumn | undefined }
 
@@ -103,7 +104,7 @@ export function resolveColumnRef(scope: Scope, fields: readonly string[]): Resol
       let proven = false
       for (const e of s.entries) {
         const c = lookup(e, last)
-        if (c !== undefined) return { kind: 'column', column: c }
+        if (c !== undefined) return e.columns.get(last) === c ? { kind: 'column', column: c, exact: true } : { kind: 'column', column: c }
         if (e.known?.has(last) === true) proven = true
       }
       // A known, unprotected column of this level is what PostgreSQL picks.
@@ -127,7 +128,7 @@ export function resolveColumnRef(scope: Scope, fields: readonly string[]): Resol
   if (last === '*') return mergeStar(entries)
   for (const e of entries) {
     const c = lookup(e, last)
-    if (c !== undefined) return { kind: 'column', column: c }
+    if (c !== undefined) return e.columns.get(last) === c ? { kind: 'column', column: c, exact: true } : { kind: 'column', column: c }
   }
   return undefined
 }

@@ -3,7 +3,7 @@
  * edits happen on the UTF-8 bytes; a JS string index would be off by one for
  * every `é` and by three for every emoji before the edit (DESIGN decision 1).
  */
-import type { LiteralSlot, SqlAnalysis, SqlReplacement } from './sql-plan.js'
+import type { LiteralSlot, SearchSlot, SqlAnalysis, SqlReplacement } from './sql-plan.js'
 
 function isContinuationByte(bytes: Uint8Array, offset: number): boolean {
   const b = bytes[offset]
@@ -49,15 +49,33 @@ export function spliceLiterals(sql: string, replacements: readonly SqlReplacemen
 /**
  * The edits that turn an analyzed text into what PostgreSQL may see: each
  * literal slot replaced by `encode(slot)` (an encrypted `'\x…'::bytea` literal;
- * `NULL` stays `NULL` without calling `encode`) and each no-op cast removed.
- * Feed the result to `spliceLiterals`.
+ * `NULL` stays `NULL` without calling `encode`), each no-op cast removed, the
+ * fixed rewrites of equality searches applied, and each search slot replaced by
+ * `slot.prefix` and `(searchValues(slot))`. Feed the result to `spliceLiterals`.
  */
-export function literalReplacements(analysis: SqlAnalysis, encode: (slot: LiteralSlot) => string): SqlReplacement[] {
+export function literalReplacements(analysis: SqlAnalysis, encode: (slot: LiteralSlot) => string, searchValues?: (slot: SearchSlot) => string): SqlReplacement[] {
   const out: SqlReplacement[] = []
   for (const statement of analysis.statements) {
     if (statement.action !== 'rewrite') continue
     for (const slot of statement.literals) out.push({ start: slot.start, end: slot.end, text: slot.value === null ? 'NULL' : encode(slot) })
     for (const cast of statement.castRemovals) out.push({ start: cast.start, end: cast.end, text: '' })
+    for (const rewrite of statement.rewrites) out.push(rewrite)
+    for (const slot of statement.searches) {
+      if (searchValues === undefined) throw new TypeError('the analysis has equality searches: pass searchValues to literalReplacements')
+      out.push({ start: slot.start, end: slot.end, text: `${slot.prefix}(${searchValues(slot)})` })
+    }
   }
   return out
+}
+
+/** The `bytea[]` SQL of a search's parameters as pgveil binds them (`$1::bytea[] || $2::bytea[]`), with `literals` rendering the literal values. */
+export function searchArraySql(slot: SearchSlot, literals: (values: readonly (string | null)[]) => string): string {
+  const parts: string[] = []
+  const pending: (string | null)[] = []
+  for (const value of slot.values) {
+    if (value.kind === 'literal') pending.push(value.value)
+    else parts.push(`$${value.n}::bytea[]`)
+  }
+  if (pending.length > 0) parts.push(literals(pending))
+  return parts.join(' || ')
 }

@@ -32,11 +32,11 @@ import type {
   WithClause,
 } from 'libpg-query'
 import { policyTypeFromName } from '../protocol/types.js'
-import type { ByteRange, LiteralSlot, QualifiedColumn, StatementPlan } from './sql-plan.js'
+import type { ByteRange, LiteralSlot, QualifiedColumn, SearchParam, SearchSlot, SearchValue, SqlReplacement, StatementPlan } from './sql-plan.js'
 import type { CopySpec } from './sql-plan.js'
 import { Refusal, refuseColumn, refuseStatement, refuseUse, USE, type ColumnUse } from './sql-refusals.js'
 import { entryFromOutput, firstProtected, NO_COLUMNS, resolveColumnRef, Scope, type Output, type OutputItem, type RangeEntry } from './sql-scope.js'
-import type { SqlTokens } from './sql-tokens.js'
+import { foldIdentifier, type SqlTokens } from './sql-tokens.js'
 
 /** What the walker needs to know about the policy. */
 export interface PolicyView {
@@ -138,6 +138,12 @@ export class StatementWalker {
   readonly #castRemovals: ByteRange[] = []
   #resultMayBeProtected = false
   #copySpec: CopySpec | undefined
+  readonly #rewrites: SqlReplacement[] = []
+  readonly #searches: SearchSlot[] = []
+  readonly #searchParams = new Map<number, SearchParam>()
+  #needsOneIndexVersion: QualifiedColumn | undefined
+  /** In DDL (constraints, index predicates, policies, triggers) no search is rewritten: index values there would be frozen under one key version. */
+  #ddl = false
 
   constructor(policy: PolicyView, tokens: SqlTokens) {
     this.#policy = policy
@@ -151,26 +157,40 @@ export class StatementWalker {
       if (this.#plainParams.has(n)) {
         refuseColumn(column, `parameter $${n} is written to it and also used elsewhere in the statement`, `pass the value as two parameters, one for the encrypted column`)
       }
+      if (this.#searchParams.has(n)) {
+        refuseColumn(column, `parameter $${n} is written to it and also used in a search`, 'pass the value as two parameters: one written, one searched')
+      }
+    }
+    for (const [n, search] of this.#searchParams) {
+      if (this.#plainParams.has(n)) {
+        refuseColumn(search.column, `parameter $${n} is searched in it and also used elsewhere in the statement`, 'pass the value as two parameters, one for the search')
+      }
     }
     if (this.#copySpec !== undefined) {
-      return Object.freeze({ action: 'rewrite', params: this.#params, literals: [], castRemovals: [], resultColumnsMayBeProtected: false, copy: this.#copySpec })
+      return Object.freeze({ action: 'rewrite', params: this.#params, literals: [], castRemovals: [], resultColumnsMayBeProtected: false, copy: this.#copySpec, rewrites: [], searches: [], searchParams: new Map() })
     }
-    if (this.#params.size === 0 && this.#literals.length === 0 && this.#castRemovals.length === 0 && !this.#resultMayBeProtected) {
+    if (this.#params.size === 0 && this.#literals.length === 0 && this.#castRemovals.length === 0 && !this.#resultMayBeProtected && this.#rewrites.length === 0 && this.#searches.length === 0) {
       return { action: 'passthrough' }
     }
     // Plans are cached and shared: freeze what a caller could otherwise edit.
-    return Object.freeze({
-      action: 'rewrite',
+    const plan = {
+      action: 'rewrite' as const,
       params: this.#params,
       literals: Object.freeze(this.#literals.sort((a, b) => a.start - b.start).map((l) => Object.freeze(l))),
       castRemovals: Object.freeze(this.#castRemovals.sort((a, b) => a.start - b.start).map((c) => Object.freeze(c))),
       resultColumnsMayBeProtected: this.#resultMayBeProtected,
-    })
+      rewrites: Object.freeze(this.#rewrites.sort((a, b) => a.start - b.start).map((r) => Object.freeze(r))),
+      searches: Object.freeze(this.#searches.sort((a, b) => a.start - b.start).map((r) => Object.freeze(r))),
+      searchParams: this.#searchParams,
+    }
+    return Object.freeze(this.#needsOneIndexVersion === undefined ? plan : { ...plan, needsOneIndexVersion: this.#needsOneIndexVersion })
   }
 
   // ---- statements ---------------------------------------------------------
 
   #statement(node: Node, text: () => string): void {
+    // Stored definitions (views, materialized views, constraints, index predicates, policies, triggers) would keep index values made under one index key version.
+    if (['CreateStmt', 'AlterTableStmt', 'IndexStmt', 'CreatePolicyStmt', 'CreateTrigStmt', 'ViewStmt', 'CreateTableAsStmt'].some((kind) => kind in node)) this.#ddl = true
     if ('SelectStmt' in node) {
       const out = this.#select(node.SelectStmt, undefined)
       const p = firstProtected(out)
@@ -395,7 +415,7 @@ export class StatementWalker {
       const plain = distinct.length === 1 && Object.keys(distinct[0] as object).length === 0
       if (plain) {
         const p = firstProtected(output)
-        if (p !== undefined) refuseUse(p, USE.distinct)
+        if (p !== undefined) this.#distinctBySlice(stmt, level, output, p)
       } else for (const d of distinct) this.#sortKey(d, level, output, USE.distinctOn)
     }
     for (const g of stmt.groupClause ?? []) this.#groupKey(g, level, output)
@@ -442,9 +462,49 @@ export class StatementWalker {
     this.#expr(node, level, use)
   }
 
+  /**
+   * `SELECT DISTINCT …` with searchable columns becomes `SELECT DISTINCT ON (1,
+   * substring(col from 13 for 32), …) …`: rows are told apart by the values'
+   * index slots (by position for other columns), and each row still returns a
+   * ciphertext that decrypts to its value.
+   */
+  #distinctBySlice(stmt: SelectStmt, level: Scope, output: Output, first: QualifiedColumn): void {
+    if (this.#ddl || output.some((o) => o.kind === 'star')) refuseUse(first, USE.distinct)
+    if ((stmt.sortClause?.length ?? 0) > 0) refuseColumn(first, 'SELECT DISTINCT with ORDER BY is not supported when it returns it', 'sort in the application, or drop DISTINCT')
+    const keys: string[] = []
+    const targets = stmt.targetList ?? []
+    output.forEach((o, i) => {
+      if (o.kind !== 'column' || o.column === undefined) {
+        keys.push(String(i + 1))
+        return
+      }
+      const target = targets[i]
+      const ref = target !== undefined && 'ResTarget' in target ? this.#protectedRef(target.ResTarget.val, level) : undefined
+      if (ref === undefined) refuseUse(o.column, USE.distinct)
+      this.#requireSearchable(ref.column, USE.distinct)
+      keys.push(searchSliceSql(this.#refExtent(ref).text))
+      this.#needsOneIndexVersion ??= ref.column
+    })
+    const firstTarget = targets[0]
+    const location = firstTarget !== undefined && 'ResTarget' in firstTarget ? (firstTarget.ResTarget.location ?? LOCATION_UNKNOWN) : LOCATION_UNKNOWN
+    const i = this.#tokens.indexAt(location)
+    const keyword = i > 0 ? this.#tokens.at(i - 1) : undefined
+    if (keyword === undefined || keyword.text.toLowerCase() !== 'distinct') refuseColumn(first, 'pgveil could not locate DISTINCT', 'write SELECT DISTINCT column, …')
+    this.#rewrites.push({ start: keyword.start, end: keyword.end, text: `DISTINCT ON (${keys.join(', ')})` })
+  }
+
   #groupKey(node: Node, level: Scope, output: Output): void {
     if ('GroupingSet' in node) {
       for (const n of node.GroupingSet.content ?? []) this.#groupKey(n, level, output)
+      return
+    }
+    const grouped = this.#protectedRef(node, level)
+    if (grouped !== undefined && grouped.column.indexDomain !== undefined && !this.#ddl) {
+      // Grouped by its index slot, a group holds values that are equal but ciphertexts that differ: none can be selected as "the" value.
+      if (output.some((o) => (o.kind === 'column' ? o.column === grouped.column : firstProtected([o]) !== undefined))) {
+        refuseColumn(grouped.column, 'GROUP BY on it while also selecting it is not supported', 'use SELECT DISTINCT column, count(DISTINCT column), or group by it without selecting it')
+      }
+      this.#sliceCompared(grouped)
       return
     }
     this.#sortKey(node, level, output, USE.groupBy)
@@ -636,7 +696,7 @@ export class StatementWalker {
     level.entries.push(target)
     const conflict = stmt.onConflictClause
     if (conflict !== undefined) {
-      for (const e of conflict.infer?.indexElems ?? []) if ('IndexElem' in e) this.#conflictTarget(e.IndexElem, level)
+      for (const e of conflict.infer?.indexElems ?? []) if ('IndexElem' in e) this.#conflictTarget(e.IndexElem, level, conflict.infer?.location ?? LOCATION_UNKNOWN)
       this.#expr(conflict.infer?.whereClause, level, USE.condition('ON CONFLICT … WHERE'))
       const set = new Scope(scope)
       set.entries.push(target, { ...target, name: 'excluded', schema: undefined })
@@ -646,10 +706,27 @@ export class StatementWalker {
     return this.#returning(stmt.returningClause, level, target)
   }
 
-  #conflictTarget(elem: IndexElem, level: Scope): void {
+  /** `ON CONFLICT (col)` on a searchable column infers the UNIQUE index on its slot: `ON CONFLICT ((substring(col from 13 for 32)))`. */
+  #conflictTarget(elem: IndexElem, level: Scope, openParen: number): void {
     if (elem.name !== undefined) {
       const r = resolveColumnRef(level, [elem.name])
-      if (r?.kind === 'column') refuseUse(r.column, USE.onConflictTarget)
+      if (r?.kind === 'column') {
+        if (r.column.indexDomain === undefined) refuseUse(r.column, USE.onConflictTarget)
+        let depth = 0
+        const from = this.#tokens.indexAt(openParen)
+        for (let i = from < 0 ? this.#tokens.tokens.length : from; i < this.#tokens.tokens.length; i++) {
+          const t = this.#tokens.at(i)
+          if (t === undefined) break
+          if (t.text === '(') depth++
+          else if (t.text === ')' && --depth === 0) break
+          else if (depth === 1 && t.tokenName !== 'SCONST' && foldIdentifier(t.text) === elem.name) {
+            this.#rewrites.push({ start: t.start, end: t.end, text: `(${searchSliceSql(t.text)})` })
+            this.#needsOneIndexVersion ??= r.column
+            return
+          }
+        }
+        refuseColumn(r.column, 'pgveil could not locate it in ON CONFLICT (…)', 'write ON CONFLICT (column)')
+      }
     }
     this.#expr(elem.expr, level, USE.onConflictTarget)
   }
@@ -939,6 +1016,161 @@ export class StatementWalker {
     )
   }
 
+  // ---- equality search (DESIGN decision 3) ------------------------------------
+
+  /** A bare reference to a protected column, or undefined. */
+  #protectedRef(node: Node | undefined, scope: Scope): ProtectedRef | undefined {
+    if (node === undefined || !('ColumnRef' in node)) return undefined
+    const r = resolveColumnRef(scope, fieldNames(node.ColumnRef))
+    // Only a name that is the column for sure: a guess behind an alias list could be another column.
+    return r?.kind === 'column' && r.exact === true ? { column: r.column, ref: node.ColumnRef } : undefined
+  }
+
+  /** The tokens of a column reference: its byte range and its text as written (`u.email`, `"Email"`). */
+  #refExtent(target: ProtectedRef): ByteRange & { readonly text: string } {
+    const i = this.#tokens.indexAt(target.ref.location ?? LOCATION_UNKNOWN)
+    const n = (target.ref.fields ?? []).length
+    const parts: string[] = []
+    let start = -1
+    let end = -1
+    for (let k = 0; k < 2 * n - 1; k++) {
+      const t = this.#tokens.at(i < 0 ? -1 : i + k)
+      if (t === undefined || (k % 2 === 1 && t.text !== '.')) return refuseColumn(target.column, 'pgveil could not locate a reference to it', 'write the column reference plainly, as column or table.column')
+      if (k === 0) start = t.start
+      end = t.end
+      parts.push(t.text)
+    }
+    return { start, end, text: parts.join('') }
+  }
+
+  /** Replace a column reference by its index slot. */
+  #slice(target: ProtectedRef): void {
+    const ref = this.#refExtent(target)
+    this.#rewrites.push({ start: ref.start, end: ref.end, text: searchSliceSql(ref.text) })
+  }
+
+  #requireSearchable(column: QualifiedColumn, use: ColumnUse): void {
+    if (column.indexDomain === undefined) refuseUse(column, use)
+  }
+
+  /** Index slots compared with each other: exact only under one index key version (checked per session). */
+  #sliceCompared(target: ProtectedRef): void {
+    this.#slice(target)
+    this.#needsOneIndexVersion ??= target.column
+  }
+
+  /**
+   * `col = v`, `v = col`, `col <> v`, `col [NOT] IN (v, …)`, `col = ANY($n)`,
+   * `col <> ALL($n)`, `a.col = b.col`: rewritten to compare index slots. False when
+   * no protected column is compared here (the caller walks it as usual, refusing
+   * what it must).
+   */
+  #equalitySearch(e: A_Expr, scope: Scope): boolean {
+    const op = strings(e.name).join('.')
+    const kind = e.kind ?? 'AEXPR_OP'
+    const left = this.#protectedRef(e.lexpr, scope)
+    if (kind === 'AEXPR_OP' && (op === '=' || op === '<>' || op === '!=')) {
+      const right = this.#protectedRef(e.rexpr, scope)
+      const searched = left ?? right
+      if (searched === undefined) return false
+      const use = USE.operator(op)
+      if (left !== undefined && right !== undefined) {
+        this.#requireSearchable(left.column, use)
+        this.#requireSearchable(right.column, use)
+        if (left.column.indexDomain !== right.column.indexDomain || left.column.type !== right.column.type) {
+          refuseColumn(left.column, `comparing it with column "${right.column.name}" is not supported: they are in different index domains`, 'give both columns the same index_domain, type and normalize in the policy, or compare in the application')
+        }
+        this.#sliceCompared(left)
+        this.#sliceCompared(right)
+        return true
+      }
+      this.#requireSearchable(searched.column, use)
+      const valueNode = left !== undefined ? e.rexpr : e.lexpr
+      if (valueNode === undefined) return false
+      const value = this.#searchValue(valueNode, searched.column, false)
+      const ref = this.#refExtent(searched)
+      const operator = this.#tokens.at(this.#tokens.indexAt(e.location ?? LOCATION_UNKNOWN))
+      if (operator === undefined) refuseColumn(searched.column, 'pgveil could not locate the comparison operator', 'write the comparison as column = value')
+      // ANY needs the array on its right: when the value came first, the slot takes its place.
+      const [slicePlace, valuePlace] = left !== undefined ? [ref, value.range] : [value.range, ref]
+      this.#rewrites.push({ start: slicePlace.start, end: slicePlace.end, text: searchSliceSql(ref.text) })
+      this.#rewrites.push({ start: operator.start, end: operator.end, text: op === '=' ? '= ANY' : '<> ALL' })
+      this.#searches.push({ start: valuePlace.start, end: valuePlace.end, column: searched.column, prefix: '', values: [value.value] })
+      return true
+    }
+    if (left === undefined) return false
+    if (kind === 'AEXPR_IN') {
+      this.#requireSearchable(left.column, USE.inList)
+      const items = e.rexpr !== undefined && 'List' in e.rexpr ? (e.rexpr.List.items ?? []) : []
+      if (items.length === 0) return false
+      const values = items.map((item) => this.#searchValue(item, left.column, false))
+      const opIndex = this.#tokens.indexAt(e.location ?? LOCATION_UNKNOWN)
+      const operator = this.#tokens.at(opIndex)
+      const close = this.#tokens.at(this.#tokens.indexFrom(values[values.length - 1]!.range.end))
+      if (opIndex < 0 || operator === undefined || close?.text !== ')') refuseColumn(left.column, 'pgveil could not locate the IN list', 'write it as column IN (value, …)')
+      this.#slice(left)
+      this.#searches.push({ start: operator.start, end: close.end, column: left.column, prefix: op === '=' ? '= ANY ' : '<> ALL ', values: values.map((v) => v.value) })
+      return true
+    }
+    if (kind === 'AEXPR_OP_ANY' || kind === 'AEXPR_OP_ALL') {
+      const all = kind === 'AEXPR_OP_ALL'
+      // `= ALL` and `<> ANY` are not membership tests: with one index per key version they would not be exact.
+      if (!(all ? op === '<>' || op === '!=' : op === '=')) return false
+      this.#requireSearchable(left.column, USE.quantified(op, all ? 'ALL' : 'ANY'))
+      if (e.rexpr === undefined) return false
+      const value = this.#searchValue(e.rexpr, left.column, true)
+      this.#slice(left)
+      this.#searches.push({ start: value.range.start, end: value.range.end, column: left.column, prefix: '', values: [value.value] })
+      return true
+    }
+    return false
+  }
+
+  /** What a searchable column is compared with: a literal or parameter (an array parameter for ANY), optionally cast to its type. */
+  #searchValue(node: Node, column: QualifiedColumn, array: boolean): { value: SearchValue; range: ByteRange } {
+    const refuse = (): never =>
+      refuseColumn(
+        column,
+        `comparing it with ${describeValue(node)} is not supported`,
+        array ? 'compare with an array parameter, as in column = ANY($1), or with IN (…)' : 'compare with a parameter or a literal; compute the value in the application',
+      )
+    if ('A_Const' in node && !array) {
+      const value = constValue(node.A_Const)
+      const range = this.#tokens.constantRange(node.A_Const.location ?? LOCATION_UNKNOWN)
+      if (value === undefined || range === undefined) return refuse()
+      return { value: { kind: 'literal', value }, range }
+    }
+    if ('ParamRef' in node) {
+      const n = node.ParamRef.number ?? 0
+      const token = this.#tokens.at(this.#tokens.indexAt(node.ParamRef.location ?? LOCATION_UNKNOWN))
+      if (token === undefined) return refuse()
+      const previous = this.#searchParams.get(n)
+      if (previous !== undefined && (previous.column !== column || previous.array !== array)) {
+        refuseColumn(column, `parameter $${n} is also searched ${previous.column === column ? 'as another kind of value' : `in column "${previous.column.name}"`}`, 'use one parameter per search')
+      }
+      this.#searchParams.set(n, { column, array })
+      return { value: { kind: 'param', n, array }, range: { start: token.start, end: token.end } }
+    }
+    if ('TypeCast' in node && node.TypeCast.arg !== undefined && (array ? castsToArrayOf(node.TypeCast.typeName, column) : castsToPlaintextType(node.TypeCast.typeName, column))) {
+      const cast = node.TypeCast
+      const inner = this.#searchValue(cast.arg!, column, array)
+      const removals = this.#tokens.castRemovals(cast.location ?? LOCATION_UNKNOWN, cast.typeName?.location ?? LOCATION_UNKNOWN, inner.range)
+      if (removals === undefined) return refuse()
+      let { start, end } = inner.range
+      for (const r of removals) {
+        start = Math.min(start, r.start)
+        end = Math.max(end, r.end)
+      }
+      if (array) {
+        // `::text[]`: the brackets follow the type name the removal ends at.
+        const i = this.#tokens.indexFrom(end)
+        if (this.#tokens.at(i)?.text === '[' && this.#tokens.at(i + 1)?.text === ']') end = this.#tokens.at(i + 1)!.end
+      }
+      return { value: inner.value, range: { start, end } }
+    }
+    return refuse()
+  }
+
   #index(rel: RangeVar | undefined, params: readonly Node[] | undefined, where: Node | undefined): void {
     const columns = this.#tableColumns(rel)
     if (columns === undefined) return
@@ -1080,6 +1312,7 @@ export class StatementWalker {
   }
 
   #aExpr(e: A_Expr, scope: Scope): void {
+    if (!this.#ddl && this.#equalitySearch(e, scope)) return
     const op = strings(e.name).join('.') || '?'
     let use: ColumnUse
     switch (e.kind) {
@@ -1132,6 +1365,14 @@ export class StatementWalker {
       }
       this.#setting(s, [v])
     }
+    const counted = name === 'count' && call.agg_distinct === true && call.args?.length === 1 && (call.agg_order?.length ?? 0) === 0 && !this.#ddl ? this.#protectedRef(call.args[0], scope) : undefined
+    if (counted !== undefined && counted.column.indexDomain !== undefined) {
+      // count(DISTINCT col) counts distinct index slots: one per distinct value.
+      this.#sliceCompared(counted)
+      this.#expr(call.agg_filter, scope, USE.aggregateFilter)
+      if (call.over !== undefined) this.#window(call.over, scope)
+      return
+    }
     const isAggregate = AGGREGATES.has(name) || call.agg_star === true || call.agg_distinct === true || (call.agg_order?.length ?? 0) > 0 || call.agg_filter !== undefined
     const use = isAggregate ? USE.aggregate(name) : USE.func(name)
     this.#list(call.args, scope, use)
@@ -1170,6 +1411,24 @@ export class StatementWalker {
     }
     for (const v of Object.values(record)) this.#generic(v, scope, use)
   }
+}
+
+/** A bare reference to a protected column in an expression. */
+interface ProtectedRef {
+  readonly column: QualifiedColumn
+  readonly ref: ColumnRef
+}
+
+/** The index slot of a column reference as written (`substring(u.email from 13 for 32)`). */
+function searchSliceSql(ref: string): string {
+  return `substring(${ref} from ${SEARCH_SLICE_FROM} for ${SEARCH_SLICE_LENGTH})`
+}
+
+/** Whether a cast to `t` is a cast to an array of exactly the column's plaintext type (`$1::text[]`). */
+function castsToArrayOf(t: TypeName | undefined, column: QualifiedColumn): boolean {
+  if (t === undefined || (t.arrayBounds?.length ?? 0) !== 1) return false
+  const { arrayBounds: _bounds, ...element } = t
+  return castsToPlaintextType(element, column)
 }
 
 /** A column a value is written to, and how to name it in messages. */

@@ -51,6 +51,19 @@ export class SqlTokens {
     return -1
   }
 
+  /** Index of the first token starting at or after `offset` (the token count when none does). */
+  indexFrom(offset: number): number {
+    const tokens = this.tokens
+    let lo = 0
+    let hi = tokens.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if ((tokens[mid] as ScanToken).start < offset) lo = mid + 1
+      else hi = mid
+    }
+    return lo
+  }
+
   at(index: number): ScanToken | undefined {
     return this.tokens[index]
   }

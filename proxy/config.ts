@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml'
 import { KeyringError } from '../policy/errors.js'
 import { Keyring, type KeysConfig } from '../policy/keyring.js'
-import { Policy, splitTableName, type ColumnPolicy } from '../policy/policy.js'
+import { INDEX_NORMALIZATIONS, Policy, splitTableName, type ColumnPolicy, type IndexNormalization } from '../policy/policy.js'
 import { AccessRules, DENIAL_KINDS, MASK_STYLES, type ClaimCondition, type ColumnAccessRule, type DenialKind, type MaskStyle } from '../policy/access.js'
 import { ASYMMETRIC_ALGORITHMS, checkJwksUri, DEFAULT_ALGORITHMS, HMAC_ALGORITHMS, type IdentityConfig, type IssuerConfig, type OnExpiry } from '../policy/identity.js'
 import { POLICY_TYPES, policyTypeFromName } from '../protocol/types.js'
@@ -692,7 +692,8 @@ function readAdmin(checker: Checker, root: RawMapping): AdminConfig | null {
   }
 }
 
-const COLUMN_KEYS = ['type', 'domain'] as const
+const COLUMN_KEYS = ['type', 'domain', 'search', 'normalize', 'unique', 'index_domain'] as const
+const INDEX_KEYS_KEYS = ['current', 'versions'] as const
 /** PostgreSQL's identifier limit (NAMEDATALEN - 1 bytes). */
 const MAX_IDENTIFIER_BYTES = 63
 
@@ -715,6 +716,7 @@ function readTables(checker: Checker, root: RawMapping): Policy {
   const columns: ColumnPolicy[] = []
   const seenTables = new Map<string, string>()
   const domains = new Map<string, { type: string; column: string }>()
+  const indexDomains = new Map<string, { type: string; normalize: string; column: string }>()
   for (const [tableName, tableEntry] of section.entries) {
     const tablePath = `tables.${tableName}`
     const parts = tableName.split('.')
@@ -772,10 +774,82 @@ function readTables(checker: Checker, root: RawMapping): Policy {
       }
       const policy: ColumnPolicy = { schema, table, column: columnName, qualified, type, binding: domain === undefined ? qualified : `domain:${domain}` }
       if (domain !== undefined) policy.domain = domain
+      if (!readSearch(checker, node, columnPath, policy, indexDomains)) continue
       columns.push(policy)
     }
   }
   return new Policy(columns)
+}
+
+/**
+ * `search`, `normalize`, `unique`, `index_domain` of one column; fills them into
+ * `policy`. False (after a problem) when the column must be left out.
+ */
+function readSearch(checker: Checker, node: RawMapping, columnPath: string, policy: ColumnPolicy, indexDomains: Map<string, { type: string; normalize: string; column: string }>): boolean {
+  const searchNode = checker.present(node, 'search')
+  if (searchNode !== undefined) {
+    if (searchNode.kind !== 'scalar' || searchNode.value !== 'equality') {
+      checker.problem(searchNode.at, `${columnPath}.search`, `${describe(searchNode)} is not a search kind (expected equality)`)
+      return false
+    }
+    policy.search = 'equality'
+  }
+  const searchOnly = (key: string): boolean => {
+    const at = checker.present(node, key)
+    if (at === undefined || policy.search !== undefined) return true
+    checker.problem(at.at, `${columnPath}.${key}`, 'needs search: equality on this column (it applies to the equality index)')
+    return false
+  }
+  if (!searchOnly('normalize') || !searchOnly('unique') || !searchOnly('index_domain')) return false
+  const normalizeNode = checker.present(node, 'normalize')
+  if (normalizeNode !== undefined) {
+    const items = normalizeNode.kind === 'seq' ? normalizeNode.items : [normalizeNode]
+    const normalize: IndexNormalization[] = []
+    for (const item of items) {
+      if (item.kind !== 'scalar' || !INDEX_NORMALIZATIONS.includes(item.value as IndexNormalization)) {
+        checker.problem(item.at, `${columnPath}.normalize`, `${describe(item)} is not a normalisation (expected ${INDEX_NORMALIZATIONS.join(' | ')}, or a list of them)`)
+        return false
+      }
+      if (!normalize.includes(item.value as IndexNormalization)) normalize.push(item.value as IndexNormalization)
+    }
+    if (policy.type !== 'text' && normalize.length > 0) {
+      checker.problem(normalizeNode.at, `${columnPath}.normalize`, `applies to text columns only; this column is ${policy.type} (remove normalize)`)
+      return false
+    }
+    // One order whatever was written: trim then lowercase gives the same index either way.
+    policy.normalize = INDEX_NORMALIZATIONS.filter((n) => normalize.includes(n))
+  }
+  const uniqueNode = checker.present(node, 'unique')
+  if (uniqueNode !== undefined) {
+    if (uniqueNode.kind !== 'scalar' || typeof uniqueNode.value !== 'boolean') {
+      checker.problem(uniqueNode.at, `${columnPath}.unique`, `${describe(uniqueNode)} is not a boolean (expected true or false)`)
+      return false
+    }
+    if (uniqueNode.value) policy.unique = true
+  }
+  if (policy.search === undefined) return true
+  const indexDomainNode = checker.present(node, 'index_domain')
+  let indexDomain = policy.binding
+  if (indexDomainNode !== undefined) {
+    if (indexDomainNode.kind !== 'scalar' || typeof indexDomainNode.value !== 'string' || !/^[A-Za-z_][A-Za-z0-9_.-]{0,62}$/.test(indexDomainNode.value)) {
+      checker.problem(indexDomainNode.at, `${columnPath}.index_domain`, `${describe(indexDomainNode)} is not an index domain name (expected letters, digits, _ . -)`)
+      return false
+    }
+    indexDomain = `index:${indexDomainNode.value}`
+  }
+  const normalizeKey = (policy.normalize ?? []).join(',')
+  const other = indexDomains.get(indexDomain)
+  if (other !== undefined && (other.type !== policy.type || other.normalize !== normalizeKey)) {
+    checker.problem(
+      (indexDomainNode ?? node).at,
+      `${columnPath}.index_domain`,
+      `index domain "${indexDomain.replace(/^index:/, '')}" already holds ${other.type} values${other.normalize === '' ? '' : ` normalised ${other.normalize}`} (${other.column}); columns of one index domain must share a type and normalize`,
+    )
+    return false
+  }
+  indexDomains.set(indexDomain, { type: policy.type, normalize: normalizeKey, column: policy.qualified })
+  policy.indexDomain = indexDomain
+  return true
 }
 
 /** `keys:` — required as soon as a column is protected; every key is a secret reference. */
@@ -797,13 +871,35 @@ function readKeys(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv, po
     }
   }
   const index = checker.present(section, 'index')
-  if (index !== undefined) origins.set('keys.index', index.at)
+  let indexConfig: KeysConfig['index']
+  if (index !== undefined) {
+    origins.set('keys.index', index.at)
+    if (index.kind === 'map') {
+      checker.unknownKeys(index, 'keys.index', INDEX_KEYS_KEYS)
+      const indexVersions: Record<string, string> = {}
+      const versionsEntry = index.entries.get('versions')
+      if (versionsEntry !== undefined) origins.set('keys.index.versions', versionsEntry.node.at)
+      if (versionsEntry?.node.kind === 'map') {
+        for (const [version, entry] of versionsEntry.node.entries) {
+          origins.set(`keys.index.versions.${version}`, entry.node.at)
+          indexVersions[version] = entry.node.kind === 'scalar' && typeof entry.node.value === 'string' ? entry.node.value : String(entry.node.kind === 'scalar' ? entry.node.value : `[${entry.node.kind}]`)
+        }
+      }
+      const currentEntry = index.entries.get('current')
+      if (currentEntry !== undefined) origins.set('keys.index.current', currentEntry.node.at)
+      indexConfig = { current: currentEntry?.node.kind === 'scalar' && typeof currentEntry.node.value === 'number' ? currentEntry.node.value : 0, versions: indexVersions }
+    } else indexConfig = index.kind === 'scalar' && typeof index.value === 'string' ? index.value : ''
+  }
+  const searchable = policy.columns.find((c) => c.search === 'equality')
+  if (searchable !== undefined && index === undefined) {
+    checker.problem(section.at, 'keys.index', `missing: column ${searchable.qualified} has search: equality, which needs an index key (index: "env:PGVEIL_INDEX_KEY"; pgveil keygen makes one)`)
+  }
   if (current === 0) {
     if (section.entries.get('current') === undefined) checker.problem(section.at, 'keys.current', 'missing (expected the key version new values are encrypted with, such as 1)')
     return null
   }
   const keysConfig: KeysConfig = { current, versions }
-  if (index !== undefined) keysConfig.index = index.kind === 'scalar' && typeof index.value === 'string' ? index.value : ''
+  if (indexConfig !== undefined) keysConfig.index = indexConfig
   try {
     return Keyring.fromConfig(keysConfig, (reference) => resolveSecretReference(reference, env, { baseDir: checker.baseDir(origins.get('keys') ?? section.at) }))
   } catch (error) {

@@ -3,6 +3,7 @@
  * and the report (stdout: the plan or the `{migrated, left}` counts; stderr:
  * progress and problems). The work itself is proxy/migrate.ts.
  */
+import { REINDEX_MODE } from '../policy/envelope-rewrite.js'
 import type { PgveilConfig } from './config.js'
 import { formatOutcomes, formatPlan, migrateDatabase, MigrationError, outcomesJson } from './migrate.js'
 import { connectAsPgveil, OwnConnectionError } from './own-connection.js'
@@ -15,7 +16,7 @@ const DEFAULT_BATCH_SIZE = 1000
 const MAX_BATCH_SIZE = 100_000
 const DEFAULT_LOCK_TIMEOUT_S = 5
 
-export const MIGRATE_HELP = `Usage: pgveil migrate [--config FILE] [--dry-run] [--json] [--batch-size N] [--lock-timeout SECONDS]
+export const MIGRATE_HELP = `Usage: pgveil migrate [--config FILE] [--dry-run] [--reindex] [--json] [--batch-size N] [--lock-timeout SECONDS]
 
 Brings the stored data of every protected column (tables: in the configuration)
 in line with the configuration, connecting with the credentials of upstream.url:
@@ -35,6 +36,9 @@ Options:
                           ./pgveil.yaml, else config.example.yaml)
   -n, --dry-run           print the plan (states, counts, the DDL it would run)
                           and change nothing
+      --reindex           also rewrite the index values of searchable columns
+                          (search: equality) made under an index key version
+                          other than keys.index.current, so the old one can go
       --json              print the result (or the plan) as one JSON object
       --batch-size N      rows per batch/transaction (default ${DEFAULT_BATCH_SIZE})
       --lock-timeout S    how long each table lock is waited for before a retry
@@ -48,6 +52,7 @@ configuration error.
 
 export const MIGRATE_OPTIONS = {
   'dry-run': { type: 'boolean', short: 'n' },
+  reindex: { type: 'boolean' },
   json: { type: 'boolean' },
   'batch-size': { type: 'string' },
   'lock-timeout': { type: 'string' },
@@ -55,6 +60,7 @@ export const MIGRATE_OPTIONS = {
 
 export interface MigrateFlags {
   'dry-run'?: boolean
+  reindex?: boolean
   json?: boolean
   'batch-size'?: string
   'lock-timeout'?: string
@@ -99,6 +105,7 @@ export async function runMigrateCommand(config: PgveilConfig, flags: MigrateFlag
   try {
     const run = await migrateDatabase(client, config.policy, config.keyring, {
       dryRun: flags['dry-run'] === true,
+      ...(flags.reindex === true ? { mode: REINDEX_MODE } : {}),
       batchSize: batchSize as number,
       lockTimeoutMs: (lockTimeout as number) * 1000,
       progress: (line) => process.stderr.write(`${line}\n`),

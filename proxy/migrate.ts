@@ -33,6 +33,7 @@ import { createHash } from 'node:crypto'
 import type pg from 'pg'
 import { DecryptionError } from '../policy/errors.js'
 import { REENCRYPT_MODE, sealCanonical, type EnvelopeRewriteMode } from '../policy/envelope-rewrite.js'
+import { sealColumnValue } from '../policy/equality-index.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
 import { ENVELOPE_FORMAT_VERSION, ENVELOPE_KEY_VERSION_OFFSET, ENVELOPE_MAGIC } from '../policy/envelope.js'
@@ -211,6 +212,7 @@ ORDER BY 2`
 
 /** Reads the state of one protected column and plans its migration; changes nothing. */
 export async function planColumn(client: pg.Client, column: ColumnPolicy, keyring: Keyring, mode: EnvelopeRewriteMode = REENCRYPT_MODE, options: { batchSize?: number; lockTimeoutMs?: number } = {}): Promise<ColumnPlan> {
+  mode = mode.forColumn?.(column) ?? mode
   const names = namesOf(column)
   const plan: ColumnPlan = { column, state: 'missing', plaintextRows: 0, pendingByVersion: new Map(), notEnvelopes: 0, steps: [], notes: [], blockers: [], detail: null }
   const { rows } = await client.query<AttributeRow>(ATTRIBUTE_SQL, [column.schema, column.table, column.column, names.plain])
@@ -599,7 +601,8 @@ async function backfill(client: pg.Client, plan: ColumnPlan, keyring: Keyring, o
               `column "${plan.column.qualified}", row ${describeKey(rowKey)}: the stored value is not valid input for type ${codec.sqlName}${code === undefined ? '' : ` (SQLSTATE ${code})`}; correct it in "${names.plain}" (or change the policy type) and run pgveil migrate again`,
             )
           }
-          return sealCanonical(keyring, plan.column.binding, canonical)
+          // A searchable column gets its index slot as it is encrypted.
+          return plan.column.search === 'equality' ? sealColumnValue(keyring, plan.column, canonical) : sealCanonical(keyring, plan.column.binding, canonical)
         },
         onBatch: (n) => {
           done += n
@@ -678,7 +681,8 @@ export async function migrateColumn(client: pg.Client, plan: ColumnPlan, keyring
     outcome.error = plan.blockers.join('; ')
     return outcome
   }
-  const mode = options.mode ?? REENCRYPT_MODE
+  const chosen = options.mode ?? REENCRYPT_MODE
+  const mode = chosen.forColumn?.(plan.column) ?? chosen
   try {
     if (plan.state === 'plaintext') {
       await expand(client, plan, options.lockTimeoutMs)

@@ -7,11 +7,13 @@
  * asked for). The session calls it only when the policy protects something.
  */
 import { DecryptionError } from '../policy/errors.js'
-import { EnvelopeOpener, sealValue } from '../policy/envelope.js'
+import { EnvelopeOpener } from '../policy/envelope.js'
+import { lookupMacs, sealColumnValue, type IndexedColumn } from '../policy/equality-index.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { Policy } from '../policy/policy.js'
-import { literalReplacements, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
-import { PGVEIL_REFUSED, type CopySpec, type LiteralSlot, type QualifiedColumn, type RefusePlan, type SqlAnalysis } from '../policy/sql-plan.js'
+import { literalReplacements, searchArraySql, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
+import { PGVEIL_REFUSED, type CopySpec, type LiteralSlot, type QualifiedColumn, type RefusePlan, type SearchParam, type SearchSlot, type SqlAnalysis } from '../policy/sql-plan.js'
+import { decodeArrayElements, encodeByteaArray } from '../protocol/arrays.js'
 import {
   decodeParameterDescription,
   decodeRowDescription,
@@ -41,11 +43,14 @@ export interface CryptoContext {
 }
 
 const BYTEA_OID = 17
+const BYTEA_ARRAY_OID = 1001
 
 /** A prepared statement as pgveil knows it. */
 export interface StatementState {
   /** $n → protected column written through it. */
   readonly params: ReadonlyMap<number, QualifiedColumn>
+  /** $n → searchable column it is looked up in: bound as the `bytea[]` of its index values. */
+  readonly searchParams: ReadonlyMap<number, SearchParam>
   /** The statement names a protected table: its results must be mapped through the catalog. */
   readonly mayReturnProtected: boolean
   /** Result fields from a Describe of the statement, once known. */
@@ -121,10 +126,11 @@ export interface Forward {
 }
 
 const NO_PARAMS: ReadonlyMap<number, QualifiedColumn> = new Map()
+const NO_SEARCH_PARAMS: ReadonlyMap<number, SearchParam> = new Map()
 
 /** A statement pgveil does not rewrite. Its own object: a Describe fills in its rowFields. */
 function plainStatement(): StatementState {
-  return { params: NO_PARAMS, mayReturnProtected: false, rowFields: null }
+  return { params: NO_PARAMS, searchParams: NO_SEARCH_PARAMS, mayReturnProtected: false, rowFields: null }
 }
 
 /** A statement that fails in PostgreSQL with pgveil's marker SQLSTATE and nothing else in it. */
@@ -179,6 +185,8 @@ export class SessionCrypto {
       const error = encodeErrorResponse(refusalFields(refused))
       return { frame: encodeQuery(spliceLiterals(sql, [{ start: refused.start, end: refused.end, text: FAILING_SQL }])), refusal: error, copy: null }
     }
+    const inexact = this.inexactUnderIndexRotation(analysis)
+    if (inexact !== null) return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(inexact), copy: null }
     try {
       return { frame: encodeQuery(this.spliceEncrypted(sql, analysis)), refusal: null, copy: null }
     } catch (error) {
@@ -206,6 +214,8 @@ export class SessionCrypto {
         hint: 'send the COPY as a simple query (psql \\copy and pg-copy-streams do)',
       })
     }
+    const inexact = this.inexactUnderIndexRotation(analysis)
+    if (inexact !== null) return this.refuse(inexact)
     let sql: string
     try {
       sql = this.spliceEncrypted(parse.sql, analysis)
@@ -214,13 +224,16 @@ export class SessionCrypto {
     }
     const statement = analysis.statements[0]
     const params = statement !== undefined && statement.action === 'rewrite' ? statement.params : NO_PARAMS
+    const searchParams = statement !== undefined && statement.action === 'rewrite' ? statement.searchParams : NO_SEARCH_PARAMS
     const paramTypes = [...parse.paramTypes]
-    for (const n of params.keys()) {
+    const setType = (n: number, oid: number): void => {
       while (paramTypes.length < n) paramTypes.push(0)
-      paramTypes[n - 1] = BYTEA_OID
+      paramTypes[n - 1] = oid
     }
+    for (const n of params.keys()) setType(n, BYTEA_OID)
+    for (const n of searchParams.keys()) setType(n, BYTEA_ARRAY_OID)
     const mayReturnProtected = statement !== undefined && statement.action === 'rewrite' && statement.resultColumnsMayBeProtected
-    this.statements.set(parse.name, { params, mayReturnProtected, rowFields: null })
+    this.statements.set(parse.name, { params, searchParams, mayReturnProtected, rowFields: null })
     return { frames: [encodeParse({ name: parse.name, sql, paramTypes })], pending: [], dropUntilSync: false }
   }
 
@@ -229,7 +242,7 @@ export class SessionCrypto {
     const statement = this.statements.get(bind.statement) ?? plainStatement()
     const portal: PortalState = { statement, resultFormats: bind.resultFormats, rowPlan: null, described: false }
     this.portals.set(bind.portal, portal)
-    if (statement.params.size === 0) return { frames: [frame], pending: [], dropUntilSync: false, portal }
+    if (statement.params.size === 0 && statement.searchParams.size === 0) return { frames: [frame], pending: [], dropUntilSync: false, portal }
     const formats = bind.params.map((_, i) => (bind.paramFormats.length === 0 ? 0 : bind.paramFormats.length === 1 ? bind.paramFormats[0]! : bind.paramFormats[i] ?? 0))
     const params = [...bind.params]
     try {
@@ -239,9 +252,20 @@ export class SessionCrypto {
         this.checkWrite(column.name)
         const codec = TYPE_CODECS[column.type as PolicyType]
         const canonical = formats[n - 1] === 1 ? codec.canonicalFromBinary(value) : codec.canonicalFromText(value.toString('utf8'), this.format)
-        params[n - 1] = sealValue(this.ctx.keyring, column.binding, Buffer.from(canonical, 'utf8'))
+        params[n - 1] = sealColumnValue(this.ctx.keyring, this.indexed(column), canonical)
         formats[n - 1] = 1
         this.ctx.metrics.valuesEncryptedTotal.inc()
+      }
+      for (const [n, search] of statement.searchParams) {
+        if (n > params.length) continue
+        const value = params[n - 1] ?? null
+        const codec = TYPE_CODECS[search.column.type as PolicyType]
+        const binary = formats[n - 1] === 1
+        const canonicalOf = (element: Buffer | string): string => (typeof element === 'string' ? codec.canonicalFromText(element, this.format) : codec.canonicalFromBinary(element))
+        // A NULL compares like NULL: one NULL element, so `= ANY` yields NULL as `= NULL` would.
+        const plaintexts: (Buffer | string | null)[] = !search.array ? [value === null ? null : binary ? value : value.toString('utf8')] : value === null ? [] : decodeArrayElements(value, binary, `parameter $${n} (an array of values searched in column "${search.column.name}")`)
+        params[n - 1] = search.array && value === null ? null : encodeByteaArray(this.searchMacs(search.column, plaintexts.map((p) => (p === null ? null : canonicalOf(p)))))
+        formats[n - 1] = 1
       }
     } catch (error) {
       return { ...this.refuse(asWireError(error).toFields()), portal }
@@ -284,7 +308,53 @@ export class SessionCrypto {
   }
 
   private spliceEncrypted(sql: string, analysis: SqlAnalysis): string {
-    return spliceLiterals(sql, literalReplacements(analysis, (slot) => this.encryptLiteral(slot)))
+    return spliceLiterals(sql, literalReplacements(analysis, (slot) => this.encryptLiteral(slot), (slot) => this.searchArray(slot)))
+  }
+
+  /** The policy of a column the analyzer named (for its index domain and normalisation). */
+  private indexed(column: QualifiedColumn): IndexedColumn {
+    return this.ctx.policy.column(column.name) ?? column
+  }
+
+  /** Index values of each canonical value under every index key version (a NULL stays one NULL). */
+  private searchMacs(column: QualifiedColumn, canonicals: readonly (string | null)[]): (Buffer | null)[] {
+    const policy = this.indexed(column)
+    const out: (Buffer | null)[] = []
+    for (const canonical of canonicals) {
+      if (canonical === null) out.push(null)
+      else out.push(...lookupMacs(this.ctx.keyring, policy, canonical))
+    }
+    return out
+  }
+
+  /** The `bytea[]` expression of a search: its parameters, and its literals' index values inline. */
+  private searchArray(slot: SearchSlot): string {
+    const codec = TYPE_CODECS[slot.column.type as PolicyType]
+    return searchArraySql(slot, (literals) => {
+      const macs = this.searchMacs(slot.column, literals.map((value) => (value === null ? null : codec.canonicalFromText(value, this.format))))
+      return `ARRAY[${macs.map((mac) => (mac === null ? 'NULL::bytea' : `E'\\\\x${mac.toString('hex')}'::bytea`)).join(', ')}]::bytea[]`
+    })
+  }
+
+  /**
+   * A statement that compares index slots with each other (join, GROUP BY,
+   * DISTINCT, ON CONFLICT) would miss matches while two index key versions are
+   * held: refused until the old version is gone.
+   */
+  private inexactUnderIndexRotation(analysis: SqlAnalysis): ErrorFields | null {
+    const versions = this.ctx.keyring.indexVersions
+    if (versions.length <= 1) return null
+    for (const statement of analysis.statements) {
+      const column = statement.action === 'rewrite' ? statement.needsOneIndexVersion : undefined
+      if (column === undefined) continue
+      return {
+        severity: 'ERROR',
+        code: PGVEIL_REFUSED,
+        message: `column "${column.name}" is encrypted by pgveil; this statement compares its index values with each other (a join, GROUP BY, DISTINCT, count(DISTINCT) or ON CONFLICT), which is exact only under one index key version, and keys.index holds versions ${versions.join(', ')} (run pgveil migrate --reindex, then remove the old index key version)`,
+        hint: 'Run pgveil migrate --reindex, then remove the old index key version from keys.index.',
+      }
+    }
+    return null
   }
 
   /** Access rules: may the session's identity write this column? */
@@ -297,7 +367,7 @@ export class SessionCrypto {
     this.checkWrite(slot.column.name)
     const codec = TYPE_CODECS[slot.column.type as PolicyType]
     const canonical = codec.canonicalFromText(slot.value!, this.format)
-    const envelope = sealValue(this.ctx.keyring, slot.column.binding, Buffer.from(canonical, 'utf8'))
+    const envelope = sealColumnValue(this.ctx.keyring, this.indexed(slot.column), canonical)
     this.ctx.metrics.valuesEncryptedTotal.inc()
     // E'' reads backslashes the same whatever standard_conforming_strings says.
     return `E'\\\\x${envelope.toString('hex')}'::bytea`
@@ -330,7 +400,7 @@ export class SessionCrypto {
         } catch {
           throw new CopyRowError(`a value for encrypted column "${column.qualified}" is not valid input for type ${codec.sqlName}`)
         }
-        return `\\x${sealValue(this.ctx.keyring, column.binding, Buffer.from(canonical, 'utf8')).toString('hex')}`
+        return `\\x${sealColumnValue(this.ctx.keyring, column, canonical).toString('hex')}`
       })
     })
     return new CopyRowTransformer(spec, transforms)
@@ -340,9 +410,13 @@ export class SessionCrypto {
 
   /** Plaintext type OIDs for the protected parameters of a described statement. */
   rewriteParameterDescription(frame: Buffer, statement: StatementState): Buffer {
-    if (statement.params.size === 0) return frame
+    if (statement.params.size === 0 && statement.searchParams.size === 0) return frame
     const { typeOids } = decodeParameterDescription(frame)
     for (const [n, column] of statement.params) if (n <= typeOids.length) typeOids[n - 1] = TYPE_CODECS[column.type as PolicyType].oid
+    for (const [n, search] of statement.searchParams) {
+      const codec = TYPE_CODECS[search.column.type as PolicyType]
+      if (n <= typeOids.length) typeOids[n - 1] = search.array ? codec.arrayOid : codec.oid
+    }
     return encodeParameterDescription(typeOids)
   }
 

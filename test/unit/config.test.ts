@@ -342,7 +342,7 @@ describe('sections of later versions fail closed', () => {
     expect(problems(text, KEY_ENV)).toEqual([
       'x.yaml:6:20: tables.users.email.type: the string "varchar" is not a supported type (expected one of text, smallint, integer, bigint, numeric, date, timestamptz, boolean, uuid, jsonb)',
       expect.stringMatching(/^x\.yaml:7:10: tables\.users\.ssn\.type: missing/),
-      'x.yaml:7:12: tables.users.ssn.typ: unknown key (expected one of: type, domain; did you mean "type"?)',
+      'x.yaml:7:12: tables.users.ssn.typ: unknown key (expected one of: type, domain, search, normalize, unique, index_domain; did you mean "type"?)',
       expect.stringMatching(/^x\.yaml:8:11: tables\.users\.name: the string "text" is not a mapping/),
       'x.yaml:9:3: tables.public.users: names the same table as tables.users (public.users); list its columns once',
       'x.yaml:11:3: tables.a.b.c: is not a table name (expected table or schema.table)',

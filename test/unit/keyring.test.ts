@@ -86,7 +86,7 @@ describe('Keyring.fromConfig', () => {
       for (const secret of [...secrets, derived]) expect(text).not.toContain(secret)
       expect(text).not.toMatch(/[0-9a-f]{32}|[A-Za-z0-9+/]{40}/)
     }
-    expect(JSON.parse(JSON.stringify(keyring))).toEqual({ current: 2, versions: [1, 2], index: true })
+    expect(JSON.parse(JSON.stringify(keyring))).toEqual({ current: 2, versions: [1, 2], index: true, indexCurrent: 1, indexVersions: [1] })
     expect(inspect(keyring)).toBe('Keyring(current 2, versions 1, 2, index key)')
   })
 })

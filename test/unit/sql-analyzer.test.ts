@@ -157,7 +157,7 @@ const PASSTHROUGH: readonly Row[] = [
   { sql: 'SELECT count(*) FROM users', pass: true },
   { sql: 'SELECT EXISTS (SELECT email FROM users WHERE id = $1)', pass: true },
   { sql: 'SELECT o.* FROM users u JOIN orgs o ON o.id = u.org_id', pass: true },
-  { sql: 'SELECT u.id FROM users u JOIN orgs o ON o.contact = email', refuse: { column: E, says: /comparison \(=\)/ } },
+  { sql: 'SELECT u.id FROM users u JOIN orgs o ON o.contact = ssn', refuse: { column: SSN, says: /comparison \(=\)/ } },
   { sql: 'SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM orgs o WHERE o.id = u.org_id)', pass: true },
   { sql: 'SELECT id FROM users WHERE id IN (SELECT user_id FROM orders WHERE total > $1)', pass: true },
   { sql: 'TRUNCATE users', pass: true },
@@ -304,14 +304,14 @@ const REWRITES: readonly Row[] = [
 ]
 
 const REFUSALS: readonly Row[] = [
-  { sql: "SELECT id FROM users WHERE email = 'a@x'", refuse: { column: E, says: /comparison \(=\) is not supported on it/ } },
-  { sql: 'SELECT id FROM users u WHERE u.email = $1', refuse: { column: E, says: /comparison \(=\)/ } },
-  { sql: "SELECT id FROM users WHERE email LIKE '%@example.com'", refuse: { column: E, says: /LIKE is not supported on it \(filter in the application/ } },
+  { sql: "SELECT id FROM users WHERE ssn = 'a@x'", refuse: { column: SSN, says: /comparison \(=\) is not supported on it/ } },
+  { sql: 'SELECT id FROM users u WHERE u.ssn = $1', refuse: { column: SSN, says: /comparison \(=\)/ } },
+  { sql: "SELECT id FROM users WHERE ssn LIKE '%@example.com'", refuse: { column: SSN, says: /LIKE is not supported on it \(pattern matching needs the plaintext; compare with = on a searchable column/ } },
   { sql: "SELECT id FROM users WHERE email NOT ILIKE 'A%'", refuse: { column: E, says: /NOT ILIKE/ } },
   { sql: "SELECT id FROM users WHERE email SIMILAR TO 'a%'", refuse: { column: E, says: /SIMILAR TO/ } },
   { sql: "SELECT id FROM users WHERE ssn BETWEEN 'a' AND 'b'", refuse: { column: SSN, says: /BETWEEN/ } },
-  { sql: "SELECT id FROM users WHERE email IN ('a', 'b')", refuse: { column: E, says: /IN \(…\)/ } },
-  { sql: 'SELECT id FROM users WHERE email = ANY($1)', refuse: { column: E, says: /= ANY/ } },
+  { sql: "SELECT id FROM users WHERE ssn IN ('a', 'b')", refuse: { column: SSN, says: /IN \(…\)/ } },
+  { sql: 'SELECT id FROM users WHERE ssn = ANY($1)', refuse: { column: SSN, says: /= ANY/ } },
   { sql: 'SELECT id FROM users WHERE age > 30', refuse: { column: AGE, says: /comparison \(>\).*order index/ } },
   { sql: 'SELECT id FROM users WHERE email IS DISTINCT FROM $1', refuse: { column: E, says: /DISTINCT FROM/ } },
   { sql: 'SELECT id FROM users WHERE vip IS TRUE', refuse: { column: 'public.users.vip', says: /IS TRUE/ } },
@@ -320,9 +320,9 @@ const REFUSALS: readonly Row[] = [
   { sql: 'SELECT email, id FROM users ORDER BY 1', refuse: { column: E, says: /ORDER BY/ } },
   { sql: 'SELECT email AS e FROM users ORDER BY e DESC', refuse: { column: E, says: /ORDER BY/ } },
   { sql: 'SELECT * FROM users ORDER BY 2', refuse: { column: E, says: /ORDER BY/ } },
-  { sql: 'SELECT count(*) FROM users GROUP BY email', refuse: { column: E, says: /GROUP BY/ } },
+  { sql: 'SELECT count(*) FROM users GROUP BY ssn', refuse: { column: SSN, says: /GROUP BY/ } },
   { sql: 'SELECT count(*) FROM users GROUP BY ROLLUP (age)', refuse: { column: AGE, says: /GROUP BY/ } },
-  { sql: 'SELECT DISTINCT email FROM users', refuse: { column: E, says: /DISTINCT is not supported/ } },
+  { sql: 'SELECT DISTINCT ssn FROM users', refuse: { column: SSN, says: /DISTINCT is not supported/ } },
   { sql: 'SELECT DISTINCT ON (ssn) id FROM users', refuse: { column: SSN, says: /DISTINCT ON/ } },
   { sql: 'SELECT row_number() OVER (PARTITION BY email) FROM users', refuse: { column: E, says: /window PARTITION BY/ } },
   { sql: 'SELECT rank() OVER (ORDER BY salary) FROM users', refuse: { column: 'public.users.salary', says: /window ORDER BY/ } },
@@ -330,7 +330,7 @@ const REFUSALS: readonly Row[] = [
   { sql: 'SELECT lower(email) FROM users', refuse: { column: E, says: /function lower\(\)/ } },
   { sql: 'SELECT count(email) FROM users', refuse: { column: E, says: /aggregate count\(\)/ } },
   { sql: 'SELECT id FROM users GROUP BY id HAVING max(ssn) > $1', refuse: { column: SSN, says: /aggregate max\(\)/ } },
-  { sql: "SELECT count(*) FILTER (WHERE email = 'x') FROM users", refuse: { column: E, says: /comparison/ } },
+  { sql: "SELECT count(*) FILTER (WHERE ssn = 'x') FROM users", refuse: { column: SSN, says: /comparison/ } },
   { sql: "SELECT email || '!' FROM users", refuse: { column: E, says: /the \|\| operator/ } },
   { sql: 'SELECT age + 1 FROM users', refuse: { column: AGE, says: /the \+ operator/ } },
   { sql: "SELECT prefs->>'theme' FROM profiles", refuse: { column: 'public.profiles.prefs', says: /->>/ } },
@@ -347,14 +347,14 @@ const REFUSALS: readonly Row[] = [
   { sql: 'SELECT id FROM users WHERE id IN (SELECT id FROM users WHERE ssn = $1)', refuse: { column: SSN, says: /comparison/ } },
   { sql: 'SELECT id FROM orgs WHERE contact IN (SELECT email FROM users)', refuse: { column: E, says: /subquery/ } },
   { sql: 'SELECT (SELECT email FROM users LIMIT 1) AS e', refuse: { column: E, says: /scalar or ARRAY subquery/ } },
-  { sql: 'SELECT u.id FROM users u JOIN orgs o ON o.owner_email = u.email', refuse: { column: E, says: /comparison/ } },
+  { sql: 'SELECT u.id FROM users u JOIN orgs o ON o.owner_email = u.ssn', refuse: { column: SSN, says: /comparison/ } },
   { sql: 'SELECT * FROM users JOIN old_users USING (email)', refuse: { column: E, says: /JOIN … USING/ } },
   { sql: 'SELECT * FROM users NATURAL JOIN orgs', refuse: { column: E, says: /NATURAL JOIN/ } },
-  { sql: 'SELECT id FROM orgs o WHERE EXISTS (SELECT 1 FROM users u WHERE u.email = o.contact)', refuse: { column: E, says: /comparison/ } },
-  { sql: 'SELECT o.id FROM orgs o, users u WHERE contact_email = email', refuse: { column: E, says: /comparison/ } },
-  { sql: "WITH u AS (SELECT email FROM users) SELECT * FROM u WHERE email = 'x'", refuse: { column: E, says: /comparison/ } },
-  { sql: "SELECT * FROM (SELECT email AS e FROM users) s WHERE s.e = 'x'", refuse: { column: E, says: /comparison/ } },
-  { sql: "SELECT * FROM (SELECT email, id FROM users) s(x, y) WHERE x = 'a'", refuse: { column: E, says: /comparison/ } },
+  { sql: 'SELECT id FROM orgs o WHERE EXISTS (SELECT 1 FROM users u WHERE u.ssn = o.contact)', refuse: { column: SSN, says: /comparison/ } },
+  { sql: 'SELECT o.id FROM orgs o, users u WHERE contact_email = ssn', refuse: { column: SSN, says: /comparison/ } },
+  { sql: "WITH u AS (SELECT ssn FROM users) SELECT * FROM u WHERE ssn = 'x'", refuse: { column: SSN, says: /comparison/ } },
+  { sql: "SELECT * FROM (SELECT ssn AS e FROM users) s WHERE s.e = 'x'", refuse: { column: SSN, says: /comparison/ } },
+  { sql: "SELECT * FROM (SELECT ssn, id FROM users) s(x, y) WHERE x = 'a'", refuse: { column: SSN, says: /comparison/ } },
   { sql: 'SELECT * FROM orgs o, LATERAL (SELECT email FROM users u WHERE u.org_id = o.id) s ORDER BY s.email', refuse: { column: E, says: /ORDER BY/ } },
   { sql: "SELECT email FROM users UNION SELECT 'a'", refuse: { column: E, says: /UNION/ } },
   { sql: 'SELECT card FROM billing.accounts UNION ALL SELECT card FROM billing.accounts', refuse: { column: CARD, says: /UNION ALL/ } },
@@ -365,7 +365,7 @@ const REFUSALS: readonly Row[] = [
   { sql: 'SELECT row_to_json(u) FROM users u', refuse: { column: E, says: /whole-row reference \(u\)/ } },
   { sql: 'SELECT u FROM users u', refuse: { column: E, says: /whole-row/ } },
   { sql: 'SELECT to_jsonb(u.*) FROM users u', refuse: { column: E, says: /whole-row reference \(u\.\*\)/ } },
-  { sql: 'UPDATE users SET email = $1 WHERE email = $2', refuse: { column: E, says: /comparison/ } },
+  { sql: 'UPDATE users SET ssn = $1 WHERE ssn = $2', refuse: { column: SSN, says: /comparison/ } },
   { sql: 'DELETE FROM users WHERE ssn = $1', refuse: { column: SSN, says: /comparison/ } },
   { sql: 'DELETE FROM users WHERE id = $1 RETURNING lower(email)', refuse: { column: E, says: /function lower\(\)/ } },
   { sql: 'UPDATE users SET email = lower($1) WHERE id = $2', refuse: { column: E, says: /only a literal, a parameter, NULL or DEFAULT.*lower\(\)/ } },
@@ -386,9 +386,9 @@ const REFUSALS: readonly Row[] = [
   { sql: "INSERT INTO users (email) VALUES (B'101')", refuse: { column: E, says: /bit-string/ } },
   { sql: 'INSERT INTO users (email, username) VALUES ($1, $1)', refuse: { column: E, says: /parameter \$1 is written to it and also used elsewhere/ } },
   { sql: 'INSERT INTO users (email, ssn) VALUES ($1, $1)', refuse: { column: SSN, says: /parameter \$1 is also written to column "public\.users\.email"/ } },
-  { sql: 'INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING', refuse: { column: E, says: /ON CONFLICT/ } },
+  { sql: 'INSERT INTO users (id, ssn) VALUES ($1, $2) ON CONFLICT (ssn) DO NOTHING', refuse: { column: SSN, says: /ON CONFLICT/ } },
   { sql: 'INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.ssn', refuse: { column: E, says: /assigning column "public\.users\.ssn"/ } },
-  { sql: 'INSERT INTO users (id, email) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET email = $2 WHERE users.email <> EXCLUDED.email', refuse: { column: E, says: /comparison \(<>\)/ } },
+  { sql: 'INSERT INTO users (id, ssn) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET ssn = $2 WHERE users.ssn <> EXCLUDED.ssn', refuse: { column: SSN, says: /comparison \(<>\)/ } },
   { sql: "COPY users FROM '/var/lib/data.txt'", refuse: { column: E, says: /COPY FROM of encrypted column.*server-side file/ } },
   { sql: "COPY users TO PROGRAM 'gzip > /tmp/u.gz'", refuse: { column: E, says: /COPY TO of encrypted column.*server-side file or program/ } },
   { sql: 'COPY users TO STDOUT (FORMAT binary)', refuse: { column: E, says: /in binary format is not supported/ } },
@@ -425,7 +425,7 @@ const REFUSALS: readonly Row[] = [
   { sql: "SET client_encoding = 'LATIN1'", refuse: { says: /client_encoding UTF8/ } },
   { sql: 'SELEC email FROM users', refuse: { says: /cannot parse this statement.*names "users"/ } },
   { sql: "SELECT * FROM users WHERE username = 'abc", refuse: { says: /cannot parse this statement \(unterminated quoted string/ } },
-  { sql: String.raw`SELECT email FROM U&"\0075sers" WHERE email = 'x'`, refuse: { column: E, says: /comparison/ } },
+  { sql: String.raw`SELECT ssn FROM U&"\0075sers" WHERE ssn = 'x'`, refuse: { column: SSN, says: /comparison/ } },
 ]
 
 describe('SqlAnalyzer: passthrough', () => {
@@ -442,16 +442,16 @@ describe('SqlAnalyzer: refusals (fail closed, SQLSTATE PV001, message names the 
 
 describe('SqlAnalyzer: several statements in one Query', () => {
   it('plans each statement with its byte range and refuses the whole text when one is refused', () => {
-    const sql = "SELECT 'é'; SELECT email FROM users WHERE email = 'x';\n  SELECT 2"
+    const sql = "SELECT 'é'; SELECT ssn FROM users WHERE ssn = 'x';\n  SELECT 2"
     const analysis = analyzer.analyze(sql)
     expect(analysis.action).toBe('refuse')
     expect(analysis.statements.map((s) => [s.action, bytesOf(sql, s.start, s.end)])).toEqual([
       ['passthrough', "SELECT 'é'"],
-      ['refuse', "SELECT email FROM users WHERE email = 'x'"],
+      ['refuse', "SELECT ssn FROM users WHERE ssn = 'x'"],
       ['passthrough', 'SELECT 2'],
     ])
-    expect(analysis.refusal?.message).toContain('"public.users.email"')
-    expect(bytesOf(sql, analysis.refusal?.start ?? 0, analysis.refusal?.end ?? 0)).toBe("SELECT email FROM users WHERE email = 'x'")
+    expect(analysis.refusal?.message).toContain('"public.users.ssn"')
+    expect(bytesOf(sql, analysis.refusal?.start ?? 0, analysis.refusal?.end ?? 0)).toBe("SELECT ssn FROM users WHERE ssn = 'x'")
   })
 
   it('splices the literals of every statement at their byte offsets in the whole text', () => {
