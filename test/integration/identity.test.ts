@@ -476,6 +476,12 @@ describe('lifecycle', () => {
       await new Promise((resolve) => setTimeout(resolve, 2600))
       expect((await client.query("SELECT current_setting('pgveil.sub', true) AS sub")).rows).toEqual([{ sub: '' }])
       expect(await showIdentity(client)).toBeNull()
+      // The same in the extended protocol: the claims are cleared before the statement runs.
+      await client.query('SET IDENTITY TO $1', [await jwks.token({ sub: 'short-ext', exp: Math.floor(Date.now() / 1000) + 2 })])
+      expect((await client.query("SELECT current_setting('pgveil.sub', true) AS sub WHERE $1::int = 1", [1])).rows).toEqual([{ sub: 'short-ext' }])
+      await new Promise((resolve) => setTimeout(resolve, 2600))
+      expect((await client.query("SELECT current_setting('pgveil.sub', true) AS sub WHERE $1::int = 1", [1])).rows).toEqual([{ sub: '' }])
+      expect(await showIdentity(client)).toBeNull()
     } finally {
       await clearing.close()
     }
