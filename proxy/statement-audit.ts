@@ -1,0 +1,311 @@
+/**
+ * The audit side of one session: follows the client's messages and the replies
+ * the client gets, pairs them like the pending-response queue does, and writes
+ * one audit line per statement when it completes or fails (per statement of a
+ * simple Query, per Execute in the extended protocol; a Parse or Bind that
+ * fails is the failed statement), plus the session events.
+ *
+ * It only exists when the audit log is on: the session then calls it once per
+ * frame in each direction, and it decodes just the messages it needs (Query,
+ * Parse, Bind and Execute names, CommandComplete tags, ErrorResponse codes).
+ * It sees the frames as the client sends and receives them, so messages pgveil
+ * injects or suppresses for column encryption do not disturb the pairing.
+ */
+import { performance } from 'node:perf_hooks'
+import type { IdentityTags, SessionIdentity, StatementEvent, StatementOutcome } from '../audit/events.js'
+import type { Metrics, StatementKind } from '../audit/metrics.js'
+import { redactErrorMessage } from '../audit/redact.js'
+import type { AuditSink } from '../audit/sink.js'
+import type { StatementSummarizer, StatementSummary } from '../audit/statement-summary.js'
+import { decodeNoticeFields } from '../protocol/errors.js'
+import { BackendCode, FrontendCode } from '../protocol/message-codes.js'
+import { Pending, PendingResponseQueue } from './pending-queue.js'
+
+/** What sessions share while the audit log is on (rebuilt when the policy changes). */
+export interface AuditContext {
+  readonly sink: AuditSink
+  readonly summarizer: StatementSummarizer
+  readonly metrics: Metrics
+  readonly statementMetrics: StatementMetrics
+}
+
+/** Metric children by label, so counting a statement does not hash labels each time. */
+export class StatementMetrics {
+  private readonly counters = new Map<string, ReturnType<Metrics['statementsTotal']['labels']>>()
+  private readonly durations = new Map<string, ReturnType<Metrics['statementDurationSeconds']['labels']>>()
+  constructor(private readonly metrics: Metrics) {}
+
+  record(kind: StatementKind, outcome: 'ok' | 'error' | 'refused', seconds: number, touchesProtected: boolean): void {
+    const key = `${kind}/${outcome}`
+    let counter = this.counters.get(key)
+    if (counter === undefined) this.counters.set(key, (counter = this.metrics.statementsTotal.labels(kind, outcome)))
+    counter.inc()
+    let duration = this.durations.get(kind)
+    if (duration === undefined) this.durations.set(kind, (duration = this.metrics.statementDurationSeconds.labels(kind)))
+    duration.observe(seconds)
+    if (touchesProtected) this.metrics.statementsProtectedTotal.inc()
+  }
+}
+
+const UNKNOWN_STATEMENT: StatementSummary = Object.freeze({ kind: 'unknown', statement: '(unknown prepared statement)', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
+
+interface QueryEntry {
+  readonly summaries: readonly StatementSummary[]
+  index: number
+  /** When the current statement of the Query started (the previous one's end). */
+  start: number
+}
+
+interface ExtendedEntry {
+  readonly summary: StatementSummary
+  readonly start: number
+}
+
+type Entry = QueryEntry | ExtendedEntry
+
+export class SessionAudit {
+  /** Who is behind the session: set by SET IDENTITY / SET CONTEXT handling. */
+  readonly who: SessionIdentity = { identity: null, context: null }
+  private readonly ctx: () => AuditContext
+  private readonly queue = new PendingResponseQueue<Entry>()
+  private readonly statements = new Map<string, StatementSummary>()
+  private readonly portals = new Map<string, StatementSummary>()
+  private readonly session: number
+  private readonly client: string
+  private readonly opened = performance.now()
+  private user = ''
+  private database = ''
+  private applicationName = ''
+  private statementCount = 0
+  private authenticated = false
+
+  /** `ctx` is read per statement, so a policy reload's new column list applies at once. */
+  constructor(ctx: () => AuditContext, session: number, client: string) {
+    this.ctx = ctx
+    this.session = session
+    this.client = client
+    ctx().sink.write({ event: 'connect', session, client })
+  }
+
+  setIdentity(identity: IdentityTags | null, context: unknown): void {
+    this.who.identity = identity
+    this.who.context = context
+  }
+
+  startup(user: string, database: string, applicationName: string): void {
+    this.user = user
+    this.database = database
+    this.applicationName = applicationName
+  }
+
+  authenticationOk(): void {
+    this.authenticated = true
+    this.ctx().sink.write({ event: 'authentication_ok', ...this.fields() })
+  }
+
+  authenticationFailed(frame: Buffer): void {
+    const fields = decodeNoticeFields(frame)
+    this.ctx().sink.write({ event: 'authentication_failed', ...this.fields(), sqlstate: fields.get('C') ?? '' })
+  }
+
+  /** The session ends: statements still running are logged as failed, then the disconnect. */
+  end(): void {
+    const ctx = this.ctx()
+    if (this.authenticated) {
+      while (!this.queue.isEmpty) {
+        const head = this.queue.peek()
+        const entry = this.queue.peekContext()
+        if (entry !== undefined && head !== Pending.Sync) this.logFailure(head, entry, '08006', 'pgveil', 'the connection closed before the statement completed')
+        this.queue.shift()
+      }
+    }
+    ctx.sink.write({ event: 'disconnect', ...this.fields(), statements: this.statementCount, duration_ms: round(performance.now() - this.opened) })
+  }
+
+  /** A message from the client (Ready phase). */
+  onClientFrame(buffer: Buffer, start: number, end: number): void {
+    const code = buffer[start]
+    switch (code) {
+      case FrontendCode.Query: {
+        const sql = buffer.toString('utf8', start + 5, end - 1)
+        this.queue.push(Pending.Query, { summaries: this.ctx().summarizer.summarize(sql), index: 0, start: performance.now() })
+        break
+      }
+      case FrontendCode.Parse: {
+        const nameEnd = buffer.indexOf(0, start + 5)
+        const sqlEnd = buffer.indexOf(0, nameEnd + 1)
+        const summary = this.ctx().summarizer.summarize(buffer.toString('utf8', nameEnd + 1, sqlEnd))[0] ?? UNKNOWN_STATEMENT
+        this.statements.set(buffer.toString('latin1', start + 5, nameEnd), summary)
+        this.queue.push(Pending.Parse, { summary, start: performance.now() })
+        break
+      }
+      case FrontendCode.Bind: {
+        const portalEnd = buffer.indexOf(0, start + 5)
+        const statementEnd = buffer.indexOf(0, portalEnd + 1)
+        const summary = this.statements.get(buffer.toString('latin1', portalEnd + 1, statementEnd)) ?? UNKNOWN_STATEMENT
+        this.portals.set(buffer.toString('latin1', start + 5, portalEnd), summary)
+        this.queue.push(Pending.Bind, { summary, start: performance.now() })
+        break
+      }
+      case FrontendCode.Execute: {
+        const portalEnd = buffer.indexOf(0, start + 5)
+        const summary = this.portals.get(buffer.toString('latin1', start + 5, portalEnd)) ?? UNKNOWN_STATEMENT
+        this.queue.push(Pending.Execute, { summary, start: performance.now() })
+        break
+      }
+      case FrontendCode.Describe:
+        this.queue.push(buffer[start + 5] === 0x53 ? Pending.DescribeStatement : Pending.DescribePortal)
+        break
+      case FrontendCode.Close:
+        this.queue.push(Pending.Close)
+        break
+      case FrontendCode.Sync:
+        this.queue.push(Pending.Sync)
+        break
+      case FrontendCode.FunctionCall:
+        this.queue.push(Pending.FunctionCall)
+        break
+      default:
+        break
+    }
+  }
+
+  /** A message the client receives (Ready phase). */
+  onClientBound(buffer: Buffer, start: number, end: number): void {
+    const queue = this.queue
+    switch (buffer[start]) {
+      case BackendCode.DataRow:
+        break
+      case BackendCode.ParseComplete:
+      case BackendCode.BindComplete:
+      case BackendCode.CloseComplete:
+      case BackendCode.NoData:
+        queue.shift()
+        break
+      case BackendCode.RowDescription: {
+        const head = queue.peek()
+        if (head === Pending.DescribeStatement || head === Pending.DescribePortal) queue.shift()
+        break
+      }
+      case BackendCode.PortalSuspended:
+      case BackendCode.CommandComplete: {
+        const head = queue.peek()
+        const tag = buffer[start] === BackendCode.CommandComplete ? buffer.toString('latin1', start + 5, end - 1) : null
+        if (head === Pending.Execute) {
+          const entry = queue.peekContext() as ExtendedEntry
+          this.logStatement('extended', entry.summary, entry.start, tag, { status: 'ok' })
+          queue.shift()
+        } else if (head === Pending.Query) {
+          const entry = queue.peekContext() as QueryEntry
+          const summary = entry.summaries[entry.index] ?? entry.summaries[entry.summaries.length - 1] ?? UNKNOWN_STATEMENT
+          entry.start = this.logStatement('simple', summary, entry.start, tag, { status: 'ok' })
+          entry.index++
+        }
+        break
+      }
+      case BackendCode.EmptyQueryResponse:
+        if (queue.peek() === Pending.Execute) queue.shift()
+        break
+      case BackendCode.ErrorResponse:
+        this.onError(buffer.subarray(start, end))
+        break
+      case BackendCode.ReadyForQuery:
+        queue.shift()
+        break
+      case BackendCode.ParameterStatus:
+        if (buffer.toString('latin1', start + 5, start + 22) === 'application_name\u0000') this.applicationName = buffer.toString('utf8', start + 22, end - 1)
+        break
+      default:
+        break
+    }
+  }
+
+  private onError(frame: Buffer): void {
+    const queue = this.queue
+    const head = queue.peek()
+    if (head === 0) return
+    const fields = decodeNoticeFields(frame)
+    const sqlstate = fields.get('C') ?? 'XX000'
+    // PostgreSQL's errors always name their source file and routine; pgveil's never do.
+    const by = fields.has('F') || fields.has('R') ? 'postgresql' : 'pgveil'
+    const entry = queue.peekContext()
+    if (entry !== undefined) this.logFailure(head, entry, sqlstate, by, fields.get('M') ?? '')
+    if (head === Pending.Query) {
+      const query = entry as QueryEntry
+      query.index = query.summaries.length
+    } else if (head !== Pending.FunctionCall) {
+      queue.failUntilSync()
+    }
+  }
+
+  private logFailure(head: Pending | 0, entry: Entry, sqlstate: string, by: 'pgveil' | 'postgresql', message: string): void {
+    const outcome: StatementOutcome = { status: 'error', sqlstate, by, message: redactErrorMessage(sqlstate, message, by === 'pgveil') }
+    if (head === Pending.Query) {
+      const query = entry as QueryEntry
+      const summary = query.summaries[query.index] ?? query.summaries[query.summaries.length - 1] ?? UNKNOWN_STATEMENT
+      this.logStatement('simple', summary, query.start, null, outcome)
+    } else if (head === Pending.Parse || head === Pending.Bind || head === Pending.Execute) {
+      const extended = entry as ExtendedEntry
+      this.logStatement('extended', extended.summary, extended.start, null, outcome)
+    }
+  }
+
+  /** Writes the line and counts it; returns the time it was logged (the next statement's start). */
+  private logStatement(protocol: 'simple' | 'extended', summary: StatementSummary, start: number, tag: string | null, outcome: StatementOutcome): number {
+    const now = performance.now()
+    const ctx = this.ctx()
+    this.statementCount++
+    const event: StatementEvent = {
+      event: 'statement',
+      session: this.session,
+      client: this.client,
+      user: this.user,
+      database: this.database,
+      application_name: this.applicationName,
+      identity: this.who.identity,
+      context: this.who.context,
+      protocol,
+      kind: summary.kind,
+      tag: tag === null ? null : tagName(tag),
+      statement: summary.statement,
+      fingerprint: summary.fingerprint,
+      tables: summary.tables,
+      protected_read: summary.protectedRead,
+      protected_written: summary.protectedWritten,
+      rows: tag === null ? null : tagRows(tag),
+      duration_ms: round(now - start),
+      outcome,
+    }
+    ctx.sink.write(event)
+    const result = outcome.status === 'ok' ? 'ok' : outcome.by === 'pgveil' ? 'refused' : 'error'
+    ctx.statementMetrics.record(summary.kind, result, (now - start) / 1000, summary.protectedRead.length > 0 || summary.protectedWritten.length > 0)
+    return now
+  }
+
+  private fields(): { session: number; client: string; user: string; database: string; application_name: string } {
+    return { session: this.session, client: this.client, user: this.user, database: this.database, application_name: this.applicationName }
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}
+
+/** `INSERT 0 5` → `INSERT`, `CREATE TABLE` stays. */
+function tagName(tag: string): string {
+  let end = tag.length
+  while (end > 0) {
+    const space = tag.lastIndexOf(' ', end - 1)
+    const word = tag.slice(space + 1, end)
+    if (!/^\d+$/.test(word)) break
+    end = space < 0 ? 0 : space
+  }
+  return tag.slice(0, end)
+}
+
+/** Rows returned or affected: the tag's last number (SELECT n, INSERT 0 n, UPDATE n, COPY n, …). */
+function tagRows(tag: string): number | null {
+  const space = tag.lastIndexOf(' ')
+  const last = tag.slice(space + 1)
+  return space > 0 && /^\d+$/.test(last) ? Number(last) : null
+}
