@@ -34,6 +34,8 @@ export interface AuditSinkOptions {
   readonly stream?: Writable
 }
 
+const isoTimeFirst = (): string => `"time":"${new Date().toISOString()}"`
+
 type ChainStartReason = 'startup' | 'rotation' | 'sink_error'
 
 export class AuditSink {
@@ -55,7 +57,8 @@ export class AuditSink {
     this.sealer = new ChainSealer(options.chainKey)
     this.stream = this.openStream()
     this.pino = pino(
-      { base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: () => ({}) } },
+      // No level or pid: every audit line is an event. With the level gone, the time must not start with pino's comma.
+      { base: null, timestamp: isoTimeFirst, formatters: { level: () => ({}) } },
       { write: (serialized: string) => this.seal(serialized) },
     )
   }
@@ -98,7 +101,8 @@ export class AuditSink {
     this.sealer.erase()
     const stream = this.stream
     if (stream === process.stdout || this.options.stream !== undefined) {
-      if (stream.writableLength > 0) await new Promise<void>((resolve) => stream.once('drain', resolve))
+      // Not ours to end: an empty write's callback runs once everything before it is written.
+      if (stream.writable) await new Promise<void>((resolve) => stream.write('', () => resolve()))
       return
     }
     await new Promise<void>((resolve) => stream.end(resolve))

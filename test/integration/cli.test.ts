@@ -59,11 +59,11 @@ describe('pgveil --version, --help, usage errors', () => {
     expect(result).toMatchObject({ code: 0, stdout: `${version}\n` })
   })
 
-  it('lists start, check and keygen, and not the commands of later versions', () => {
+  it('lists start, check, keygen and audit, and not the commands of later versions', () => {
     const result = run(['--help'])
     expect(result.code).toBe(0)
-    for (const command of ['start', 'check', 'keygen']) expect(result.stdout).toMatch(new RegExp(`^\\s+pgveil ${command}\\b`, 'm'))
-    expect(result.stdout).not.toMatch(/migrate|audit/)
+    for (const command of ['start', 'check', 'keygen', 'audit verify', 'audit tail']) expect(result.stdout).toMatch(new RegExp(`^\\s+pgveil ${command}\\b`, 'm'))
+    expect(result.stdout).not.toMatch(/migrate/)
   })
 
   it('has help for each command', () => {
@@ -86,8 +86,8 @@ describe('pgveil --version, --help, usage errors', () => {
     expect(run([]).code).toBe(2)
   })
 
-  it('says migrate and audit are not available yet', () => {
-    for (const command of ['migrate', 'audit']) {
+  it('says migrate is not available yet', () => {
+    for (const command of ['migrate']) {
       expect(run([command, 'verify', 'x.log'])).toMatchObject({ code: 2, stderr: expect.stringMatching(new RegExp(`^pgveil ${command}: not available in this version`)) })
     }
   })

@@ -369,19 +369,9 @@ describe('sections of later versions fail closed', () => {
     expect(problems('', { PGVEIL_IDENTITY__REQUIRE: 'true' })).toEqual([expect.stringMatching(/^PGVEIL_IDENTITY__REQUIRE: identity\.require: verified identity is not available/)])
   })
 
-  it('accepts identity issuers and audit with a warning each', () => {
-    const config = parse(
-      [
-        'identity:',
-        '  require: false',
-        '  issuers: [{ issuer: "https://auth.example.com" }]',
-        'audit: { to: stdout }',
-      ].join('\n'),
-    )
-    expect(config.warnings).toEqual([
-      expect.stringMatching(/^x\.yaml:2:3: identity: accepted but not used by this version/),
-      expect.stringMatching(/^x\.yaml:4:8: audit: accepted but not used by this version: no audit log is written/),
-    ])
+  it('accepts identity issuers with a warning', () => {
+    const config = parse(['identity:', '  require: false', '  issuers: [{ issuer: "https://auth.example.com" }]'].join('\n'))
+    expect(config.warnings).toEqual([expect.stringMatching(/^x\.yaml:2:3: identity: accepted but not used by this version/)])
   })
 
   it('still requires those sections to be mappings', () => {
