@@ -235,8 +235,9 @@ function kindOf(stmt: Record<string, unknown>): StatementKind {
   }
 }
 
-const FIRST_QUOTE = /['$"].*$/s
-const NUMBER = /\b\d+(?:\.\d*)?(?:[eE][+-]?\d+)?\b/g
+/** A quote, or a `$` that is not a `$n` parameter (a dollar quote). */
+const FIRST_QUOTE = /(?:['"]|\$(?!\d)).*$/s
+const NUMBER = /(?<![$\w])\d+(?:\.\d*)?(?:[eE][+-]?\d+)?\b/g
 const KEYWORD = /^\s*([A-Za-z]+)/
 
 /** A text libpg-query cannot parse: cut at the first quote (its end cannot be trusted), numbers replaced. */
