@@ -81,6 +81,21 @@ export class AuditSink {
     this.emit(event)
   }
 
+  /**
+   * Record one event given as pre-serialized JSON object members (`"event":"statement",…`),
+   * for the per-statement line: assembled from fragments serialized once per session
+   * and per statement shape, like pino's child bindings. Never throws, never waits.
+   */
+  writeMembers(members: string): void {
+    if (this.closed) return
+    if (this.broken || this.stream.writableLength > this.maxBacklog) {
+      this.drop()
+      return
+    }
+    if (this.dropped > 0 && this.stream.writableLength <= this.maxBacklog / 2) this.announceDropped()
+    this.seal(`{"time":"${new Date().toISOString()}",${members},"chain":"${this.sealer.id}","seq":${this.sealer.seq}}`)
+  }
+
   /** SIGUSR1: close the current chain, reopen the file (moved away by a log rotator), start a new chain. */
   rotate(): void {
     if (this.closed) return

@@ -2,7 +2,10 @@
  * What the audit log says about a SQL text: per statement its kind, the text
  * normalized with libpg-query (every literal a `$n` placeholder) and its
  * fingerprint, the tables it names and the protected columns it reads and
- * writes. Parsed once per distinct text (bounded cache); a text libpg-query
+ * writes. Parsed once per statement shape (bounded cache): the cache key is the
+ * text with its literals blanked by a cheap scanner, so pgbench-style texts that
+ * differ only in their literals parse once; what is logged is always
+ * libpg-query's normalization of a real text of that shape. A text libpg-query
  * cannot parse still gets a line, cut at its first quote and with numbers
  * replaced, so no literal is ever logged.
  *
@@ -27,13 +30,23 @@ export interface StatementSummary {
   readonly tables: readonly string[]
   readonly protectedRead: readonly string[]
   readonly protectedWritten: readonly string[]
+  /** The fields above as JSON object members (audit line keys), serialized once. */
+  readonly json: string
 }
 
 const DEFAULT_CACHE_ENTRIES = 4096
 /** Longer texts are summarized each time rather than pinned in the cache. */
 const MAX_CACHED_CHARS = 16 * 1024
 
-const EMPTY: StatementSummary = Object.freeze({ kind: 'empty', statement: '', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
+const EMPTY: StatementSummary = withJson({ kind: 'empty', statement: '', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
+
+/** Adds the pre-serialized members: a statement line is then assembled without serializing these again. */
+export function withJson(summary: Omit<StatementSummary, 'json'>): StatementSummary {
+  const json =
+    `"kind":${JSON.stringify(summary.kind)},"statement":${JSON.stringify(summary.statement)},"fingerprint":${JSON.stringify(summary.fingerprint)},` +
+    `"tables":${JSON.stringify(summary.tables)},"protected_read":${JSON.stringify(summary.protectedRead)},"protected_written":${JSON.stringify(summary.protectedWritten)}`
+  return Object.freeze({ ...summary, json })
+}
 
 let moduleLoaded: Promise<void> | null = null
 
@@ -55,14 +68,14 @@ export class StatementSummarizer {
 
   /** One summary per statement of `sql`, in order (a simple Query may hold several). */
   summarize(sql: string): readonly StatementSummary[] {
-    const cached = this.cache.get(sql)
+    if (sql.length > MAX_CACHED_CHARS) return this.compute(sql)
+    const shape = literalShape(sql)
+    const cached = this.cache.get(shape)
     if (cached !== undefined) return cached
     const summaries = this.compute(sql)
-    if (sql.length <= MAX_CACHED_CHARS) {
-      // Oldest-first eviction: cheaper than true LRU and enough for statement texts, which repeat.
-      if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value as string)
-      this.cache.set(sql, summaries)
-    }
+    // Oldest-first eviction: cheaper than true LRU and enough for statement shapes, which repeat.
+    if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value as string)
+    this.cache.set(shape, summaries)
     return summaries
   }
 
@@ -95,7 +108,7 @@ export class StatementSummarizer {
     const found = collect(stmt)
     const tables = [...new Set(found.relations.map((r) => `${r.schema}.${r.table}`))]
     const { read, written } = this.protectedColumns(stmt, found)
-    return { kind: kindOf(stmt), statement, fingerprint, tables, protectedRead: read, protectedWritten: written }
+    return withJson({ kind: kindOf(stmt), statement, fingerprint, tables, protectedRead: read, protectedWritten: written })
   }
 
   private protectedColumns(stmt: Record<string, unknown>, found: Collected): { read: string[]; written: string[] } {
@@ -245,5 +258,67 @@ function unparseable(sql: string): StatementSummary {
   const statement = sql.replace(FIRST_QUOTE, '?…').replace(NUMBER, '?').trim()
   const first = KEYWORD.exec(sql)?.[1]?.toLowerCase() ?? ''
   const kind: StatementKind = (['select', 'insert', 'update', 'delete', 'merge', 'copy'] as const).find((k) => k === first) ?? 'unknown'
-  return { kind, statement, fingerprint: `x${createHash('sha256').update(statement).digest('hex').slice(0, 15)}`, tables: [], protectedRead: [], protectedWritten: [] }
+  return withJson({ kind, statement, fingerprint: `x${createHash('sha256').update(statement).digest('hex').slice(0, 15)}`, tables: [], protectedRead: [], protectedWritten: [] })
+}
+
+const QUOTE = 0x27
+const DOUBLE_QUOTE = 0x22
+const DOLLAR = 0x24
+const BACKSLASH = 0x5c
+
+function isIdentifierChar(code: number): boolean {
+  return (code >= 0x30 && code <= 0x39) || (code >= 0x41 && code <= 0x5a) || (code >= 0x61 && code <= 0x7a) || code === 0x5f || code >= 0x80
+}
+
+function isDigit(code: number): boolean {
+  return code >= 0x30 && code <= 0x39
+}
+
+/**
+ * The text with every string, dollar-quoted and numeric literal replaced by `?`
+ * (a cache key only, never logged). `E'…'` strings honour backslash escapes; an
+ * unterminated literal blanks the rest of the text.
+ */
+export function literalShape(sql: string): string {
+  let out = ''
+  let from = 0
+  let i = 0
+  const n = sql.length
+  while (i < n) {
+    const c = sql.charCodeAt(i)
+    if (c === QUOTE) {
+      const before = i > 0 ? sql.charCodeAt(i - 1) : 0
+      const escapes = (before === 0x45 || before === 0x65) && !(i > 1 && isIdentifierChar(sql.charCodeAt(i - 2)))
+      let j = i + 1
+      while (j < n) {
+        const d = sql.charCodeAt(j)
+        if (escapes && d === BACKSLASH) j += 2
+        else if (d === QUOTE) {
+          if (sql.charCodeAt(j + 1) === QUOTE) j += 2
+          else break
+        } else j++
+      }
+      out += `${sql.slice(from, i)}?`
+      i = from = Math.min(j + 1, n)
+    } else if (c === DOUBLE_QUOTE) {
+      const end = sql.indexOf('"', i + 1)
+      i = end < 0 ? n : end + 1
+    } else if (c === DOLLAR && !isDigit(sql.charCodeAt(i + 1)) && !(i > 0 && isIdentifierChar(sql.charCodeAt(i - 1)))) {
+      const tagEnd = sql.indexOf('$', i + 1)
+      const tag = tagEnd < 0 ? '' : sql.slice(i, tagEnd + 1)
+      if (tagEnd < 0 || !/^\$[A-Za-z_]?\w*\$$/.test(tag)) {
+        i++
+        continue
+      }
+      const close = sql.indexOf(tag, tagEnd + 1)
+      out += `${sql.slice(from, i)}?`
+      i = from = close < 0 ? n : close + tag.length
+    } else if (isDigit(c) && !(i > 0 && (isIdentifierChar(sql.charCodeAt(i - 1)) || sql.charCodeAt(i - 1) === DOLLAR))) {
+      let j = i + 1
+      while (j < n && (isIdentifierChar(sql.charCodeAt(j)) || sql.charCodeAt(j) === 0x2e)) j++
+      out += `${sql.slice(from, i)}?`
+      i = from = j
+    } else i++
+  }
+  return from === 0 ? sql : out + sql.slice(from)
 }

@@ -12,11 +12,11 @@
  * injects or suppresses for column encryption do not disturb the pairing.
  */
 import { performance } from 'node:perf_hooks'
-import type { IdentityTags, SessionIdentity, StatementEvent, StatementOutcome } from '../audit/events.js'
+import type { IdentityTags, SessionIdentity, StatementOutcome } from '../audit/events.js'
 import type { Metrics, StatementKind } from '../audit/metrics.js'
 import { redactErrorMessage } from '../audit/redact.js'
 import type { AuditSink } from '../audit/sink.js'
-import type { StatementSummarizer, StatementSummary } from '../audit/statement-summary.js'
+import { withJson, type StatementSummarizer, type StatementSummary } from '../audit/statement-summary.js'
 import { decodeNoticeFields } from '../protocol/errors.js'
 import { BackendCode, FrontendCode } from '../protocol/message-codes.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
@@ -47,7 +47,8 @@ export class StatementMetrics {
   }
 }
 
-const UNKNOWN_STATEMENT: StatementSummary = Object.freeze({ kind: 'unknown', statement: '(unknown prepared statement)', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
+const UNKNOWN_STATEMENT: StatementSummary = withJson({ kind: 'unknown', statement: '(unknown prepared statement)', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
+const OK_MEMBERS = '"outcome":{"status":"ok"}'
 
 interface QueryEntry {
   readonly summaries: readonly StatementSummary[]
@@ -64,8 +65,8 @@ interface ExtendedEntry {
 type Entry = QueryEntry | ExtendedEntry
 
 export class SessionAudit {
-  /** Who is behind the session: set by SET IDENTITY / SET CONTEXT handling. */
-  readonly who: SessionIdentity = { identity: null, context: null }
+  /** Who is behind the session: changed only through setIdentity (statement lines cache it). */
+  private readonly who: SessionIdentity = { identity: null, context: null }
   private readonly ctx: () => AuditContext
   private readonly queue = new PendingResponseQueue<Entry>()
   private readonly statements = new Map<string, StatementSummary>()
@@ -78,6 +79,8 @@ export class SessionAudit {
   private applicationName = ''
   private statementCount = 0
   private authenticated = false
+  /** The session's members of every statement line, serialized once per change. */
+  private sessionMembers: string | null = null
 
   /** `ctx` is read per statement, so a policy reload's new column list applies at once. */
   constructor(ctx: () => AuditContext, session: number, client: string) {
@@ -87,15 +90,18 @@ export class SessionAudit {
     ctx().sink.write({ event: 'connect', session, client })
   }
 
+  /** SET/RESET IDENTITY and CONTEXT: the tags every later statement line carries. */
   setIdentity(identity: IdentityTags | null, context: unknown): void {
     this.who.identity = identity
     this.who.context = context
+    this.sessionMembers = null
   }
 
   startup(user: string, database: string, applicationName: string): void {
     this.user = user
     this.database = database
     this.applicationName = applicationName
+    this.sessionMembers = null
   }
 
   authenticationOk(): void {
@@ -213,7 +219,10 @@ export class SessionAudit {
         queue.shift()
         break
       case BackendCode.ParameterStatus:
-        if (buffer.toString('latin1', start + 5, start + 22) === 'application_name\u0000') this.applicationName = buffer.toString('utf8', start + 22, end - 1)
+        if (buffer.toString('latin1', start + 5, start + 22) === 'application_name\u0000') {
+          this.applicationName = buffer.toString('utf8', start + 22, end - 1)
+          this.sessionMembers = null
+        }
         break
       default:
         break
@@ -255,31 +264,23 @@ export class SessionAudit {
     const now = performance.now()
     const ctx = this.ctx()
     this.statementCount++
-    const event: StatementEvent = {
-      event: 'statement',
-      session: this.session,
-      client: this.client,
-      user: this.user,
-      database: this.database,
-      application_name: this.applicationName,
-      identity: this.who.identity,
-      context: this.who.context,
-      protocol,
-      kind: summary.kind,
-      tag: tag === null ? null : tagName(tag),
-      statement: summary.statement,
-      fingerprint: summary.fingerprint,
-      tables: summary.tables,
-      protected_read: summary.protectedRead,
-      protected_written: summary.protectedWritten,
-      rows: tag === null ? null : tagRows(tag),
-      duration_ms: round(now - start),
-      outcome,
-    }
-    ctx.sink.write(event)
+    // The StatementEvent fields, assembled from fragments (see AuditSink.writeMembers).
+    this.sessionMembers ??= this.buildSessionMembers()
+    ctx.sink.writeMembers(
+      `"event":"statement",${this.sessionMembers},"protocol":"${protocol}",${summary.json},"tag":${tag === null ? 'null' : JSON.stringify(tagName(tag))},` +
+        `"rows":${tag === null ? 'null' : String(tagRows(tag))},"duration_ms":${round(now - start)},${outcome.status === 'ok' ? OK_MEMBERS : `"outcome":${JSON.stringify(outcome)}`}`,
+    )
     const result = outcome.status === 'ok' ? 'ok' : outcome.by === 'pgveil' ? 'refused' : 'error'
     ctx.statementMetrics.record(summary.kind, result, (now - start) / 1000, summary.protectedRead.length > 0 || summary.protectedWritten.length > 0)
     return now
+  }
+
+  private buildSessionMembers(): string {
+    const identity = this.who.identity === null ? 'null' : JSON.stringify({ iss: this.who.identity.iss, sub: this.who.identity.sub, aud: this.who.identity.aud })
+    return (
+      `"session":${this.session},"client":${JSON.stringify(this.client)},"user":${JSON.stringify(this.user)},"database":${JSON.stringify(this.database)},` +
+      `"application_name":${JSON.stringify(this.applicationName)},"identity":${identity},"context":${JSON.stringify(this.who.context) ?? 'null'}`
+    )
   }
 
   private fields(): { session: number; client: string; user: string; database: string; application_name: string } {
