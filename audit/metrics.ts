@@ -89,7 +89,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     jwtVerificationsTotal: new Counter({ name: MetricName.jwtVerificationsTotal, help: 'SET IDENTITY token verifications by outcome', labelNames: ['outcome'], registers }),
     jwksFetchesTotal: new Counter({ name: MetricName.jwksFetchesTotal, help: 'JWKS fetches from trusted issuers by outcome', labelNames: ['outcome'], registers }),
     policyReloadsTotal: new Counter({ name: MetricName.policyReloadsTotal, help: 'Policy reloads by outcome: applied, unchanged, refused, failed', labelNames: ['outcome'], registers }),
-    auditLinesWrittenTotal: new Counter({ name: MetricName.auditLinesWrittenTotal, help: 'Audit lines handed to the audit destination', registers }),
+    auditLinesWrittenTotal: new Counter({ name: MetricName.auditLinesWrittenTotal, help: 'Audit lines (events) handed to the audit destination, the chain_start/chain_end lines not included', registers }),
     auditLinesDroppedTotal: new Counter({ name: MetricName.auditLinesDroppedTotal, help: 'Audit lines dropped because the destination was too slow or failing (each gap is announced by an audit_lines_dropped line)', registers }),
     auditSinkErrorsTotal: new Counter({ name: MetricName.auditSinkErrorsTotal, help: 'Write errors of the audit destination (full disk, closed pipe); a new chain starts after each', registers }),
     auditBacklogBytes: new Gauge({ name: MetricName.auditBacklogBytes, help: 'Audit bytes waiting for the destination to accept them', registers }),
