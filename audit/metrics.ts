@@ -4,7 +4,7 @@
  * Default process metrics are included. Counting costs next to nothing when nobody
  * scrapes.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
 
 export const MetricName = {
   clientConnections: 'pgveil_client_connections',
@@ -34,6 +34,55 @@ export const MetricName = {
 export const STATEMENT_KINDS = ['select', 'insert', 'update', 'delete', 'merge', 'copy', 'ddl', 'transaction', 'set', 'utility', 'empty', 'unknown'] as const
 export type StatementKind = (typeof STATEMENT_KINDS)[number]
 
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+/**
+ * The statement duration histogram, by kind. Observed once per statement on the
+ * data path, so it is plain arrays (prom-client's Histogram hashes its labels
+ * on every observation); the registry reads it like any metric when scraped.
+ */
+export class StatementDurationHistogram {
+  readonly name = MetricName.statementDurationSeconds
+  readonly help = 'Statement duration seen by pgveil (first message to completion), by kind; measured while the audit log is on'
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly labelNames = ['kind']
+  private readonly counts = new Map<StatementKind, { buckets: Float64Array; sum: number; count: number }>()
+
+  observe(kind: StatementKind, seconds: number): void {
+    let entry = this.counts.get(kind)
+    if (entry === undefined) this.counts.set(kind, (entry = { buckets: new Float64Array(DURATION_BUCKETS.length), sum: 0, count: 0 }))
+    for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+      if (seconds <= DURATION_BUCKETS[i]!) {
+        entry.buckets[i]!++
+        break
+      }
+    }
+    entry.sum += seconds
+    entry.count++
+  }
+
+  /** What prom-client's registry reads from a metric when it is scraped. */
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { metricName: string; labels: Record<string, string | number>; value: number }[] }> {
+    const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = []
+    for (const [kind, entry] of this.counts) {
+      let cumulative = 0
+      DURATION_BUCKETS.forEach((le, i) => {
+        cumulative += entry.buckets[i]!
+        values.push({ metricName: `${this.name}_bucket`, labels: { le, kind }, value: cumulative })
+      })
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', kind }, value: entry.count })
+      values.push({ metricName: `${this.name}_sum`, labels: { kind }, value: entry.sum })
+      values.push({ metricName: `${this.name}_count`, labels: { kind }, value: entry.count })
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values })
+  }
+
+  reset(): void {
+    this.counts.clear()
+  }
+}
+
 export interface Metrics {
   readonly registry: Registry
   readonly clientConnections: Gauge
@@ -45,7 +94,7 @@ export interface Metrics {
   /** `outcome`: ok, error (PostgreSQL refused it), refused (pgveil refused it). */
   readonly statementsTotal: Counter<'kind' | 'outcome'>
   readonly statementsProtectedTotal: Counter
-  readonly statementDurationSeconds: Histogram<'kind'>
+  readonly statementDurationSeconds: StatementDurationHistogram
   readonly valuesEncryptedTotal: Counter
   readonly valuesDecryptedTotal: Counter
   readonly encryptionErrorsTotal: Counter
@@ -58,6 +107,11 @@ export interface Metrics {
   readonly auditLinesDroppedTotal: Counter
   readonly auditSinkErrorsTotal: Counter
   readonly auditBacklogBytes: Gauge
+}
+
+function registerMetric<T extends { name: string }>(registry: Registry, metric: T): T {
+  registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0])
+  return metric
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -74,13 +128,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     upstreamConnectErrorsTotal: new Counter({ name: MetricName.upstreamConnectErrorsTotal, help: 'Failed connections to the upstream PostgreSQL', registers }),
     statementsTotal: new Counter({ name: MetricName.statementsTotal, help: 'Statements completed, by kind and outcome (ok, error, refused); counted while the audit log is on', labelNames: ['kind', 'outcome'], registers }),
     statementsProtectedTotal: new Counter({ name: MetricName.statementsProtectedTotal, help: 'Statements that read or wrote a protected column; counted while the audit log is on', registers }),
-    statementDurationSeconds: new Histogram({
-      name: MetricName.statementDurationSeconds,
-      help: 'Statement duration seen by pgveil (first message to completion), by kind; measured while the audit log is on',
-      labelNames: ['kind'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
-    }),
+    statementDurationSeconds: registerMetric(registry, new StatementDurationHistogram()),
     valuesEncryptedTotal: new Counter({ name: MetricName.valuesEncryptedTotal, help: 'Values of protected columns encrypted', registers }),
     valuesDecryptedTotal: new Counter({ name: MetricName.valuesDecryptedTotal, help: 'Values of protected columns decrypted', registers }),
     encryptionErrorsTotal: new Counter({ name: MetricName.encryptionErrorsTotal, help: 'Values of protected columns that could not be encrypted (not valid input for their type)', registers }),

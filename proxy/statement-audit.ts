@@ -29,21 +29,38 @@ export interface AuditContext {
   readonly statementMetrics: StatementMetrics
 }
 
-/** Metric children by label, so counting a statement does not hash labels each time. */
+/**
+ * Statement counts are summed per event-loop turn and handed to prom-client once
+ * per turn (its labelled inc hashes the labels on every call).
+ */
 export class StatementMetrics {
-  private readonly counters = new Map<string, ReturnType<Metrics['statementsTotal']['labels']>>()
-  private readonly durations = new Map<string, ReturnType<Metrics['statementDurationSeconds']['labels']>>()
+  private readonly counts = new Map<string, { kind: StatementKind; outcome: string; n: number }>()
+  private protectedCount = 0
+  private scheduled = false
   constructor(private readonly metrics: Metrics) {}
 
   record(kind: StatementKind, outcome: 'ok' | 'error' | 'refused', seconds: number, touchesProtected: boolean): void {
-    const key = `${kind}/${outcome}`
-    let counter = this.counters.get(key)
-    if (counter === undefined) this.counters.set(key, (counter = this.metrics.statementsTotal.labels(kind, outcome)))
-    counter.inc()
-    let duration = this.durations.get(kind)
-    if (duration === undefined) this.durations.set(kind, (duration = this.metrics.statementDurationSeconds.labels(kind)))
-    duration.observe(seconds)
-    if (touchesProtected) this.metrics.statementsProtectedTotal.inc()
+    const key = kind + outcome
+    const entry = this.counts.get(key)
+    if (entry === undefined) this.counts.set(key, { kind, outcome, n: 1 })
+    else entry.n++
+    if (touchesProtected) this.protectedCount++
+    this.metrics.statementDurationSeconds.observe(kind, seconds)
+    if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(this.apply)
+    }
+  }
+
+  private readonly apply = (): void => {
+    this.scheduled = false
+    for (const entry of this.counts.values()) {
+      if (entry.n === 0) continue
+      this.metrics.statementsTotal.inc({ kind: entry.kind, outcome: entry.outcome }, entry.n)
+      entry.n = 0
+    }
+    if (this.protectedCount > 0) this.metrics.statementsProtectedTotal.inc(this.protectedCount)
+    this.protectedCount = 0
   }
 }
 
@@ -267,7 +284,8 @@ export class SessionAudit {
     // The StatementEvent fields, assembled from fragments (see AuditSink.writeMembers).
     this.sessionMembers ??= this.buildSessionMembers()
     ctx.sink.writeMembers(
-      `"event":"statement",${this.sessionMembers},"protocol":"${protocol}",${summary.json},"tag":${tag === null ? 'null' : JSON.stringify(tagName(tag))},` +
+      // Tags are ASCII words from PostgreSQL (no quote or backslash): no escaping needed.
+      `"event":"statement",${this.sessionMembers},"protocol":"${protocol}",${summary.json},"tag":${tag === null ? 'null' : `"${tagName(tag)}"`},` +
         `"rows":${tag === null ? 'null' : String(tagRows(tag))},"duration_ms":${round(now - start)},${outcome.status === 'ok' ? OK_MEMBERS : `"outcome":${JSON.stringify(outcome)}`}`,
     )
     const result = outcome.status === 'ok' ? 'ok' : outcome.by === 'pgveil' ? 'refused' : 'error'
@@ -292,13 +310,21 @@ function round(ms: number): number {
   return Math.round(ms * 1000) / 1000
 }
 
+function isDigits(text: string, from: number, to: number): boolean {
+  if (from >= to) return false
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x30 || c > 0x39) return false
+  }
+  return true
+}
+
 /** `INSERT 0 5` → `INSERT`, `CREATE TABLE` stays. */
 function tagName(tag: string): string {
   let end = tag.length
   while (end > 0) {
     const space = tag.lastIndexOf(' ', end - 1)
-    const word = tag.slice(space + 1, end)
-    if (!/^\d+$/.test(word)) break
+    if (!isDigits(tag, space + 1, end)) break
     end = space < 0 ? 0 : space
   }
   return tag.slice(0, end)
@@ -307,6 +333,5 @@ function tagName(tag: string): string {
 /** Rows returned or affected: the tag's last number (SELECT n, INSERT 0 n, UPDATE n, COPY n, …). */
 function tagRows(tag: string): number | null {
   const space = tag.lastIndexOf(' ')
-  const last = tag.slice(space + 1)
-  return space > 0 && /^\d+$/.test(last) ? Number(last) : null
+  return space > 0 && isDigits(tag, space + 1, tag.length) ? Number(tag.slice(space + 1)) : null
 }
