@@ -17,6 +17,7 @@ import type { Metrics, StatementKind } from '../audit/metrics.js'
 import { redactErrorMessage } from '../audit/redact.js'
 import type { AuditSink } from '../audit/sink.js'
 import { withJson, type StatementSummarizer, type StatementSummary } from '../audit/statement-summary.js'
+import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { decodeNoticeFields } from '../protocol/errors.js'
 import { BackendCode, FrontendCode } from '../protocol/message-codes.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
@@ -138,7 +139,9 @@ export class SessionAudit {
       while (!this.queue.isEmpty) {
         const head = this.queue.peek()
         const entry = this.queue.peekContext()
-        if (entry !== undefined && head !== Pending.Sync) this.logFailure(head, entry, '08006', 'pgveil', 'the connection closed before the statement completed')
+        // A Query whose error already ended it has nothing left running.
+        const running = head === Pending.Query ? (entry as QueryEntry).index < (entry as QueryEntry).summaries.length : entry !== undefined
+        if (running) this.logFailure(head, entry!, '08006', 'pgveil', 'the connection closed before the statement completed')
         this.queue.shift()
       }
     }
@@ -288,7 +291,7 @@ export class SessionAudit {
       `"event":"statement",${this.sessionMembers},"protocol":"${protocol}",${summary.json},"tag":${tag === null ? 'null' : `"${tagName(tag)}"`},` +
         `"rows":${tag === null ? 'null' : String(tagRows(tag))},"duration_ms":${round(now - start)},${outcome.status === 'ok' ? OK_MEMBERS : `"outcome":${JSON.stringify(outcome)}`}`,
     )
-    const result = outcome.status === 'ok' ? 'ok' : outcome.by === 'pgveil' ? 'refused' : 'error'
+    const result = outcome.status === 'ok' ? 'ok' : outcome.sqlstate === PGVEIL_REFUSED ? 'refused' : 'error'
     ctx.statementMetrics.record(summary.kind, result, (now - start) / 1000, summary.protectedRead.length > 0 || summary.protectedWritten.length > 0)
     return now
   }

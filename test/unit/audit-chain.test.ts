@@ -118,7 +118,9 @@ describe('audit sink under a slow destination', () => {
     const dropped = (await metrics.auditLinesDroppedTotal.get()).values[0]?.value ?? 0
     expect(dropped).toBeGreaterThan(100)
     // The destination catches up.
+    // Batches are handed over every few milliseconds: wait for that, then let every write finish.
     const release = async (): Promise<void> => {
+      await new Promise((resolve) => setTimeout(resolve, 30))
       while (pendingCallbacks.length > 0) {
         pendingCallbacks.shift()!()
         await new Promise((resolve) => setImmediate(resolve))
