@@ -137,6 +137,8 @@ export class AuditSink {
   /** Close the chain and flush the destination. */
   async close(): Promise<void> {
     if (this.closed) return
+    // Lines dropped and not yet announced are announced now, while the chain is open.
+    if (this.dropped > 0) this.announceDropped()
     this.flush()
     this.closed = true
     if (this.local !== null) return this.local.close()

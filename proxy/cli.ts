@@ -515,7 +515,8 @@ function handleSignals(server: ProxyServer, config: PgveilConfig, embedded: Embe
   })
   const reloader = watchPolicy(server, config, logger)
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'))
-  process.on('SIGUSR1', () => server.rotateAudit())
+  // Only with an audit log: otherwise SIGUSR1 keeps Node's meaning (start the inspector).
+  if (server.audit !== null) process.on('SIGUSR1', () => server.rotateAudit())
 }
 
 // ---------------------------------------------------------------------------

@@ -411,3 +411,49 @@ describe('SIGUSR1 on a running pgveil start', () => {
     }
   })
 })
+
+describe('policy events', () => {
+  it('writes policy_refused for an invalid edit and policy_reloaded for a valid one', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pgveil-audit-policy-'))
+    const file = path.join(dir, 'audit.log')
+    const configFile = path.join(dir, 'pgveil.yaml')
+    const head = [
+      'listen: { host: 127.0.0.1, port: 0 }',
+      `upstream: { url: "${server.url(database)}?sslmode=disable" }`,
+      `audit: { to: "${file}", chain_key: "env:POLICY_AUDIT_KEY" }`,
+      'keys: { current: 1, versions: { 1: "env:POLICY_DATA_KEY" } }',
+      'tables:',
+      '  people:',
+      '    email: { type: text }',
+      '',
+    ].join('\n')
+    writeFileSync(configFile, head)
+    const key = randomBytes(32).toString('base64')
+    const env: NodeJS.ProcessEnv = {}
+    for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('PGVEIL_')) env[name] = value
+    Object.assign(env, { POLICY_AUDIT_KEY: key, POLICY_DATA_KEY: randomBytes(32).toString('base64') })
+    const child = spawn(process.execPath, [CLI, 'start', '--config', configFile], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    const exit = new Promise<number | null>((resolve) => child.once('exit', resolve))
+    const events = (): Line[] => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Line) : [])
+    try {
+      await eventually(() => output.includes('pgveil listening on'), 20_000)
+      writeFileSync(configFile, `${head}    name: { type: varchar }\n`)
+      await eventually(() => events().some((e) => e.event === 'policy_refused'))
+      writeFileSync(configFile, head.replace('tables:', 'tables:\n  plain:\n    code: { type: text }'))
+      await eventually(() => events().some((e) => e.event === 'policy_reloaded'))
+      child.kill('SIGTERM')
+      expect(await exit).toBe(0)
+      expect(events().filter((e) => e.event.startsWith('policy_'))).toEqual([
+        expect.objectContaining({ event: 'policy_refused', trigger: 'file changed', problems: 1 }),
+        expect.objectContaining({ event: 'policy_reloaded', trigger: 'file changed', protected_columns: 2 }),
+      ])
+      expect(verifyAuditLog([{ name: 'audit.log', text: readFileSync(file, 'utf8') }], Buffer.from(key, 'base64'))).toMatchObject({ ok: true })
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
