@@ -15,6 +15,8 @@ export interface ChainWriterOptions {
   readonly chainKey: Buffer
   /** A destination to write to instead of `to`. */
   readonly stream?: Writable
+  /** When the first chain starts (the caller's clock: lines are stamped where events happen). */
+  readonly startedAt?: string
 }
 
 export interface ChainWriterEvents {
@@ -41,7 +43,7 @@ export class ChainWriter {
     this.events = events
     this.sealer = new ChainSealer(options.chainKey)
     this.stream = this.openStream()
-    this.beginChain('startup', null)
+    this.beginChain('startup', null, {}, options.startedAt)
   }
 
   /** Bytes the destination has not taken yet. */
@@ -60,20 +62,20 @@ export class ChainWriter {
     this.append(chunk, bodies.length, ack)
   }
 
-  rotate(): void {
+  rotate(at: string = new Date().toISOString()): void {
     if (this.closed) return
-    const previous = this.endChain()
+    const previous = this.endChain(at)
     if (this.options.stream === undefined && this.options.to !== 'stdout') {
       this.stream.end()
       this.stream = this.openStream()
       this.broken = false
     }
-    this.beginChain('rotation', previous)
+    this.beginChain('rotation', previous, {}, at)
   }
 
-  async close(): Promise<void> {
+  async close(at: string = new Date().toISOString()): Promise<void> {
     if (this.closed) return
-    this.endChain()
+    this.endChain(at)
     this.closed = true
     this.sealer.erase()
     const stream = this.stream
@@ -98,14 +100,14 @@ export class ChainWriter {
     })
   }
 
-  private beginChain(reason: ChainStartReason, previous: { chain: string; lines: number; mac: string } | null, extra: Record<string, unknown> = {}): void {
+  private beginChain(reason: ChainStartReason, previous: { chain: string; lines: number; mac: string } | null, extra: Record<string, unknown> = {}, at = new Date().toISOString()): void {
     const { epoch } = this.sealer.begin()
-    const body = JSON.stringify({ time: new Date().toISOString(), event: 'chain_start', version: CHAIN_FORMAT_VERSION, epoch, reason, previous, ...extra })
+    const body = JSON.stringify({ time: at, event: 'chain_start', version: CHAIN_FORMAT_VERSION, epoch, reason, previous, ...extra })
     this.append(this.seal(body), 1)
   }
 
-  private endChain(): { chain: string; lines: number; mac: string } {
-    if (!this.broken) this.append(this.seal(JSON.stringify({ time: new Date().toISOString(), event: 'chain_end', lines: this.sealer.lines })), 1)
+  private endChain(at: string): { chain: string; lines: number; mac: string } {
+    if (!this.broken) this.append(this.seal(JSON.stringify({ time: at, event: 'chain_end', lines: this.sealer.lines })), 1)
     return { chain: this.sealer.id, lines: this.sealer.lines, mac: this.sealer.lastMac }
   }
 

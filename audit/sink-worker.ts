@@ -7,7 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { ChainWriter } from './chain-writer.js'
 
-export type ToAuditWorker = { type: 'lines'; text: string; bytes: number } | { type: 'rotate' } | { type: 'close' }
+export type ToAuditWorker = { type: 'lines'; text: string; bytes: number } | { type: 'rotate'; at: string } | { type: 'close'; at: string }
 export type FromAuditWorker =
   /** `bytes`: the sum of the `bytes` of the batches written. */
   | { type: 'written'; bytes: number }
@@ -17,13 +17,13 @@ export type FromAuditWorker =
 
 const port = parentPort
 if (port === null) throw new Error('sink-worker.js runs as a worker thread of AuditSink')
-const { to, chainKey } = workerData as { to: string; chainKey: Uint8Array }
+const { to, chainKey, startedAt } = workerData as { to: string; chainKey: Uint8Array; startedAt: string }
 const send = (message: FromAuditWorker): void => port.postMessage(message)
 
 let writer: ChainWriter
 try {
   const key = Buffer.from(chainKey)
-  writer = new ChainWriter({ to, chainKey: key }, {
+  writer = new ChainWriter({ to, chainKey: key, startedAt }, {
     written: (bytes) => send({ type: 'written', bytes }),
     problem: (message, fields, lost) => send({ type: 'problem', message, fields, lost }),
   })
@@ -40,10 +40,10 @@ port.on('message', (message: ToAuditWorker) => {
       writer.writeBatch(message.text.split('\n'), message.bytes)
       break
     case 'rotate':
-      writer.rotate()
+      writer.rotate(message.at)
       break
     case 'close':
-      void writer.close().then(() => {
+      void writer.close(message.at).then(() => {
         send({ type: 'closed' })
         port.close()
       })

@@ -101,7 +101,7 @@ export class AuditSink {
     // Fail at start-up with the path in the message, not later in the worker.
     if (options.to !== 'stdout') closeSync(openSync(options.to, 'a', 0o600))
     this.local = null
-    this.worker = new Worker(script, { workerData: { to: options.to, chainKey: new Uint8Array(options.chainKey) } })
+    this.worker = new Worker(script, { workerData: { to: options.to, chainKey: new Uint8Array(options.chainKey), startedAt: isoNow() } })
     this.worker.unref()
     this.worker.on('message', (message: FromAuditWorker) => this.onWorkerMessage(message))
     this.worker.on('error', (error) => this.onProblem('the audit worker failed; audit lines are dropped and counted', { error: error.message }, 0))
@@ -131,7 +131,7 @@ export class AuditSink {
     if (this.closed) return
     this.flush()
     if (this.local !== null) this.local.rotate()
-    else this.post({ type: 'rotate' })
+    else this.post({ type: 'rotate', at: isoNow() })
   }
 
   /** Close the chain and flush the destination. */
@@ -146,7 +146,7 @@ export class AuditSink {
     await new Promise<void>((resolve) => {
       this.whenClosed = resolve
       worker.once('exit', () => resolve())
-      this.post({ type: 'close' })
+      this.post({ type: 'close', at: isoNow() })
     })
   }
 
