@@ -115,6 +115,15 @@ export class SessionAudit {
     this.sessionMembers = null
   }
 
+  /**
+   * A session event with the session's fields (`identity_set`, `identity_failed`,
+   * `identity_cleared`, `context_set`, `context_cleared`, …). `fields` must hold no
+   * token, key or value.
+   */
+  sessionEvent(event: string, fields: Record<string, unknown> = {}): void {
+    this.ctx().sink.write({ ...fields, event, ...this.fields() })
+  }
+
   startup(user: string, database: string, applicationName: string): void {
     this.user = user
     this.database = database

@@ -1,11 +1,17 @@
 /**
  * What the audit log says about SQL texts and errors: kinds, normalization,
  * tables and protected columns, the literal-shape cache key, the fallback for
- * unparseable text, and error-message redaction. No value survives any of them.
+ * unparseable text, error-message redaction, and the identity tags a session
+ * supplies. No value survives any of them.
  */
+import { PassThrough } from 'node:stream'
+import { serialize } from 'pg-protocol'
 import { describe, expect, it } from 'vitest'
+import { createMetrics } from '../../audit/metrics.js'
 import { redactErrorMessage } from '../../audit/redact.js'
+import { AuditSink } from '../../audit/sink.js'
 import { literalShape, StatementSummarizer } from '../../audit/statement-summary.js'
+import { SessionAudit, StatementMetrics } from '../../proxy/statement-audit.js'
 
 const summarizer = await StatementSummarizer.create({ columnsOf: (schema, table) => (schema === 'public' && table === 'users' ? ['email', 'ssn'] : undefined) })
 
@@ -71,5 +77,39 @@ describe('error message redaction', () => {
     expect(redactErrorMessage('P0001', 'custom message with secret', false)).toBe('(message written by the database code, not logged)')
     expect(redactErrorMessage('42601', "syntax error at or near \"'secret", false)).toBe('syntax error at or near ?')
     expect(redactErrorMessage('PV001', 'column "public.users.email" is encrypted; LIKE is not supported on it', true)).toBe('column "public.users.email" is encrypted; LIKE is not supported on it')
+  })
+})
+
+describe('session audit', () => {
+  it('carries the identity tags the session supplies into later statement lines, and writes session events', async () => {
+    const stream = new PassThrough()
+    let text = ''
+    stream.on('data', (chunk: Buffer) => (text += chunk.toString()))
+    const metrics = createMetrics({ defaultMetrics: false })
+    const ctx = { sink: AuditSink.open({ to: 'test', chainKey: Buffer.alloc(32, 5), stream }), summarizer, metrics, statementMetrics: new StatementMetrics(metrics) }
+    const audit = new SessionAudit(() => ctx, 42, '10.0.0.9:5000')
+    audit.startup('app', 'shop', 'api')
+    const query = serialize.query('SELECT email FROM users WHERE id = 7')
+    const commandComplete = Buffer.concat([Buffer.from([0x43, 0, 0, 0, 13]), Buffer.from('SELECT 1\0')])
+    const readyForQuery = Buffer.from([0x5a, 0, 0, 0, 5, 0x49])
+    const run = (): void => {
+      audit.onClientFrame(query, 0, query.length)
+      audit.onClientBound(commandComplete, 0, commandComplete.length)
+      audit.onClientBound(readyForQuery, 0, readyForQuery.length)
+    }
+    run()
+    audit.setIdentity({ iss: 'https://auth.example.com', sub: 'alice', aud: 'api' }, { tenant: 't1' })
+    audit.sessionEvent('identity_set', { iss: 'https://auth.example.com', sub: 'alice' })
+    run()
+    audit.end()
+    await ctx.sink.close()
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    const statements = lines.filter((l) => l.event === 'statement')
+    expect(statements.map((l) => [l.identity, l.context, l.rows, l.protected_read])).toEqual([
+      [null, null, 1, ['public.users.email']],
+      [{ iss: 'https://auth.example.com', sub: 'alice', aud: 'api' }, { tenant: 't1' }, 1, ['public.users.email']],
+    ])
+    expect(lines.find((l) => l.event === 'identity_set')).toMatchObject({ session: 42, client: '10.0.0.9:5000', user: 'app', database: 'shop', application_name: 'api', sub: 'alice' })
+    expect(lines.find((l) => l.event === 'disconnect')).toMatchObject({ session: 42, statements: 2 })
   })
 })
