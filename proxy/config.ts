@@ -56,6 +56,15 @@ export interface AdminConfig {
   port: number
 }
 
+export interface AuditConfig {
+  /** `stdout`, or an absolute file path (appended to). */
+  to: string
+  /** The chain's seed key (32 bytes, from a secret reference). */
+  chainKey: Buffer
+  /** Bytes that may wait for the destination before new lines are dropped (and counted). */
+  maxBacklogBytes: number
+}
+
 export interface PgveilConfig {
   /** Where the configuration came from (absolute file path, or "defaults"). */
   source: string
@@ -67,9 +76,11 @@ export interface PgveilConfig {
   policy: Policy
   /** Root keys (`keys:`); null when no column is protected. */
   keyring: Keyring | null
+  /** The audit log (`audit:`); null when off. */
+  audit: AuditConfig | null
   /**
    * Things the operator wrote that this version accepts but does not act on (for
-   * example an `audit:` section), in the same `FILE:LINE:COL: key: …` form as
+   * example `identity.issuers`), in the same `FILE:LINE:COL: key: …` form as
    * errors. Callers should log them as warnings.
    */
   warnings?: readonly string[]
@@ -97,6 +108,8 @@ export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 30
 export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
 export const DEFAULT_ADMIN_HOST = '127.0.0.1'
 export const DEFAULT_ADMIN_PORT = 9930
+export const DEFAULT_AUDIT_MAX_BACKLOG = 16 * 1024 * 1024
+export const AUDIT_CHAIN_KEY_BYTES = 32
 
 // ---------------------------------------------------------------------------
 // Secret references
@@ -214,6 +227,7 @@ const TLS_KEYS = ['cert', 'key', 'require'] as const
 const UPSTREAM_KEYS = ['url', 'connect_timeout'] as const
 const ADMIN_KEYS = ['host', 'port'] as const
 const KEYS_KEYS = ['current', 'versions', 'index'] as const
+const AUDIT_KEYS = ['to', 'chain_key', 'max_backlog'] as const
 /**
  * Keys of the sections later versions act on; used only to recognise an
  * environment variable written with one underscore where two were meant.
@@ -222,13 +236,13 @@ const FUTURE_KEYS: Record<string, readonly string[]> = {
   keys: ['current', 'versions', 'index'],
   tables: [],
   identity: ['require', 'issuers'],
-  audit: ['to', 'chain_key'],
 }
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   listen: LISTEN_KEYS,
   upstream: UPSTREAM_KEYS,
   mode: [],
   admin: ADMIN_KEYS,
+  audit: AUDIT_KEYS,
   ...FUTURE_KEYS,
 }
 
@@ -575,10 +589,11 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   const admin = readAdmin(checker, root)
   const policy = readTables(checker, root)
   const keyring = readKeys(checker, root, env, policy)
+  const audit = readAudit(checker, root, env)
   checkFutureSections(checker, root)
 
   if (checker.problems.length > 0) throw new ConfigError(checker.problems)
-  const config: PgveilConfig = { source: absoluteSource, listen, upstream, mode, admin, policy, keyring }
+  const config: PgveilConfig = { source: absoluteSource, listen, upstream, mode, admin, policy, keyring, audit }
   if (checker.warnings.length > 0) config.warnings = checker.warnings
   return config
 }
@@ -896,13 +911,64 @@ function readKeys(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv, po
 }
 
 /**
- * `keys`, `tables`, `identity` and `audit` belong to features later versions
- * bring (column encryption, verified identity, the audit log). They are accepted
- * as mappings so a policy file written for those versions still parses, but this
- * version fails closed where ignoring them would weaken what the operator asked
- * for: named columns would be stored in plaintext, unidentified statements would
- * run. The other content (key references, issuers, the audit sink) is accepted
- * and ignored, with a warning.
+ * `audit:` — the audit log: `to` (stdout or a file path, relative to this file's
+ * directory), `chain_key` (a secret reference to a base64 key of 32 bytes, as
+ * `pgveil keygen` prints), `max_backlog` (bytes). Absent or null: no audit log.
+ */
+function readAudit(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv): AuditConfig | null {
+  const section = checker.mapping(root, 'audit', 'audit', AUDIT_KEYS, `keys ${AUDIT_KEYS.join(', ')}, or null for no audit log`)
+  if (!section) return null
+  const toNode = checker.present(section, 'to')
+  let to = 'stdout'
+  if (toNode !== undefined) {
+    const raw = checker.string(section, 'to', 'audit.to', 'stdout', 'stdout, or a path to the audit log file')
+    to = raw === 'stdout' ? 'stdout' : path.resolve(checker.baseDir(toNode.at), raw)
+    if (to !== 'stdout') {
+      const dir = path.dirname(to)
+      try {
+        if (!statSync(dir).isDirectory()) checker.problem(toNode.at, 'audit.to', `${dir} is not a directory (expected the audit log file's directory to exist)`)
+        else accessSync(dir, fsConstants.W_OK)
+      } catch (error) {
+        checker.problem(toNode.at, 'audit.to', `cannot write in ${dir}: ${describeFsError(error)} (expected a writable directory for the audit log file)`)
+      }
+    }
+  }
+  const maxBacklogBytes = checker.integer(section, 'max_backlog', 'audit.max_backlog', DEFAULT_AUDIT_MAX_BACKLOG, 64 * 1024, 2 ** 31 - 1, 'a number of bytes from 65536 to 2147483647')
+  const keyNode = checker.present(section, 'chain_key')
+  const expected = `a reference to a base64 key of ${AUDIT_CHAIN_KEY_BYTES} bytes, such as "env:PGVEIL_AUDIT_KEY" (pgveil keygen makes one)`
+  if (keyNode === undefined) {
+    checker.problem(section.at, 'audit.chain_key', `missing: every audit line is sealed with it (expected ${expected})`)
+    return null
+  }
+  if (keyNode.kind !== 'scalar' || typeof keyNode.value !== 'string' || !isSecretReference(keyNode.value)) {
+    checker.problem(keyNode.at, 'audit.chain_key', `${describeType(keyNode)} is not a secret reference (expected ${expected}; keys are never written inline)`)
+    return null
+  }
+  let chainKey: Buffer
+  try {
+    chainKey = decodeAuditChainKey(resolveSecretReference(keyNode.value, env, { baseDir: checker.baseDir(keyNode.at) }))
+  } catch (error) {
+    checker.problem(keyNode.at, 'audit.chain_key', (error as Error).message)
+    return null
+  }
+  return { to, chainKey, maxBacklogBytes }
+}
+
+/** A base64 audit chain key of 32 bytes; the message never shows the value. */
+export function decodeAuditChainKey(text: string): Buffer {
+  const trimmed = text.trim()
+  const key = Buffer.from(trimmed, 'base64')
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(trimmed) || key.length !== AUDIT_CHAIN_KEY_BYTES) {
+    throw new RangeError(`the audit chain key is not base64 of ${AUDIT_CHAIN_KEY_BYTES} bytes (make one with pgveil keygen)`)
+  }
+  return key
+}
+
+/**
+ * `keys`, `tables` and `identity` were accepted before their features came. This
+ * version fails closed where ignoring `identity` would weaken what the operator
+ * asked for (unidentified statements would run); issuers are accepted and
+ * ignored, with a warning.
  */
 function checkFutureSections(checker: Checker, root: RawMapping): void {
   const identity = checker.mapping(root, 'identity', 'identity', null, 'a mapping with require and issuers')
@@ -919,9 +985,6 @@ function checkFutureSections(checker: Checker, root: RawMapping): void {
       checker.warn(identity.at, 'identity', 'accepted but not used by this version (verified identity comes in a later version)')
     }
   }
-
-  const audit = checker.mapping(root, 'audit', 'audit', null, 'a mapping with to and chain_key')
-  if (audit && audit.entries.size > 0) checker.warn(audit.at, 'audit', 'accepted but not used by this version: no audit log is written (the audit log comes in a later version)')
 }
 
 /** The configuration with `upstream.url` replaced (for the embedded PostgreSQL); a `connect_timeout` in the URL wins as usual. */

@@ -12,9 +12,13 @@ import { CancelRegistry } from './cancel-registry.js'
 import { CatalogMap } from './catalog.js'
 import type { PgveilConfig } from './config.js'
 import { createMetrics, type Metrics } from '../audit/metrics.js'
+import { AuditSink } from '../audit/sink.js'
+import { StatementSummarizer, type ProtectedColumnLookup } from '../audit/statement-summary.js'
+import type { Policy } from '../policy/policy.js'
 import { createLogger, type Logger } from './log.js'
 import type { CryptoContext } from './session-crypto.js'
 import { ClientSession, type SessionContext } from './session.js'
+import { StatementMetrics, type AuditContext } from './statement-audit.js'
 import { describeUpstream } from './upstream-url.js'
 
 export interface ProxyServer {
@@ -25,6 +29,10 @@ export interface ProxyServer {
   readonly metrics: Metrics
   /** Protected columns are configured with their keys, or nothing is protected (true while running). */
   readonly policyReady: boolean
+  /** The audit log, when `audit:` is configured (policy events are written to it too). */
+  readonly audit: AuditSink | null
+  /** SIGUSR1: close the audit chain, reopen the audit file (after a log rotator moved it), start a new chain. */
+  rotateAudit(): void
   /** Stop accepting; let sessions finish their transaction, up to `drainTimeoutMs`; then close the rest. */
   shutdown(drainTimeoutMs: number): Promise<void>
   /** Close every session now. */
@@ -60,6 +68,21 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       metrics,
     }
   }
+  let audit: AuditSink | null = null
+  if (config.audit !== null) {
+    audit = AuditSink.open({
+      to: config.audit.to,
+      chainKey: config.audit.chainKey,
+      metrics,
+      maxBacklogBytes: config.audit.maxBacklogBytes,
+      onProblem: (message, fields) => logger.warn(message, fields),
+    })
+    // The sink holds its own evolving copy: no earlier chain key stays in this process (see audit/chain.ts).
+    config.audit.chainKey.fill(0)
+  }
+  const statementMetrics = new StatementMetrics(metrics)
+  const buildAudit = async (from: PgveilConfig): Promise<AuditContext | null> =>
+    audit === null ? null : { sink: audit, summarizer: await StatementSummarizer.create(protectedLookup(from.policy)), metrics, statementMetrics }
   let policyFingerprint = fingerprintPolicy(config)
   const listenTls = config.listen.tls
   const secureContext = listenTls === null ? null : tls.createSecureContext({ cert: readFileSync(listenTls.cert), key: readFileSync(listenTls.key) })
@@ -75,6 +98,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     logger,
     metrics,
     crypto: await buildCrypto(config),
+    audit: await buildAudit(config),
     onClose(session) {
       sessions.delete(session)
       metrics.clientConnections.set(sessions.size)
@@ -131,6 +155,12 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     metrics,
     // startProxy and applyPolicy refuse a policy without its keys, so a running server always has one.
     policyReady: true,
+    audit,
+    rotateAudit() {
+      if (audit === null) return
+      audit.rotate()
+      logger.info('audit log: new chain started (SIGUSR1)')
+    },
     async shutdown(drainTimeoutMs: number) {
       if (closing) return waitForSessions()
       closing = true
@@ -143,12 +173,14 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       await waitForSessions()
       clearTimeout(timer)
       await listenerClosed
+      await audit?.close()
       logger.info('shutdown complete')
     },
     async applyPolicy(next: PgveilConfig) {
       const fingerprint = fingerprintPolicy(next)
       if (fingerprint === policyFingerprint) return false
       context.crypto = await buildCrypto(next)
+      context.audit = await buildAudit(next)
       policyFingerprint = fingerprint
       logger.info('policy applied: open sessions end at their next idle point', { protectedColumns: next.policy.columns.length, sessions: sessions.size })
       for (const session of sessions) session.retire("terminating connection because pgveil's column policy changed; reconnect to use the new policy")
@@ -160,6 +192,25 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       for (const session of [...sessions]) session.terminate('terminating connection because pgveil is shutting down')
       await waitForSessions()
       await listenerClosed
+      await audit?.close()
+    },
+  }
+}
+
+/** The audit summarizer's view of the policy: protected column names by table. */
+function protectedLookup(policy: Policy): ProtectedColumnLookup | null {
+  if (policy.isEmpty) return null
+  const names = new Map<string, readonly string[]>()
+  return {
+    columnsOf(schema, table) {
+      const key = `${schema}.${table}`
+      let columns = names.get(key)
+      if (columns === undefined) {
+        const found = policy.table(schema, table)
+        if (found === undefined) return undefined
+        names.set(key, (columns = [...found.keys()]))
+      }
+      return columns
     },
   }
 }

@@ -21,6 +21,7 @@ import type { Logger } from './log.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
 import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
 import { SessionCrypto, UnattributedCiphertextError, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
+import { SessionAudit, type AuditContext } from './statement-audit.js'
 import { connectUpstream, sendUpstreamCancel } from './upstream.js'
 import type { UpstreamTarget } from './upstream-url.js'
 
@@ -52,6 +53,8 @@ export interface SessionContext {
   readonly metrics: Metrics
   /** Column encryption, when the policy protects something (replaced when the policy is reloaded). */
   readonly crypto: CryptoContext | null
+  /** The audit log, when on (replaced when the policy is reloaded); null costs the data path nothing. */
+  readonly audit: AuditContext | null
   onClose(session: ClientSession): void
 }
 
@@ -94,11 +97,15 @@ export class ClientSession implements CancelTarget {
   private readonly refusal: WireError | null
   private user = ''
   private database = ''
+  /** Audit hooks: one call per frame each way when the audit log is on, nothing when off. */
+  readonly audit: SessionAudit | null
 
   constructor(socket: net.Socket, ctx: SessionContext, refusal: WireError | null = null) {
     this.ctx = ctx
     this.client = socket
     this.refusal = refusal
+    const audit = ctx.audit
+    this.audit = audit === null ? null : new SessionAudit(() => ctx.audit ?? audit, this.id, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
     this.clientFramer = new MessageFramer({ startup: true, maxMessageSize: ctx.config.listen.maxMessageSize, peer: 'client' })
     this.toClient = new FrameWriter(socket)
     socket.setNoDelay(true)
@@ -195,6 +202,7 @@ export class ClientSession implements CancelTarget {
         }
         this.user = packet.params.get('user') ?? ''
         this.database = packet.params.get('database') ?? this.user
+        this.audit?.startup(this.user, this.database, packet.params.get('application_name') ?? '')
         if (this.ctx.crypto !== null) this.crypto = new SessionCrypto(this.ctx.crypto, this.database)
         this.phase = Phase.Connecting
         this.client.pause()
@@ -251,6 +259,7 @@ export class ClientSession implements CancelTarget {
 
   private onReadyClientFrame(buffer: Buffer, start: number, end: number): boolean {
     this.atReadyForQuery = false
+    if (this.audit !== null) this.audit.onClientFrame(buffer, start, end)
     if (this.crypto !== null) return this.onCryptoClientFrame(this.crypto, buffer.subarray(start, end))
     return this.forwardClientFrame(buffer, start, end)
   }
@@ -312,6 +321,8 @@ export class ClientSession implements CancelTarget {
       return
     }
     const upstream = connection.socket
+    this.ctx.metrics.upstreamConnectionsTotal.inc()
+    this.ctx.metrics.upstreamConnections.inc()
     this.upstream = upstream
     this.upstreamTls = connection.tls
     this.toUpstream = new FrameWriter(upstream)
@@ -348,6 +359,7 @@ export class ClientSession implements CancelTarget {
   private readonly onUpstreamFrame = (buffer: Buffer, start: number, end: number): boolean => {
     if (this.phase !== Phase.Ready) return this.onAuthUpstreamFrame(buffer.subarray(start, end))
     if (this.crypto !== null) return this.onCryptoUpstreamFrame(this.crypto, buffer.subarray(start, end))
+    if (this.audit !== null) this.audit.onClientBound(buffer, start, end)
     this.advancePending(buffer, start, end)
     this.toClient.pushRange(buffer, start, end)
     return true
@@ -413,6 +425,7 @@ export class ClientSession implements CancelTarget {
       case BackendCode.ErrorResponse:
         // PostgreSQL's own error (wrong password, unknown database…) reaches the client as is.
         this.upstreamSentFatal = true
+        this.audit?.authenticationFailed(frame)
         break
       case BackendCode.ParameterStatus:
         if (this.crypto !== null) this.noteParameterStatus(this.crypto, frame)
@@ -429,6 +442,7 @@ export class ClientSession implements CancelTarget {
         if (this.startupTimer !== null) clearTimeout(this.startupTimer)
         this.startupTimer = null
         this.ctx.logger.debug('session ready', { session: this.id, user: this.user, database: this.database, tls: this.clientTls, upstreamTls: this.upstreamTls })
+        this.audit?.authenticationOk()
         break
       default:
         break
@@ -735,7 +749,10 @@ export class ClientSession implements CancelTarget {
         break
     }
     this.advancePending(frame, 0, frame.length)
-    if (out !== null) this.toClient.push(out)
+    if (out !== null) {
+      if (this.audit !== null) this.audit.onClientBound(out, 0, out.length)
+      this.toClient.push(out)
+    }
     return true
   }
 
@@ -786,6 +803,7 @@ export class ClientSession implements CancelTarget {
     this.upstreamFramer.reset()
     const upstream = this.upstream
     if (upstream !== null) {
+      this.ctx.metrics.upstreamConnections.dec()
       if (wasReady && upstream.writable) upstream.end(TERMINATE)
       else upstream.end()
       setTimeout(() => upstream.destroy(), CLOSE_GRACE_MS).unref()
@@ -793,6 +811,7 @@ export class ClientSession implements CancelTarget {
     const client = this.client
     client.end()
     setTimeout(() => client.destroy(), CLOSE_GRACE_MS).unref()
+    this.audit?.end()
     this.ctx.onClose(this)
   }
 }

@@ -4,7 +4,7 @@
  */
 import type { Keyring } from '../../policy/keyring.js'
 import { Policy } from '../../policy/policy.js'
-import type { PgveilConfig } from '../../proxy/config.js'
+import type { AuditConfig, PgveilConfig } from '../../proxy/config.js'
 import { createLogger, silentLogger, type Logger } from '../../proxy/log.js'
 import { startProxy, type ProxyServer } from '../../proxy/server.js'
 import { parseUpstreamUrl } from '../../proxy/upstream-url.js'
@@ -18,6 +18,8 @@ export interface TestProxyOptions {
   logger?: Logger
   policy?: Policy
   keyring?: Keyring | null
+  /** The audit log (off by default); the chain key buffer is zeroed by the proxy, pass a copy. */
+  audit?: AuditConfig | null
 }
 
 export interface TestProxy extends ProxyServer {
@@ -41,6 +43,7 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     admin: null,
     policy: options.policy ?? new Policy([]),
     keyring: options.keyring ?? null,
+    audit: options.audit ?? null,
   }
   const logger = options.logger ?? (process.env.PGVEIL_TEST_LOG === '1' ? createLogger({ level: 'debug' }) : silentLogger)
   const server = await startProxy(config, { logger })
@@ -52,6 +55,8 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     },
     metrics: server.metrics,
     policyReady: server.policyReady,
+    audit: server.audit,
+    rotateAudit: () => server.rotateAudit(),
     shutdown: (drainTimeoutMs: number) => server.shutdown(drainTimeoutMs),
     close: () => server.close(),
     applyPolicy: (next: PgveilConfig) => server.applyPolicy(next),
