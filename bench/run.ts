@@ -8,9 +8,11 @@
  *
  * Targets: direct PostgreSQL; a bare Node pipe() forwarder (bench/forwarder.ts);
  * haproxy in tcp mode and PgBouncer in session mode when installed; pgveil
- * (`node dist/proxy/cli.js start`). Absent targets are reported, not fatal.
+ * (`node dist/proxy/cli.js start`), and pgveil with the audit log on (to a file),
+ * whose ratio to pgveil is the audit budget. Absent targets are reported, not fatal.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { accessSync, constants as fsConstants, existsSync, openSync, closeSync, readdirSync, readFileSync } from 'node:fs'
 import { chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
@@ -24,7 +26,7 @@ import { measureSetIdentity, setIdentityReport, type SetIdentityResult } from '.
 
 const MODES = ['simple', 'extended', 'prepared'] as const
 type Mode = (typeof MODES)[number]
-const TARGETS = ['direct', 'pipe', 'haproxy', 'pgbouncer', 'pgveil'] as const
+const TARGETS = ['direct', 'pipe', 'haproxy', 'pgbouncer', 'pgveil', 'pgveil-audit'] as const
 type TargetName = (typeof TARGETS)[number]
 
 const TARGET_LABELS: Record<TargetName, string> = {
@@ -33,10 +35,13 @@ const TARGET_LABELS: Record<TargetName, string> = {
   haproxy: 'haproxy (tcp)',
   pgbouncer: 'pgbouncer (session)',
   pgveil: 'pgveil',
+  'pgveil-audit': 'pgveil + audit',
 }
 
 /** pgveil TPS must be at least this share of the bare Node forwarder's. */
 const PIPE_BUDGET = 0.95
+/** pgveil with the audit log on must keep at least this share of pgveil's TPS (audit costs under 5%). */
+const AUDIT_BUDGET = 0.95
 /** Added latency budget against haproxy, milliseconds. */
 const P50_BUDGET_MS = 0.15
 const P99_BUDGET_MS = 0.5
@@ -410,22 +415,29 @@ process.on('SIGTERM', stop)
 process.on('SIGINT', stop)
 `
 
-async function startPgveil(context: TargetContext): Promise<Target> {
+async function startPgveil(context: TargetContext, audit = false): Promise<Target> {
+  const name: TargetName = audit ? 'pgveil-audit' : 'pgveil'
   const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
   const configModule = new URL('../proxy/config.js', import.meta.url)
   const serverModule = new URL('../proxy/server.js', import.meta.url)
   const viaCli = existsSync(cli)
   if (!viaCli && !(existsSync(configModule) && existsSync(serverModule))) {
-    return absent('pgveil', `neither ${cli} nor dist/proxy/{config,server}.js exist (build the proxy: npm run build)`)
+    return absent(name, `neither ${cli} nor dist/proxy/{config,server}.js exist (build the proxy: npm run build)`)
   }
   const port = await freePort()
-  const config = join(context.workDir, 'pgveil.yaml')
+  const config = join(context.workDir, `${name}.yaml`)
+  let auditSection = ''
+  if (audit) {
+    const keyFile = join(context.workDir, 'audit.key')
+    await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 })
+    auditSection = `audit: {to: "${join(context.workDir, 'audit.log')}", chain_key: "file:${keyFile}"}\n`
+  }
   await writeFile(config, `listen: {host: 127.0.0.1, port: ${port}}
 upstream: {url: "postgres://postgres@127.0.0.1:${context.server.port}/postgres?sslmode=disable"}
 admin: {host: 127.0.0.1, port: 0}
-`)
-  const logFile = join(context.workDir, 'pgveil.log')
-  const output = outputFile(context, 'pgveil')
+${auditSection}`)
+  const logFile = join(context.workDir, `${name}.log`)
+  const output = outputFile(context, name)
   const argv = viaCli
     ? [cli, 'start', '--config', config]
     : ['--input-type=module', '--eval', START_PROXY_PROGRAM, configModule.href, serverModule.href, config]
@@ -435,10 +447,10 @@ admin: {host: 127.0.0.1, port: 0}
     await waitForPostgres(port, child, logFile)
   } catch (error) {
     await stopChild(child)
-    return absent('pgveil', `pgveil did not start: ${(error as Error).message}`)
+    return absent(name, `pgveil did not start: ${(error as Error).message}`)
   }
-  const how = viaCli ? `${cli} start` : 'startProxy() from dist/proxy/server.js (dist/proxy/cli.js missing)'
-  return { name: 'pgveil', port, absent: null, detail: `node ${process.version}, ${how}`, stop: () => stopChild(child) }
+  const how = `${viaCli ? `${cli} start` : 'startProxy() from dist/proxy/server.js (dist/proxy/cli.js missing)'}${audit ? ', audit log to a file' : ''}`
+  return { name, port, absent: null, detail: `node ${process.version}, ${how}`, stop: () => stopChild(child) }
 }
 
 const STARTERS: Record<TargetName, (context: TargetContext) => Promise<Target>> = {
@@ -446,7 +458,8 @@ const STARTERS: Record<TargetName, (context: TargetContext) => Promise<Target>> 
   pipe: startPipe,
   haproxy: startHaproxy,
   pgbouncer: startPgbouncer,
-  pgveil: startPgveil,
+  pgveil: (context) => startPgveil(context),
+  'pgveil-audit': (context) => startPgveil(context, true),
 }
 
 // ---------------------------------------------------------------- pgbench
@@ -580,6 +593,23 @@ function budgetLine(rows: readonly ThroughputRow[], modes: readonly Mode[], targ
     return { mode, value }
   })
   const pass = ratios.every(({ value }) => value !== null && value >= PIPE_BUDGET)
+  return `${label}: ${pass ? 'PASS' : 'FAIL'} (${ratios.map(({ mode, value }) => `${mode} ${fixed(value, 3)}`).join(', ')})`
+}
+
+function auditBudgetLine(rows: readonly ThroughputRow[], modes: readonly Mode[], targets: readonly Target[]): string {
+  const label = `pgveil + audit / pgveil >= ${AUDIT_BUDGET}`
+  for (const name of ['pgveil', 'pgveil-audit'] as const) {
+    const target = targets.find((candidate) => candidate.name === name)
+    if (target?.port == null) return `${label}: NOT MEASURED (${target?.absent ?? `${name} not selected`})`
+  }
+  const ratios = modes.map((mode) => {
+    const of = (name: TargetName): ThroughputRow | undefined => rows.find((row) => row.mode === mode && row.target === name)
+    const on = of('pgveil-audit')
+    const off = of('pgveil')
+    const value = on?.tps != null && off?.tps != null && off.tps > 0 && on.failed === 0 && on.errors.length === 0 ? on.tps / off.tps : null
+    return { mode, value }
+  })
+  const pass = ratios.every(({ value }) => value !== null && value >= AUDIT_BUDGET)
   return `${label}: ${pass ? 'PASS' : 'FAIL'} (${ratios.map(({ mode, value }) => `${mode} ${fixed(value, 3)}`).join(', ')})`
 }
 
@@ -785,7 +815,7 @@ async function main(): Promise<number> {
       ...targets.map((target) => `  ${TARGET_LABELS[target.name].padEnd(20)} ${target.port === null ? `absent: ${target.absent ?? ''}` : target.detail}`),
       '',
     ]
-    if (options.throughput) out.push(throughputReport(throughput, targets), '', budgetLine(throughput, options.modes, targets), '')
+    if (options.throughput) out.push(throughputReport(throughput, targets), '', budgetLine(throughput, options.modes, targets), auditBudgetLine(throughput, options.modes, targets), '')
     if (options.latency) out.push(latencyReport(latency, options.latencyRate, options.latencyMode), '')
     if (bulk !== null) out.push(bulkReadReport(bulk), '')
     if (encrypted !== null) out.push(encryptedWorkloadReport(encrypted), '')

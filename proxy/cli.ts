@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `pgveil` command: start, check, keygen, migrate (DESIGN "Interfaces").
+ * The `pgveil` command: start, check, keygen, migrate, audit verify|tail (DESIGN "Interfaces").
  *
  * Exit status: 0 success; 1 a runtime failure (the upstream check failed, the
  * proxy could not start, an unexpected error); 2 a usage or configuration error.
@@ -8,10 +8,13 @@
  * result); stderr the operational log (JSON lines), problems and hints.
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { createReadStream, readFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
-import { ConfigError, findPackageRoot, loadConfig, withUpstreamUrl, type PgveilConfig } from './config.js'
+import { formatLine, matches, parseSince, type TailFilter } from '../audit/tail.js'
+import { verifyAuditLog } from '../audit/verify.js'
+import { ConfigError, decodeAuditChainKey, findPackageRoot, loadConfig, resolveSecretReference, withUpstreamUrl, type PgveilConfig } from './config.js'
 import type { EmbeddedPostgres } from './embedded.js'
 import { createLogger, type Logger } from './log.js'
 import { loadDatabaseCatalog } from './catalog.js'
@@ -37,6 +40,8 @@ Usage:
   pgveil check [--config FILE]   validate the configuration and try the upstream
   pgveil keygen                  print a new random key (base64, 32 bytes)
   pgveil migrate [--dry-run]     encrypt existing plaintext, re-encrypt old key versions
+  pgveil audit verify FILE...    check the audit log's chain (edits, deletions, reordering, truncation)
+  pgveil audit tail [FILE]       filter and pretty-print audit lines
   pgveil help [COMMAND]          show help for a command
 
 Options:
@@ -65,7 +70,9 @@ ${CONFIG_OPTION_HELP}
 
 Signals: SIGTERM stops accepting connections, lets sessions finish for up to
 listen.drain_timeout seconds, then exits. Ctrl-C (SIGINT) does the same for at
-most ${INTERRUPT_DRAIN_MS / 1000} s; a second Ctrl-C closes everything at once.
+most ${INTERRUPT_DRAIN_MS / 1000} s; a second Ctrl-C closes everything at once. SIGHUP reloads
+the policy. SIGUSR1 closes the audit chain, reopens the audit file (after a log
+rotator moved it) and starts a new chain.
 `,
   check: `Usage: pgveil check [--config FILE]
 
@@ -88,11 +95,28 @@ Options:
   -h, --help          show this help
 `,
   migrate: MIGRATE_HELP,
+  audit: `Usage: pgveil audit verify [--config FILE | --key REF] [--open] FILE...
+       pgveil audit tail [FILE] [--sub SUB] [--table TABLE] [--since WHEN] [--json]
+
+verify checks the MAC chain of one or more audit log files, in the order given
+(oldest first, as a log rotator leaves them), and reports the first bad line:
+edited, deleted, reordered or truncated. Exit status: 0 the log is intact; 1 a
+bad line (printed as FILE:LINE: reason); 2 a usage or key error.
+  -c, --config FILE   read audit.chain_key from this configuration (default as
+                      for pgveil start)
+  -k, --key REF       the chain key as env:NAME or file:PATH instead
+      --open          the last chain may still be open (a log pgveil is writing)
+
+tail prints audit lines from FILE (default: standard input) one per line for a
+terminal, keeping those that match every filter given.
+      --sub SUB       identity sub
+      --table TABLE   a table the statement names (users means public.users)
+      --since WHEN    an ISO time, or a duration back from now: 15m, 2h, 7d
+      --json          print the matching lines as they are (JSON)
+  -h, --help          show this help
+`,
 } as const
 type Command = keyof typeof COMMAND_HELP
-
-/** In DESIGN.md, not built yet. */
-const LATER_COMMANDS = new Set(['audit'])
 
 const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const
 const CONFIG_OPTIONS = { ...HELP_OPTION, config: { type: 'string', short: 'c' } } as const
@@ -159,10 +183,6 @@ async function dispatch(argv: string[]): Promise<number | 'running'> {
     else throw new UsageError(`unknown command "${topic}"`, PROGRAM_HELP)
     return EXIT_OK
   }
-  if (LATER_COMMANDS.has(first)) {
-    process.stderr.write(`pgveil ${first}: not available in this version of pgveil (${readVersion()})\n`)
-    return EXIT_USAGE
-  }
   if (!isCommand(first)) throw new UsageError(`unknown command "${first}"`, PROGRAM_HELP)
 
   const help = COMMAND_HELP[first]
@@ -177,6 +197,7 @@ async function dispatch(argv: string[]): Promise<number | 'running'> {
     const config = await loadOrReport(values.config)
     return config === null ? EXIT_USAGE : runMigrateCommand(config, values)
   }
+  if (first === 'audit') return audit(rest)
   const { values } = parseOrUsage(help, () => parseArgs({ args: rest, options: CONFIG_OPTIONS, strict: true, allowPositionals: true }))
   if (values.help === true) return printHelp(help)
   return first === 'start' ? start(values.config) : check(values.config)
@@ -215,6 +236,120 @@ function keygen(): number {
     '# keep it secret and reference it, never inline: export PGVEIL_KEY_1=... and in the configuration keys.versions: {1: "env:PGVEIL_KEY_1"} (or "file:/run/secrets/pgveil_key_1")\n',
   )
   return EXIT_OK
+}
+
+// ---------------------------------------------------------------------------
+// audit verify | tail
+
+const AUDIT_VERIFY_OPTIONS = { ...CONFIG_OPTIONS, key: { type: 'string', short: 'k' }, open: { type: 'boolean' } } as const
+const AUDIT_TAIL_OPTIONS = { ...HELP_OPTION, sub: { type: 'string' }, table: { type: 'string' }, since: { type: 'string' }, json: { type: 'boolean' } } as const
+
+async function audit(argv: string[]): Promise<number> {
+  const help = COMMAND_HELP.audit
+  const [sub, ...rest] = argv
+  if (sub === undefined || sub === '-h' || sub === '--help') {
+    if (sub === undefined) throw new UsageError('missing subcommand (verify or tail)', help)
+    return printHelp(help)
+  }
+  if (sub === 'verify') {
+    const { values, positionals } = parseAllowingFiles(help, () => parseArgs({ args: rest, options: AUDIT_VERIFY_OPTIONS, strict: true, allowPositionals: true }))
+    if (values.help === true) return printHelp(help)
+    if (positionals.length === 0) throw new UsageError('audit verify needs at least one FILE', help)
+    let key: Buffer
+    try {
+      if (values.key !== undefined) key = decodeAuditChainKey(resolveSecretReference(values.key, process.env))
+      else {
+        const config = await loadOrReport(values.config)
+        if (config === null) return EXIT_USAGE
+        if (config.audit === null) {
+          process.stderr.write(`pgveil audit verify: ${config.source} has no audit: section (give the chain key with --key env:NAME or --key file:PATH)
+`)
+          return EXIT_USAGE
+        }
+        key = config.audit.chainKey
+      }
+    } catch (error) {
+      process.stderr.write(`pgveil audit verify: --key: ${(error as Error).message}
+`)
+      return EXIT_USAGE
+    }
+    const files = []
+    for (const name of positionals) {
+      try {
+        files.push({ name, text: readFileSync(name, 'utf8') })
+      } catch (error) {
+        process.stderr.write(`pgveil audit verify: cannot read ${name}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}
+`)
+        return EXIT_USAGE
+      }
+    }
+    const result = verifyAuditLog(files, key, { allowOpen: values.open === true })
+    key.fill(0)
+    for (const warning of result.warnings) process.stderr.write(`warning: ${warning}
+`)
+    if (result.problem !== null) {
+      const { file, line, reason } = result.problem
+      process.stdout.write(`${file}${line > 0 ? `:${line}` : ''}: ${reason}
+`)
+      return EXIT_FAILURE
+    }
+    process.stdout.write(`ok: ${result.lines} lines in ${result.chains} chain${result.chains === 1 ? '' : 's'} verified
+`)
+    return EXIT_OK
+  }
+  if (sub === 'tail') {
+    const { values, positionals } = parseAllowingFiles(help, () => parseArgs({ args: rest, options: AUDIT_TAIL_OPTIONS, strict: true, allowPositionals: true }))
+    if (values.help === true) return printHelp(help)
+    if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}" (audit tail reads one FILE, or standard input)`, help)
+    const filter: { -readonly [K in keyof TailFilter]: TailFilter[K] } = {}
+    if (values.sub !== undefined) filter.sub = values.sub
+    if (values.table !== undefined) filter.table = values.table
+    if (values.since !== undefined) {
+      try {
+        filter.since = parseSince(values.since)
+      } catch (error) {
+        throw new UsageError((error as Error).message, help)
+      }
+    }
+    const file = positionals[0]
+    const input = file === undefined || file === '-' ? process.stdin : createReadStream(file)
+    let failed: string | null = null
+    input.on('error', (error: NodeJS.ErrnoException) => {
+      failed = error.code ?? error.message
+    })
+    for await (const text of createInterface({ input, crlfDelay: Infinity })) {
+      if (text === '') continue
+      let line: Record<string, unknown>
+      try {
+        line = JSON.parse(text) as Record<string, unknown>
+      } catch {
+        process.stderr.write(`skipped a line that is not JSON
+`)
+        continue
+      }
+      if (!matches(line, filter)) continue
+      process.stdout.write(`${values.json === true ? text : formatLine(line)}
+`)
+    }
+    if (failed !== null) {
+      process.stderr.write(`pgveil audit tail: cannot read ${file}: ${failed}
+`)
+      return EXIT_USAGE
+    }
+    return EXIT_OK
+  }
+  throw new UsageError(`unknown audit subcommand "${sub}" (expected verify or tail)`, help)
+}
+
+/** parseArgs with its errors as usage errors; positionals are the files. */
+function parseAllowingFiles<T>(help: string, run: () => T): T {
+  try {
+    return run()
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    const unknown = /^Unknown option '([^']+)'/.exec(message)
+    throw new UsageError(unknown === null ? message : `unknown option "${unknown[1]}"`, help)
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -333,7 +468,8 @@ function printHowToConnect(server: ProxyServer, config: PgveilConfig, embedded: 
   } else {
     lines.push(`try: psql "postgres://USER@${hostInUrl}:${server.port}/${target?.database == null ? 'DATABASE' : encodeURIComponent(target.database)}"`)
   }
-  process.stdout.write(lines.join('\n') + '\n')
+  // stdout carries the audit log when audit.to is stdout: keep it to audit lines only.
+  ;(config.audit?.to === 'stdout' ? process.stderr : process.stdout).write(lines.join('\n') + '\n')
 }
 
 function handleSignals(server: ProxyServer, config: PgveilConfig, embedded: EmbeddedPostgres | null, logger: Logger): void {
@@ -383,6 +519,8 @@ function handleSignals(server: ProxyServer, config: PgveilConfig, embedded: Embe
   })
   const reloader = watchPolicy(server, config, logger)
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'))
+  // Only with an audit log: otherwise SIGUSR1 keeps Node's meaning (start the inspector).
+  if (server.audit !== null) process.on('SIGUSR1', () => server.rotateAudit())
 }
 
 // ---------------------------------------------------------------------------

@@ -58,6 +58,15 @@ export interface AdminConfig {
   port: number
 }
 
+export interface AuditConfig {
+  /** `stdout`, or an absolute file path (appended to). */
+  to: string
+  /** The chain's seed key (32 bytes, from a secret reference). */
+  chainKey: Buffer
+  /** Bytes that may wait for the destination before new lines are dropped (and counted). */
+  maxBacklogBytes: number
+}
+
 export interface PgveilConfig {
   /** Where the configuration came from (absolute file path, or "defaults"). */
   source: string
@@ -73,9 +82,11 @@ export interface PgveilConfig {
   identity?: IdentityConfig | null
   /** Access rules on protected columns (`access:`); absent: every reader gets the plaintext. */
   access?: AccessRules
+  /** The audit log (`audit:`); null when off. */
+  audit: AuditConfig | null
   /**
    * Things the operator wrote that this version accepts but does not act on (for
-   * example an `audit:` section), in the same `FILE:LINE:COL: key: …` form as
+   * example `identity.issuers`), in the same `FILE:LINE:COL: key: …` form as
    * errors. Callers should log them as warnings.
    */
   warnings?: readonly string[]
@@ -103,6 +114,8 @@ export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 30
 export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
 export const DEFAULT_ADMIN_HOST = '127.0.0.1'
 export const DEFAULT_ADMIN_PORT = 9930
+export const DEFAULT_AUDIT_MAX_BACKLOG = 16 * 1024 * 1024
+export const AUDIT_CHAIN_KEY_BYTES = 32
 
 // ---------------------------------------------------------------------------
 // Secret references
@@ -223,6 +236,7 @@ const KEYS_KEYS = ['current', 'versions', 'index'] as const
 const IDENTITY_KEYS = ['require', 'issuers', 'clock_tolerance', 'max_token_size', 'on_expiry', 'forward_claims', 'jwks_refresh', 'jwks_refetch_cooldown', 'jwks_timeout'] as const
 const ISSUER_KEYS = ['issuer', 'audience', 'jwks_uri', 'algorithms', 'secret'] as const
 const ACCESS_RULE_KEYS = ['read', 'otherwise', 'mask', 'write'] as const
+const AUDIT_KEYS = ['to', 'chain_key', 'max_backlog'] as const
 /**
  * Keys of the sections later versions act on; used only to recognise an
  * environment variable written with one underscore where two were meant.
@@ -232,13 +246,13 @@ const FUTURE_KEYS: Record<string, readonly string[]> = {
   tables: [],
   identity: IDENTITY_KEYS,
   access: [],
-  audit: ['to', 'chain_key'],
 }
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   listen: LISTEN_KEYS,
   upstream: UPSTREAM_KEYS,
   mode: [],
   admin: ADMIN_KEYS,
+  audit: AUDIT_KEYS,
   ...FUTURE_KEYS,
 }
 
@@ -587,10 +601,10 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   const keyring = readKeys(checker, root, env, policy)
   const identity = readIdentity(checker, root, env)
   const access = readAccess(checker, root, policy)
-  checkFutureSections(checker, root)
+  const audit = readAudit(checker, root, env)
 
   if (checker.problems.length > 0) throw new ConfigError(checker.problems)
-  const config: PgveilConfig = { source: absoluteSource, listen, upstream, mode, admin, policy, keyring }
+  const config: PgveilConfig = { source: absoluteSource, listen, upstream, mode, admin, policy, keyring, audit }
   if (identity !== null) config.identity = identity
   if (!access.isEmpty) config.access = access
   if (checker.warnings.length > 0) config.warnings = checker.warnings
@@ -909,10 +923,58 @@ function readKeys(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv, po
   }
 }
 
-/** `audit` belongs to a later version: accepted as a mapping, with a warning. */
-function checkFutureSections(checker: Checker, root: RawMapping): void {
-  const audit = checker.mapping(root, 'audit', 'audit', null, 'a mapping with to and chain_key')
-  if (audit && audit.entries.size > 0) checker.warn(audit.at, 'audit', 'accepted but not used by this version: no audit log is written (the audit log comes in a later version)')
+/**
+ * `audit:` — the audit log: `to` (stdout or a file path, relative to this file's
+ * directory), `chain_key` (a secret reference to a base64 key of 32 bytes, as
+ * `pgveil keygen` prints), `max_backlog` (bytes). Absent or null: no audit log.
+ */
+function readAudit(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv): AuditConfig | null {
+  const section = checker.mapping(root, 'audit', 'audit', AUDIT_KEYS, `keys ${AUDIT_KEYS.join(', ')}, or null for no audit log`)
+  if (!section) return null
+  const toNode = checker.present(section, 'to')
+  let to = 'stdout'
+  if (toNode !== undefined) {
+    const raw = checker.string(section, 'to', 'audit.to', 'stdout', 'stdout, or a path to the audit log file')
+    to = raw === 'stdout' ? 'stdout' : path.resolve(checker.baseDir(toNode.at), raw)
+    if (to !== 'stdout') {
+      const dir = path.dirname(to)
+      try {
+        if (!statSync(dir).isDirectory()) checker.problem(toNode.at, 'audit.to', `${dir} is not a directory (expected the audit log file's directory to exist)`)
+        else accessSync(dir, fsConstants.W_OK)
+      } catch (error) {
+        checker.problem(toNode.at, 'audit.to', `cannot write in ${dir}: ${describeFsError(error)} (expected a writable directory for the audit log file)`)
+      }
+    }
+  }
+  const maxBacklogBytes = checker.integer(section, 'max_backlog', 'audit.max_backlog', DEFAULT_AUDIT_MAX_BACKLOG, 64 * 1024, 2 ** 31 - 1, 'a number of bytes from 65536 to 2147483647')
+  const keyNode = checker.present(section, 'chain_key')
+  const expected = `a reference to a base64 key of ${AUDIT_CHAIN_KEY_BYTES} bytes, such as "env:PGVEIL_AUDIT_KEY" (pgveil keygen makes one)`
+  if (keyNode === undefined) {
+    checker.problem(section.at, 'audit.chain_key', `missing: every audit line is sealed with it (expected ${expected})`)
+    return null
+  }
+  if (keyNode.kind !== 'scalar' || typeof keyNode.value !== 'string' || !isSecretReference(keyNode.value)) {
+    checker.problem(keyNode.at, 'audit.chain_key', `${describeType(keyNode)} is not a secret reference (expected ${expected}; keys are never written inline)`)
+    return null
+  }
+  let chainKey: Buffer
+  try {
+    chainKey = decodeAuditChainKey(resolveSecretReference(keyNode.value, env, { baseDir: checker.baseDir(keyNode.at) }))
+  } catch (error) {
+    checker.problem(keyNode.at, 'audit.chain_key', (error as Error).message)
+    return null
+  }
+  return { to, chainKey, maxBacklogBytes }
+}
+
+/** A base64 audit chain key of 32 bytes; the message never shows the value. */
+export function decodeAuditChainKey(text: string): Buffer {
+  const trimmed = text.trim()
+  const key = Buffer.from(trimmed, 'base64')
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(trimmed) || key.length !== AUDIT_CHAIN_KEY_BYTES) {
+    throw new RangeError(`the audit chain key is not base64 of ${AUDIT_CHAIN_KEY_BYTES} bytes (make one with pgveil keygen)`)
+  }
+  return key
 }
 
 export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30

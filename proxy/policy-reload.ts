@@ -32,6 +32,7 @@ export function watchPolicy(server: ProxyServer, running: PgveilConfig, logger: 
       const problems = error instanceof ConfigError ? error.problems : [(error as Error).message]
       logger.error('policy reload refused: the configuration is invalid; the running policy stays', { trigger, problems })
       server.metrics.policyReloadsTotal.inc({ outcome: 'refused' })
+      server.audit?.write({ event: 'policy_refused', trigger, problems: problems.length })
       return
     }
     // The upstream URL of an embedded PostgreSQL is not in the file.
@@ -43,9 +44,11 @@ export function watchPolicy(server: ProxyServer, running: PgveilConfig, logger: 
       const applied = await server.applyPolicy(next)
       logger.info(applied ? 'policy reloaded' : 'policy unchanged', { trigger, protectedColumns: next.policy.columns.length })
       server.metrics.policyReloadsTotal.inc({ outcome: applied ? 'applied' : 'unchanged' })
+      if (applied) server.audit?.write({ event: 'policy_reloaded', trigger, protected_columns: next.policy.columns.length })
     } catch (error) {
       logger.error('policy reload failed; the running policy stays', { trigger, error: (error as Error).message })
       server.metrics.policyReloadsTotal.inc({ outcome: 'failed' })
+      server.audit?.write({ event: 'policy_refused', trigger, problems: 1 })
     }
   }
   const reload = (trigger: string): Promise<void> => (chain = chain.then(() => reloadOnce(trigger)))

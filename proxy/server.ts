@@ -14,9 +14,13 @@ import { CancelRegistry } from './cancel-registry.js'
 import { CatalogMap } from './catalog.js'
 import type { PgveilConfig } from './config.js'
 import { createMetrics, type Metrics } from '../audit/metrics.js'
+import { AuditSink } from '../audit/sink.js'
+import { StatementSummarizer, type ProtectedColumnLookup } from '../audit/statement-summary.js'
+import type { Policy } from '../policy/policy.js'
 import { createLogger, type Logger } from './log.js'
 import type { CryptoContext } from './session-crypto.js'
 import { ClientSession, type SessionContext } from './session.js'
+import { StatementMetrics, type AuditContext } from './statement-audit.js'
 import { describeUpstream } from './upstream-url.js'
 
 export interface ProxyServer {
@@ -27,6 +31,10 @@ export interface ProxyServer {
   readonly metrics: Metrics
   /** Protected columns are configured with their keys, or nothing is protected (true while running). */
   readonly policyReady: boolean
+  /** The audit log, when `audit:` is configured (policy events are written to it too). */
+  readonly audit: AuditSink | null
+  /** SIGUSR1: close the audit chain, reopen the audit file (after a log rotator moved it), start a new chain. */
+  rotateAudit(): void
   /** Stop accepting; let sessions finish their transaction, up to `drainTimeoutMs`; then close the rest. */
   shutdown(drainTimeoutMs: number): Promise<void>
   /** Close every session now. */
@@ -62,6 +70,21 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       metrics,
     }
   }
+  let audit: AuditSink | null = null
+  if (config.audit !== null) {
+    audit = AuditSink.open({
+      to: config.audit.to,
+      chainKey: config.audit.chainKey,
+      metrics,
+      maxBacklogBytes: config.audit.maxBacklogBytes,
+      onProblem: (message, fields) => logger.warn(message, fields),
+    })
+    // The sink holds its own evolving copy: no earlier chain key stays in this process (see audit/chain.ts).
+    config.audit.chainKey.fill(0)
+  }
+  const statementMetrics = new StatementMetrics(metrics)
+  const buildAudit = async (from: PgveilConfig): Promise<AuditContext | null> =>
+    audit === null ? null : { sink: audit, summarizer: await StatementSummarizer.create(protectedLookup(from.policy)), metrics, statementMetrics }
   const buildTrust = (from: PgveilConfig): IdentityTrust | null =>
     from.identity === undefined || from.identity === null
       ? null
@@ -87,6 +110,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     logger,
     metrics,
     crypto: await buildCrypto(config),
+    audit: await buildAudit(config),
     identityTrust: buildTrust(config),
     access: config.access ?? null,
     onClose(session) {
@@ -145,6 +169,12 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     metrics,
     // startProxy and applyPolicy refuse a policy without its keys, so a running server always has one.
     policyReady: true,
+    audit,
+    rotateAudit() {
+      if (audit === null) return
+      audit.rotate()
+      logger.info('audit log: new chain started (SIGUSR1)')
+    },
     async shutdown(drainTimeoutMs: number) {
       if (closing) return waitForSessions()
       closing = true
@@ -158,12 +188,14 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       clearTimeout(timer)
       context.identityTrust?.stop()
       await listenerClosed
+      await audit?.close()
       logger.info('shutdown complete')
     },
     async applyPolicy(next: PgveilConfig) {
       const fingerprint = fingerprintPolicy(next)
       if (fingerprint === policyFingerprint) return false
       context.crypto = await buildCrypto(next)
+      context.audit = await buildAudit(next)
       context.identityTrust?.stop()
       context.identityTrust = buildTrust(next)
       context.access = next.access ?? null
@@ -179,6 +211,25 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       context.identityTrust?.stop()
       await waitForSessions()
       await listenerClosed
+      await audit?.close()
+    },
+  }
+}
+
+/** The audit summarizer's view of the policy: protected column names by table. */
+function protectedLookup(policy: Policy): ProtectedColumnLookup | null {
+  if (policy.isEmpty) return null
+  const names = new Map<string, readonly string[]>()
+  return {
+    columnsOf(schema, table) {
+      const key = `${schema}.${table}`
+      let columns = names.get(key)
+      if (columns === undefined) {
+        const found = policy.table(schema, table)
+        if (found === undefined) return undefined
+        names.set(key, (columns = [...found.keys()]))
+      }
+      return columns
     },
   }
 }

@@ -24,6 +24,7 @@ import { SessionCrypto, UnattributedCiphertextError, type CryptoContext, type Cr
 import { ClientVerdict, PASS_REPLY, SessionIdentity, type IdentityPending } from './session-identity.js'
 import { ColumnAccessError, OPEN_ACCESS, type AccessRules } from '../policy/access.js'
 import type { IdentityTrust } from '../policy/identity.js'
+import { SessionAudit, type AuditContext } from './statement-audit.js'
 import { connectUpstream, sendUpstreamCancel } from './upstream.js'
 import type { UpstreamTarget } from './upstream-url.js'
 
@@ -59,6 +60,8 @@ export interface SessionContext {
   readonly identityTrust?: IdentityTrust | null
   /** Access rules on protected columns (access:), when configured. */
   readonly access?: AccessRules | null
+  /** The audit log, when on (replaced when the policy is reloaded); null costs the data path nothing. */
+  readonly audit: AuditContext | null
   onClose(session: ClientSession): void
 }
 
@@ -107,45 +110,68 @@ export class ClientSession implements CancelTarget {
   private readonly refusal: WireError | null
   private user = ''
   private database = ''
+  /** Audit hooks: one call per frame each way when the audit log is on, nothing when off. */
+  readonly audit: SessionAudit | null
 
   constructor(socket: net.Socket, ctx: SessionContext, refusal: WireError | null = null) {
     this.ctx = ctx
     this.client = socket
     this.refusal = refusal
+    const audit = ctx.audit
+    this.audit = audit === null ? null : new SessionAudit(() => ctx.audit ?? audit, this.id, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`)
     this.clientFramer = new MessageFramer({ startup: true, maxMessageSize: ctx.config.listen.maxMessageSize, peer: 'client' })
     this.toClient = new FrameWriter(socket)
     socket.setNoDelay(true)
     this.attachClient(socket)
     this.startupTimer = setTimeout(() => this.fail(new WireError(SqlState.ConnectionFailure, 'timeout while waiting for the startup exchange to finish', { severity: 'FATAL' })), STARTUP_TIMEOUT_MS)
     this.startupTimer.unref()
-    const identityConfig = ctx.config.identity ?? null
+    this.identity = this.createIdentity(ctx)
+  }
+
+  /** Identity and access rules, when configured; identity events go to the audit log. */
+  private createIdentity(ctx: SessionContext): SessionIdentity | null {
+    const config = ctx.config.identity ?? null
     const access = ctx.access ?? null
-    this.identity =
-      identityConfig === null && access === null
-        ? null
-        : new SessionIdentity(
-            {
-              sendUpstream: (frames, entries) => {
-                if (this.phase !== Phase.Ready) return
-                this.forward(frames, entries)
-                this.flushToUpstream()
-              },
-              resumeClient: () => this.resumeClient(),
-              isIdle: () => this.pending.isEmpty,
-              answerClient: (frames) => {
-                if (this.phase !== Phase.Ready) return
-                for (const frame of frames) this.toClient.push(frame)
-                this.atReadyForQuery = true
-                this.flushToClient()
-                this.resumeClient()
-              },
-              setColumnAccess: (view) => {
-                if (this.crypto !== null) this.crypto.columnAccess = view
-              },
-              fail: (error) => this.fail(error),
-            },
-            { trust: ctx.identityTrust ?? null, config: identityConfig, access },
-          )
+    if (config === null && access === null) return null
+    const identity = new SessionIdentity(
+      {
+        sendUpstream: (frames, entries) => {
+          if (this.phase !== Phase.Ready) return
+          this.forward(frames, entries)
+          this.flushToUpstream()
+        },
+        resumeClient: () => this.resumeClient(),
+        isIdle: () => this.pending.isEmpty,
+        answerClient: (frames) => {
+          if (this.phase !== Phase.Ready) return
+          for (const frame of frames) this.replyToClient(frame)
+          this.atReadyForQuery = true
+          this.flushToClient()
+          this.resumeClient()
+        },
+        setColumnAccess: (view) => {
+          if (this.crypto !== null) this.crypto.columnAccess = view
+        },
+        fail: (error) => this.fail(error),
+      },
+      { trust: ctx.identityTrust ?? null, config, access },
+    )
+    const audit = this.audit
+    if (audit !== null) {
+      identity.on((event) => {
+        const current = identity.current
+        audit.setIdentity(current === null ? null : { iss: current.iss, sub: current.sub ?? '', aud: current.aud }, identity.context)
+        const { type, ...fields } = event
+        audit.sessionEvent(type.replace('-', '_'), fields)
+      })
+    }
+    return identity
+  }
+
+  /** A reply pgveil makes or rewrites: the audit log sees it as the client does. */
+  private replyToClient(frame: Buffer): void {
+    if (this.audit !== null) this.audit.onClientBound(frame, 0, frame.length)
+    this.toClient.push(frame)
   }
 
   /** Read the client's held messages again (after pgveil answered one of its own commands). */
@@ -249,6 +275,7 @@ export class ClientSession implements CancelTarget {
         }
         this.user = packet.params.get('user') ?? ''
         this.database = packet.params.get('database') ?? this.user
+        this.audit?.startup(this.user, this.database, packet.params.get('application_name') ?? '')
         if (this.ctx.crypto !== null) {
           this.crypto = new SessionCrypto(this.ctx.crypto, this.database)
           this.crypto.columnAccess = this.identity?.columnAccess ?? OPEN_ACCESS
@@ -308,6 +335,7 @@ export class ClientSession implements CancelTarget {
 
   private onReadyClientFrame(buffer: Buffer, start: number, end: number): boolean {
     this.atReadyForQuery = false
+    if (this.audit !== null) this.audit.onClientFrame(buffer, start, end)
     // Messages a column-policy refusal drops up to Sync are dropped before identity sees them.
     if (this.identity !== null && !this.droppingUntilSync) {
       const verdict = this.identity.onClientFrame(buffer, start, end)
@@ -377,6 +405,8 @@ export class ClientSession implements CancelTarget {
       return
     }
     const upstream = connection.socket
+    this.ctx.metrics.upstreamConnectionsTotal.inc()
+    this.ctx.metrics.upstreamConnections.inc()
     this.upstream = upstream
     this.upstreamTls = connection.tls
     this.toUpstream = new FrameWriter(upstream)
@@ -416,11 +446,12 @@ export class ClientSession implements CancelTarget {
       const reply = this.identity.onUpstreamFrame(buffer, start, end, this.pending.peekContext())
       if (reply !== PASS_REPLY) {
         this.advancePending(buffer, start, end)
-        if (reply !== null) this.toClient.push(reply)
+        if (reply !== null) this.replyToClient(reply)
         return true
       }
     }
     if (this.crypto !== null) return this.onCryptoUpstreamFrame(this.crypto, buffer.subarray(start, end))
+    if (this.audit !== null) this.audit.onClientBound(buffer, start, end)
     this.advancePending(buffer, start, end)
     this.toClient.pushRange(buffer, start, end)
     return true
@@ -486,6 +517,7 @@ export class ClientSession implements CancelTarget {
       case BackendCode.ErrorResponse:
         // PostgreSQL's own error (wrong password, unknown database…) reaches the client as is.
         this.upstreamSentFatal = true
+        this.audit?.authenticationFailed(frame)
         break
       case BackendCode.ParameterStatus:
         if (this.crypto !== null) this.noteParameterStatus(this.crypto, frame)
@@ -502,6 +534,7 @@ export class ClientSession implements CancelTarget {
         if (this.startupTimer !== null) clearTimeout(this.startupTimer)
         this.startupTimer = null
         this.ctx.logger.debug('session ready', { session: this.id, user: this.user, database: this.database, tls: this.clientTls, upstreamTls: this.upstreamTls })
+        this.audit?.authenticationOk()
         break
       default:
         break
@@ -739,7 +772,7 @@ export class ClientSession implements CancelTarget {
             if (error instanceof ColumnAccessError && this.identity !== null) {
               // The result is withheld: the client gets the error, nothing more of it.
               this.identity.withholdUntilReady()
-              this.toClient.push(encodeErrorResponse(error.toFields()))
+              this.replyToClient(encodeErrorResponse(error.toFields()))
               return true
             }
             if (!(error instanceof DecryptionError || error instanceof UnattributedCiphertextError)) throw error
@@ -814,7 +847,10 @@ export class ClientSession implements CancelTarget {
         break
     }
     this.advancePending(frame, 0, frame.length)
-    if (out !== null) this.toClient.push(out)
+    if (out !== null) {
+      if (this.audit !== null) this.audit.onClientBound(out, 0, out.length)
+      this.toClient.push(out)
+    }
     return true
   }
 
@@ -865,6 +901,7 @@ export class ClientSession implements CancelTarget {
     this.upstreamFramer.reset()
     const upstream = this.upstream
     if (upstream !== null) {
+      this.ctx.metrics.upstreamConnections.dec()
       if (wasReady && upstream.writable) upstream.end(TERMINATE)
       else upstream.end()
       setTimeout(() => upstream.destroy(), CLOSE_GRACE_MS).unref()
@@ -872,6 +909,7 @@ export class ClientSession implements CancelTarget {
     const client = this.client
     client.end()
     setTimeout(() => client.destroy(), CLOSE_GRACE_MS).unref()
+    this.audit?.end()
     this.ctx.onClose(this)
   }
 }

@@ -6,7 +6,7 @@ import type { AccessRules } from '../../policy/access.js'
 import type { IdentityConfig } from '../../policy/identity.js'
 import type { Keyring } from '../../policy/keyring.js'
 import { Policy } from '../../policy/policy.js'
-import type { PgveilConfig } from '../../proxy/config.js'
+import type { AuditConfig, PgveilConfig } from '../../proxy/config.js'
 import { createLogger, silentLogger, type Logger } from '../../proxy/log.js'
 import { startProxy, type ProxyServer } from '../../proxy/server.js'
 import { parseUpstreamUrl } from '../../proxy/upstream-url.js'
@@ -22,6 +22,8 @@ export interface TestProxyOptions {
   keyring?: Keyring | null
   identity?: IdentityConfig
   access?: AccessRules
+  /** The audit log (off by default); the chain key buffer is zeroed by the proxy, pass a copy. */
+  audit?: AuditConfig | null
 }
 
 export interface TestProxy extends ProxyServer {
@@ -45,6 +47,7 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     admin: null,
     policy: options.policy ?? new Policy([]),
     keyring: options.keyring ?? null,
+    audit: options.audit ?? null,
   }
   if (options.identity !== undefined) config.identity = options.identity
   if (options.access !== undefined) config.access = options.access
@@ -58,6 +61,8 @@ export async function startTestProxy(options: TestProxyOptions): Promise<TestPro
     },
     metrics: server.metrics,
     policyReady: server.policyReady,
+    audit: server.audit,
+    rotateAudit: () => server.rotateAudit(),
     shutdown: (drainTimeoutMs: number) => server.shutdown(drainTimeoutMs),
     close: () => server.close(),
     applyPolicy: (next: PgveilConfig) => server.applyPolicy(next),

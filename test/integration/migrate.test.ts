@@ -74,6 +74,7 @@ function proxyConfig(url: string, columns: ColumnPolicy[], ring: Keyring): Pgvei
     upstream: { url: `${url}?sslmode=disable`, target: parseUpstreamUrl(`${url}?sslmode=disable`), connectTimeoutMs: 5_000 },
     mode: 'session',
     admin: null,
+    audit: null,
     policy: new Policy(columns),
     keyring: ring,
   }

@@ -46,6 +46,7 @@ describe('defaults', () => {
       admin: null,
       policy: new Policy([]),
       keyring: null,
+      audit: null,
     })
   })
 
@@ -363,13 +364,31 @@ describe('sections of later versions fail closed', () => {
     expect(parse('tables:\n').mode).toBe('session')
   })
 
-  it('accepts audit with a warning', () => {
-    const config = parse('audit: { to: stdout }\n')
-    expect(config.warnings).toEqual([expect.stringMatching(/^x\.yaml:1:8: audit: accepted but not used by this version: no audit log is written/)])
-  })
-
   it('still requires those sections to be mappings', () => {
     expect(problems('tables: [users]\n')).toEqual([expect.stringMatching(/^x\.yaml:1:9: tables: a list is not a mapping/)])
+  })
+})
+
+describe('audit', () => {
+  const key = Buffer.alloc(32, 9).toString('base64')
+
+  it('reads the destination, the chain key reference and the backlog', () => {
+    const config = parse('audit:\n  to: audit.log\n  chain_key: "env:AUDIT_KEY"\n  max_backlog: 1048576\n', { AUDIT_KEY: key }, tmpdir())
+    expect(config.audit).toEqual({ to: path.join(tmpdir(), 'audit.log'), chainKey: Buffer.from(key, 'base64'), maxBacklogBytes: 1048576 })
+    expect(parse('audit: { chain_key: "env:AUDIT_KEY" }\n', { AUDIT_KEY: key }).audit).toMatchObject({ to: 'stdout', maxBacklogBytes: 16777216 })
+    expect(parse('audit: null\n').audit).toBeNull()
+    expect(parse('', { PGVEIL_AUDIT__CHAIN_KEY: 'env:AUDIT_KEY', AUDIT_KEY: key }).audit).toMatchObject({ to: 'stdout' })
+  })
+
+  it('refuses a missing, inline or malformed chain key without showing it, and a typo', () => {
+    expect(problems('audit: { to: stdout }\n')).toEqual([expect.stringMatching(/^x\.yaml:1:8: audit\.chain_key: missing: every audit line is sealed with it/)])
+    expect(problems(`audit: { chain_key: "${key}" }\n`)).toEqual([expect.stringMatching(/^x\.yaml:1:21: audit\.chain_key: a string is not a secret reference .*keys are never written inline/)])
+    const short = problems('audit: { chain_key: "env:AUDIT_KEY" }\n', { AUDIT_KEY: 'c2hvcnQ=' })
+    expect(short).toEqual([expect.stringMatching(/audit\.chain_key: the audit chain key is not base64 of 32 bytes \(make one with pgveil keygen\)/)])
+    expect(short.join('')).not.toContain('c2hvcnQ=')
+    expect(problems('audit: { chain_key: "env:NOPE" }\n')).toEqual([expect.stringMatching(/environment variable NOPE is not set/)])
+    expect(problems('audit: { chian_key: "env:X" }\n')).toContainEqual(expect.stringMatching(/audit\.chian_key: unknown key .*did you mean "chain_key"/))
+    expect(problems('audit: { to: /no/such/dir/audit.log, chain_key: "env:K" }\n', { K: key })).toEqual([expect.stringMatching(/audit\.to: cannot write in \/no\/such\/dir: no such file/)])
   })
 })
 

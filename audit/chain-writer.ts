@@ -1,0 +1,140 @@
+/**
+ * The writing end of the audit log: completes each line with its chain id and
+ * sequence number, seals it (chain.ts), and appends whole batches to the
+ * destination. It runs in the audit worker thread (sink-worker.ts), so that
+ * sealing and file I/O stay off the proxy's event loop, or in the caller's
+ * thread for a stream given by a test.
+ */
+import { createWriteStream, openSync } from 'node:fs'
+import type { Writable } from 'node:stream'
+import { CHAIN_FORMAT_VERSION, ChainSealer } from './chain.js'
+
+export interface ChainWriterOptions {
+  /** `stdout`, or a file path (opened for appending). */
+  readonly to: string
+  readonly chainKey: Buffer
+  /** A destination to write to instead of `to`. */
+  readonly stream?: Writable
+  /** When the first chain starts (the caller's clock: lines are stamped where events happen). */
+  readonly startedAt?: string
+}
+
+export interface ChainWriterEvents {
+  /** A batch reached the destination; `ack` is what the caller gave with it. */
+  written(ack: number): void
+  /** The destination failed: `lost` lines that were handed to it are gone. */
+  problem(message: string, fields: Record<string, unknown>, lost: number): void
+}
+
+type ChainStartReason = 'startup' | 'rotation' | 'sink_error'
+
+export class ChainWriter {
+  private readonly options: ChainWriterOptions
+  private readonly events: ChainWriterEvents
+  private readonly sealer: ChainSealer
+  private stream: Writable
+  /** Lines handed to the stream whose write has not been confirmed. */
+  private unconfirmed = 0
+  private broken = false
+  private closed = false
+
+  constructor(options: ChainWriterOptions, events: ChainWriterEvents) {
+    this.options = options
+    this.events = events
+    this.sealer = new ChainSealer(options.chainKey)
+    this.stream = this.openStream()
+    this.beginChain('startup', null, {}, options.startedAt)
+  }
+
+  /** Bytes the destination has not taken yet. */
+  get backlogBytes(): number {
+    return this.stream.writableLength
+  }
+
+  /** Seal and append lines given as `{…}` bodies without chain and seq; `ack` comes back through `written`. */
+  writeBatch(bodies: readonly string[], ack = 0): void {
+    if (this.closed || this.broken) {
+      this.events.written(ack)
+      return
+    }
+    let chunk = ''
+    for (const body of bodies) chunk += this.seal(body)
+    this.append(chunk, bodies.length, ack)
+  }
+
+  rotate(at: string = new Date().toISOString()): void {
+    if (this.closed) return
+    const previous = this.endChain(at)
+    if (this.options.stream === undefined && this.options.to !== 'stdout') {
+      this.stream.end()
+      this.stream = this.openStream()
+      this.broken = false
+    }
+    this.beginChain('rotation', previous, {}, at)
+  }
+
+  async close(at: string = new Date().toISOString()): Promise<void> {
+    if (this.closed) return
+    this.endChain(at)
+    this.closed = true
+    this.sealer.erase()
+    const stream = this.stream
+    if (this.options.stream !== undefined || this.options.to === 'stdout') {
+      // Not ours to end: an empty write's callback runs once everything before it is written.
+      if (stream.writable) await new Promise<void>((resolve) => stream.write('', () => resolve()))
+      return
+    }
+    await new Promise<void>((resolve) => stream.end(resolve))
+  }
+
+  private seal(body: string): string {
+    return `${this.sealer.seal(`${body.slice(0, -1)},"chain":"${this.sealer.id}","seq":${this.sealer.seq}}`)}\n`
+  }
+
+  private append(chunk: string, lines: number, ack = 0): void {
+    this.unconfirmed += lines
+    this.stream.write(chunk, (error?: Error | null) => {
+      // Written or lost (a failure is reported by onStreamError): either way no longer waiting.
+      if (error == null) this.unconfirmed -= lines
+      if (ack > 0) this.events.written(ack)
+    })
+  }
+
+  private beginChain(reason: ChainStartReason, previous: { chain: string; lines: number; mac: string } | null, extra: Record<string, unknown> = {}, at = new Date().toISOString()): void {
+    const { epoch } = this.sealer.begin()
+    const body = JSON.stringify({ time: at, event: 'chain_start', version: CHAIN_FORMAT_VERSION, epoch, reason, previous, ...extra })
+    this.append(this.seal(body), 1)
+  }
+
+  private endChain(at: string): { chain: string; lines: number; mac: string } {
+    if (!this.broken) this.append(this.seal(JSON.stringify({ time: at, event: 'chain_end', lines: this.sealer.lines })), 1)
+    return { chain: this.sealer.id, lines: this.sealer.lines, mac: this.sealer.lastMac }
+  }
+
+  private openStream(): Writable {
+    let stream: Writable
+    if (this.options.stream !== undefined) stream = this.options.stream
+    else if (this.options.to === 'stdout') stream = createWriteStream('', { fd: 1, autoClose: false })
+    else stream = createWriteStream('', { fd: openSync(this.options.to, 'a', 0o600) })
+    stream.on('error', (error: NodeJS.ErrnoException) => this.onStreamError(stream, error))
+    return stream
+  }
+
+  private onStreamError(stream: Writable, error: NodeJS.ErrnoException): void {
+    if (stream !== this.stream || this.closed) return
+    const lost = this.unconfirmed
+    this.unconfirmed = 0
+    this.broken = true
+    const code = error.code ?? error.message
+    this.events.problem('the audit destination failed; lines not yet written are lost', { to: this.options.to, error: code }, lost)
+    if (this.options.stream !== undefined || this.options.to === 'stdout') return
+    try {
+      this.stream = this.openStream()
+    } catch (reopen) {
+      this.events.problem('cannot reopen the audit file; audit lines are dropped and counted until SIGUSR1 reopens it', { to: this.options.to, error: (reopen as Error).message }, 0)
+      return
+    }
+    this.broken = false
+    this.beginChain('sink_error', null, { lost_lines: lost, error: code })
+  }
+}

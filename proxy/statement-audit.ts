@@ -1,0 +1,349 @@
+/**
+ * The audit side of one session: follows the client's messages and the replies
+ * the client gets, pairs them like the pending-response queue does, and writes
+ * one audit line per statement when it completes or fails (per statement of a
+ * simple Query, per Execute in the extended protocol; a Parse or Bind that
+ * fails is the failed statement), plus the session events.
+ *
+ * It only exists when the audit log is on: the session then calls it once per
+ * frame in each direction, and it decodes just the messages it needs (Query,
+ * Parse, Bind and Execute names, CommandComplete tags, ErrorResponse codes).
+ * It sees the frames as the client sends and receives them, so messages pgveil
+ * injects or suppresses for column encryption do not disturb the pairing.
+ */
+import { performance } from 'node:perf_hooks'
+import type { IdentityTags, SessionIdentity, StatementOutcome } from '../audit/events.js'
+import type { Metrics, StatementKind } from '../audit/metrics.js'
+import { redactErrorMessage } from '../audit/redact.js'
+import type { AuditSink } from '../audit/sink.js'
+import { withJson, type StatementSummarizer, type StatementSummary } from '../audit/statement-summary.js'
+import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
+import { decodeNoticeFields } from '../protocol/errors.js'
+import { BackendCode, FrontendCode } from '../protocol/message-codes.js'
+import { Pending, PendingResponseQueue } from './pending-queue.js'
+
+/** What sessions share while the audit log is on (rebuilt when the policy changes). */
+export interface AuditContext {
+  readonly sink: AuditSink
+  readonly summarizer: StatementSummarizer
+  readonly metrics: Metrics
+  readonly statementMetrics: StatementMetrics
+}
+
+/**
+ * Statement counts are summed per event-loop turn and handed to prom-client once
+ * per turn (its labelled inc hashes the labels on every call).
+ */
+export class StatementMetrics {
+  private readonly counts = new Map<string, { kind: StatementKind; outcome: string; n: number }>()
+  private protectedCount = 0
+  private scheduled = false
+  constructor(private readonly metrics: Metrics) {}
+
+  record(kind: StatementKind, outcome: 'ok' | 'error' | 'refused', seconds: number, touchesProtected: boolean): void {
+    const key = kind + outcome
+    const entry = this.counts.get(key)
+    if (entry === undefined) this.counts.set(key, { kind, outcome, n: 1 })
+    else entry.n++
+    if (touchesProtected) this.protectedCount++
+    this.metrics.statementDurationSeconds.observe(kind, seconds)
+    if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(this.apply)
+    }
+  }
+
+  private readonly apply = (): void => {
+    this.scheduled = false
+    for (const entry of this.counts.values()) {
+      if (entry.n === 0) continue
+      this.metrics.statementsTotal.inc({ kind: entry.kind, outcome: entry.outcome }, entry.n)
+      entry.n = 0
+    }
+    if (this.protectedCount > 0) this.metrics.statementsProtectedTotal.inc(this.protectedCount)
+    this.protectedCount = 0
+  }
+}
+
+const UNKNOWN_STATEMENT: StatementSummary = withJson({ kind: 'unknown', statement: '(unknown prepared statement)', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
+const OK_MEMBERS = '"outcome":{"status":"ok"}'
+
+interface QueryEntry {
+  readonly summaries: readonly StatementSummary[]
+  index: number
+  /** When the current statement of the Query started (the previous one's end). */
+  start: number
+}
+
+interface ExtendedEntry {
+  readonly summary: StatementSummary
+  readonly start: number
+}
+
+type Entry = QueryEntry | ExtendedEntry
+
+export class SessionAudit {
+  /** Who is behind the session: changed only through setIdentity (statement lines cache it). */
+  private readonly who: SessionIdentity = { identity: null, context: null }
+  private readonly ctx: () => AuditContext
+  private readonly queue = new PendingResponseQueue<Entry>()
+  private readonly statements = new Map<string, StatementSummary>()
+  private readonly portals = new Map<string, StatementSummary>()
+  private readonly session: number
+  private readonly client: string
+  private readonly opened = performance.now()
+  private user = ''
+  private database = ''
+  private applicationName = ''
+  private statementCount = 0
+  private authenticated = false
+  /** The session's members of every statement line, serialized once per change. */
+  private sessionMembers: string | null = null
+
+  /** `ctx` is read per statement, so a policy reload's new column list applies at once. */
+  constructor(ctx: () => AuditContext, session: number, client: string) {
+    this.ctx = ctx
+    this.session = session
+    this.client = client
+    ctx().sink.write({ event: 'connect', session, client })
+  }
+
+  /** SET/RESET IDENTITY and CONTEXT: the tags every later statement line carries. */
+  setIdentity(identity: IdentityTags | null, context: unknown): void {
+    this.who.identity = identity
+    this.who.context = context
+    this.sessionMembers = null
+  }
+
+  /**
+   * A session event with the session's fields (`identity_set`, `identity_failed`,
+   * `identity_cleared`, `context_set`, `context_cleared`, …). `fields` must hold no
+   * token, key or value.
+   */
+  sessionEvent(event: string, fields: Record<string, unknown> = {}): void {
+    this.ctx().sink.write({ ...fields, event, ...this.fields() })
+  }
+
+  startup(user: string, database: string, applicationName: string): void {
+    this.user = user
+    this.database = database
+    this.applicationName = applicationName
+    this.sessionMembers = null
+  }
+
+  authenticationOk(): void {
+    this.authenticated = true
+    this.ctx().sink.write({ event: 'authentication_ok', ...this.fields() })
+  }
+
+  authenticationFailed(frame: Buffer): void {
+    const fields = decodeNoticeFields(frame)
+    this.ctx().sink.write({ event: 'authentication_failed', ...this.fields(), sqlstate: fields.get('C') ?? '' })
+  }
+
+  /** The session ends: statements still running are logged as failed, then the disconnect. */
+  end(): void {
+    const ctx = this.ctx()
+    if (this.authenticated) {
+      while (!this.queue.isEmpty) {
+        const head = this.queue.peek()
+        const entry = this.queue.peekContext()
+        // A Query whose error already ended it has nothing left running.
+        const running = head === Pending.Query ? (entry as QueryEntry).index < (entry as QueryEntry).summaries.length : entry !== undefined
+        if (running) this.logFailure(head, entry!, '08006', 'pgveil', 'the connection closed before the statement completed')
+        this.queue.shift()
+      }
+    }
+    ctx.sink.write({ event: 'disconnect', ...this.fields(), statements: this.statementCount, duration_ms: round(performance.now() - this.opened) })
+  }
+
+  /** A message from the client (Ready phase). */
+  onClientFrame(buffer: Buffer, start: number, end: number): void {
+    const code = buffer[start]
+    switch (code) {
+      case FrontendCode.Query: {
+        const sql = buffer.toString('utf8', start + 5, end - 1)
+        this.queue.push(Pending.Query, { summaries: this.ctx().summarizer.summarize(sql), index: 0, start: performance.now() })
+        break
+      }
+      case FrontendCode.Parse: {
+        const nameEnd = buffer.indexOf(0, start + 5)
+        const sqlEnd = buffer.indexOf(0, nameEnd + 1)
+        const summary = this.ctx().summarizer.summarize(buffer.toString('utf8', nameEnd + 1, sqlEnd))[0] ?? UNKNOWN_STATEMENT
+        this.statements.set(buffer.toString('latin1', start + 5, nameEnd), summary)
+        this.queue.push(Pending.Parse, { summary, start: performance.now() })
+        break
+      }
+      case FrontendCode.Bind: {
+        const portalEnd = buffer.indexOf(0, start + 5)
+        const statementEnd = buffer.indexOf(0, portalEnd + 1)
+        const summary = this.statements.get(buffer.toString('latin1', portalEnd + 1, statementEnd)) ?? UNKNOWN_STATEMENT
+        this.portals.set(buffer.toString('latin1', start + 5, portalEnd), summary)
+        this.queue.push(Pending.Bind, { summary, start: performance.now() })
+        break
+      }
+      case FrontendCode.Execute: {
+        const portalEnd = buffer.indexOf(0, start + 5)
+        const summary = this.portals.get(buffer.toString('latin1', start + 5, portalEnd)) ?? UNKNOWN_STATEMENT
+        this.queue.push(Pending.Execute, { summary, start: performance.now() })
+        break
+      }
+      case FrontendCode.Describe:
+        this.queue.push(buffer[start + 5] === 0x53 ? Pending.DescribeStatement : Pending.DescribePortal)
+        break
+      case FrontendCode.Close:
+        this.queue.push(Pending.Close)
+        break
+      case FrontendCode.Sync:
+        this.queue.push(Pending.Sync)
+        break
+      case FrontendCode.FunctionCall:
+        this.queue.push(Pending.FunctionCall)
+        break
+      default:
+        break
+    }
+  }
+
+  /** A message the client receives (Ready phase). */
+  onClientBound(buffer: Buffer, start: number, end: number): void {
+    const queue = this.queue
+    switch (buffer[start]) {
+      case BackendCode.DataRow:
+        break
+      case BackendCode.ParseComplete:
+      case BackendCode.BindComplete:
+      case BackendCode.CloseComplete:
+      case BackendCode.NoData:
+        queue.shift()
+        break
+      case BackendCode.RowDescription: {
+        const head = queue.peek()
+        if (head === Pending.DescribeStatement || head === Pending.DescribePortal) queue.shift()
+        break
+      }
+      case BackendCode.PortalSuspended:
+      case BackendCode.CommandComplete: {
+        const head = queue.peek()
+        const tag = buffer[start] === BackendCode.CommandComplete ? buffer.toString('latin1', start + 5, end - 1) : null
+        if (head === Pending.Execute) {
+          const entry = queue.peekContext() as ExtendedEntry
+          this.logStatement('extended', entry.summary, entry.start, tag, { status: 'ok' })
+          queue.shift()
+        } else if (head === Pending.Query) {
+          const entry = queue.peekContext() as QueryEntry
+          const summary = entry.summaries[entry.index] ?? entry.summaries[entry.summaries.length - 1] ?? UNKNOWN_STATEMENT
+          entry.start = this.logStatement('simple', summary, entry.start, tag, { status: 'ok' })
+          entry.index++
+        }
+        break
+      }
+      case BackendCode.EmptyQueryResponse:
+        if (queue.peek() === Pending.Execute) queue.shift()
+        break
+      case BackendCode.ErrorResponse:
+        this.onError(buffer.subarray(start, end))
+        break
+      case BackendCode.ReadyForQuery:
+        queue.shift()
+        break
+      case BackendCode.ParameterStatus:
+        if (buffer.toString('latin1', start + 5, start + 22) === 'application_name\u0000') {
+          this.applicationName = buffer.toString('utf8', start + 22, end - 1)
+          this.sessionMembers = null
+        }
+        break
+      default:
+        break
+    }
+  }
+
+  private onError(frame: Buffer): void {
+    const queue = this.queue
+    const head = queue.peek()
+    if (head === 0) return
+    const fields = decodeNoticeFields(frame)
+    const sqlstate = fields.get('C') ?? 'XX000'
+    // PostgreSQL's errors always name their source file and routine; pgveil's never do.
+    const by = fields.has('F') || fields.has('R') ? 'postgresql' : 'pgveil'
+    const entry = queue.peekContext()
+    if (entry !== undefined) this.logFailure(head, entry, sqlstate, by, fields.get('M') ?? '')
+    if (head === Pending.Query) {
+      const query = entry as QueryEntry
+      query.index = query.summaries.length
+    } else if (head !== Pending.FunctionCall) {
+      queue.failUntilSync()
+    }
+  }
+
+  private logFailure(head: Pending | 0, entry: Entry, sqlstate: string, by: 'pgveil' | 'postgresql', message: string): void {
+    const outcome: StatementOutcome = { status: 'error', sqlstate, by, message: redactErrorMessage(sqlstate, message, by === 'pgveil') }
+    if (head === Pending.Query) {
+      const query = entry as QueryEntry
+      const summary = query.summaries[query.index] ?? query.summaries[query.summaries.length - 1] ?? UNKNOWN_STATEMENT
+      this.logStatement('simple', summary, query.start, null, outcome)
+    } else if (head === Pending.Parse || head === Pending.Bind || head === Pending.Execute) {
+      const extended = entry as ExtendedEntry
+      this.logStatement('extended', extended.summary, extended.start, null, outcome)
+    }
+  }
+
+  /** Writes the line and counts it; returns the time it was logged (the next statement's start). */
+  private logStatement(protocol: 'simple' | 'extended', summary: StatementSummary, start: number, tag: string | null, outcome: StatementOutcome): number {
+    const now = performance.now()
+    const ctx = this.ctx()
+    this.statementCount++
+    // The StatementEvent fields, assembled from fragments (see AuditSink.writeMembers).
+    this.sessionMembers ??= this.buildSessionMembers()
+    ctx.sink.writeMembers(
+      // Tags are ASCII words from PostgreSQL (no quote or backslash): no escaping needed.
+      `"event":"statement",${this.sessionMembers},"protocol":"${protocol}",${summary.json},"tag":${tag === null ? 'null' : `"${tagName(tag)}"`},` +
+        `"rows":${tag === null ? 'null' : String(tagRows(tag))},"duration_ms":${round(now - start)},${outcome.status === 'ok' ? OK_MEMBERS : `"outcome":${JSON.stringify(outcome)}`}`,
+    )
+    const result = outcome.status === 'ok' ? 'ok' : outcome.sqlstate === PGVEIL_REFUSED ? 'refused' : 'error'
+    ctx.statementMetrics.record(summary.kind, result, (now - start) / 1000, summary.protectedRead.length > 0 || summary.protectedWritten.length > 0)
+    return now
+  }
+
+  private buildSessionMembers(): string {
+    const identity = this.who.identity === null ? 'null' : JSON.stringify({ iss: this.who.identity.iss, sub: this.who.identity.sub, aud: this.who.identity.aud })
+    return (
+      `"session":${this.session},"client":${JSON.stringify(this.client)},"user":${JSON.stringify(this.user)},"database":${JSON.stringify(this.database)},` +
+      `"application_name":${JSON.stringify(this.applicationName)},"identity":${identity},"context":${JSON.stringify(this.who.context) ?? 'null'}`
+    )
+  }
+
+  private fields(): { session: number; client: string; user: string; database: string; application_name: string } {
+    return { session: this.session, client: this.client, user: this.user, database: this.database, application_name: this.applicationName }
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}
+
+function isDigits(text: string, from: number, to: number): boolean {
+  if (from >= to) return false
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x30 || c > 0x39) return false
+  }
+  return true
+}
+
+/** `INSERT 0 5` → `INSERT`, `CREATE TABLE` stays. */
+function tagName(tag: string): string {
+  let end = tag.length
+  while (end > 0) {
+    const space = tag.lastIndexOf(' ', end - 1)
+    if (!isDigits(tag, space + 1, end)) break
+    end = space < 0 ? 0 : space
+  }
+  return tag.slice(0, end)
+}
+
+/** Rows returned or affected: the tag's last number (SELECT n, INSERT 0 n, UPDATE n, COPY n, …). */
+function tagRows(tag: string): number | null {
+  const space = tag.lastIndexOf(' ')
+  return space > 0 && isDigits(tag, space + 1, tag.length) ? Number(tag.slice(space + 1)) : null
+}

@@ -1,0 +1,115 @@
+/**
+ * What the audit log says about SQL texts and errors: kinds, normalization,
+ * tables and protected columns, the literal-shape cache key, the fallback for
+ * unparseable text, error-message redaction, and the identity tags a session
+ * supplies. No value survives any of them.
+ */
+import { PassThrough } from 'node:stream'
+import { serialize } from 'pg-protocol'
+import { describe, expect, it } from 'vitest'
+import { createMetrics } from '../../audit/metrics.js'
+import { redactErrorMessage } from '../../audit/redact.js'
+import { AuditSink } from '../../audit/sink.js'
+import { literalShape, StatementSummarizer } from '../../audit/statement-summary.js'
+import { SessionAudit, StatementMetrics } from '../../proxy/statement-audit.js'
+
+const summarizer = await StatementSummarizer.create({ columnsOf: (schema, table) => (schema === 'public' && table === 'users' ? ['email', 'ssn'] : undefined) })
+
+describe('statement summaries', () => {
+  it('classifies, normalizes and attributes protected columns', () => {
+    const one = (sql: string) => {
+      const [summary] = summarizer.summarize(sql)
+      return { kind: summary!.kind, statement: summary!.statement, tables: summary!.tables, read: summary!.protectedRead, written: summary!.protectedWritten }
+    }
+    expect(one("SELECT id, email FROM users u WHERE u.ssn = '123-45-6789'")).toEqual({ kind: 'select', statement: 'SELECT id, email FROM users u WHERE u.ssn = $1', tables: ['public.users'], read: ['public.users.email', 'public.users.ssn'], written: [] })
+    expect(one("INSERT INTO users (id, email) VALUES (1, 'a@b.c')")).toEqual({ kind: 'insert', statement: 'INSERT INTO users (id, email) VALUES ($1, $2)', tables: ['public.users'], read: [], written: ['public.users.email'] })
+    expect(one('INSERT INTO users VALUES ($1, $2, $3)')).toMatchObject({ written: ['public.users.email', 'public.users.ssn'] })
+    expect(one("UPDATE users SET ssn = 'x' WHERE id = 3")).toMatchObject({ kind: 'update', read: [], written: ['public.users.ssn'] })
+    expect(one('WITH x AS (SELECT * FROM users) SELECT * FROM x')).toMatchObject({ tables: ['public.users'], read: ['public.users.email', 'public.users.ssn'] })
+    expect(one('COPY users (email) TO STDOUT')).toMatchObject({ kind: 'copy', read: ['public.users.email'], written: [] })
+    expect(one('SELECT name FROM billing.accounts')).toMatchObject({ tables: ['billing.accounts'], read: [] })
+    expect(one('TRUNCATE users')).toMatchObject({ kind: 'delete' })
+    expect(one('CREATE INDEX ON users (id)')).toMatchObject({ kind: 'ddl' })
+    expect(one('BEGIN')).toMatchObject({ kind: 'transaction' })
+    expect(one('SET search_path = public')).toMatchObject({ kind: 'set' })
+    expect(one('VACUUM users')).toMatchObject({ kind: 'utility' })
+    expect(one('  ')).toMatchObject({ kind: 'empty' })
+  })
+
+  it('splits a multi-statement text, normalizing each statement on its own', () => {
+    expect(summarizer.summarize("SELECT 'é'; DELETE FROM users WHERE id = 7").map((s) => [s.kind, s.statement])).toEqual([
+      ['select', 'SELECT $1'],
+      ['delete', 'DELETE FROM users WHERE id = $1'],
+    ])
+  })
+
+  it('never keeps a literal of an unparseable text', () => {
+    for (const sql of ["SELEC 'secret-1' FROM t", "UPDATE t SET a = E'it\\'s secret-2' WHER", 'SELEC $tag$secret-3$tag$', 'SELEC 41111111', "INSERT INTO t VALUES ('secret-4"]) {
+      const [summary] = summarizer.summarize(sql)
+      expect(summary!.statement).not.toMatch(/secret|4111/)
+      expect(summary!.fingerprint).toMatch(/^x[0-9a-f]{15}$/)
+    }
+    expect(summarizer.summarize('SELEC $1, "Quoted" FROM t')[0]!.statement).toBe('SELEC $1, ?…')
+  })
+
+  it('gives texts that differ only in literals one shape, and others different ones', () => {
+    expect(literalShape("SELECT a FROM t WHERE id = 42 AND s = 'x''y' AND d = $q$z$q$")).toBe('SELECT a FROM t WHERE id = ? AND s = ? AND d = ?')
+    expect(literalShape("SELECT E'a\\'b', t1.c2, $1 FROM t1")).toBe('SELECT E?, t1.c2, $1 FROM t1')
+    expect(literalShape('SELECT "it\'s" FROM t')).toBe('SELECT "it\'s" FROM t')
+    expect(literalShape("SELECT 'unterminated")).toBe('SELECT ?')
+    expect(literalShape('SELECT 1')).toBe(literalShape('SELECT 99'))
+    expect(literalShape('SELECT a FROM t')).not.toBe(literalShape('SELECT b FROM t'))
+    // The shape cache serves both texts with the first one's normalization, never its values.
+    const first = summarizer.summarize("SELECT * FROM users WHERE email = 'first@example.com'")
+    const second = summarizer.summarize("SELECT * FROM users WHERE email = 'second@example.com'")
+    expect(second).toBe(first)
+    expect(JSON.stringify(second)).not.toMatch(/example/)
+  })
+})
+
+describe('error message redaction', () => {
+  it('removes quoted, parenthesised and numeric values', () => {
+    expect(redactErrorMessage('22P02', 'invalid input syntax for type integer: "4111-secret"', false)).toBe('invalid input syntax for type integer: ?')
+    expect(redactErrorMessage('23505', 'duplicate key value violates unique constraint "users_email_key"', false)).toBe('duplicate key value violates unique constraint ?')
+    expect(redactErrorMessage('22003', 'value "123456789012" is out of range for type integer', false)).toBe('value ? is out of range for type integer')
+    expect(redactErrorMessage('22023', 'invalid value for parameter: secret', false)).toBe('invalid value for parameter: ?')
+    expect(redactErrorMessage('23514', 'new row for relation "t" violates check constraint "c" (secret)', false)).toBe('new row for relation ? violates check constraint ? (?)')
+    expect(redactErrorMessage('P0001', 'custom message with secret', false)).toBe('(message written by the database code, not logged)')
+    expect(redactErrorMessage('42601', "syntax error at or near \"'secret", false)).toBe('syntax error at or near ?')
+    expect(redactErrorMessage('PV001', 'column "public.users.email" is encrypted; LIKE is not supported on it', true)).toBe('column "public.users.email" is encrypted; LIKE is not supported on it')
+  })
+})
+
+describe('session audit', () => {
+  it('carries the identity tags the session supplies into later statement lines, and writes session events', async () => {
+    const stream = new PassThrough()
+    let text = ''
+    stream.on('data', (chunk: Buffer) => (text += chunk.toString()))
+    const metrics = createMetrics({ defaultMetrics: false })
+    const ctx = { sink: AuditSink.open({ to: 'test', chainKey: Buffer.alloc(32, 5), stream }), summarizer, metrics, statementMetrics: new StatementMetrics(metrics) }
+    const audit = new SessionAudit(() => ctx, 42, '10.0.0.9:5000')
+    audit.startup('app', 'shop', 'api')
+    const query = serialize.query('SELECT email FROM users WHERE id = 7')
+    const commandComplete = Buffer.concat([Buffer.from([0x43, 0, 0, 0, 13]), Buffer.from('SELECT 1\0')])
+    const readyForQuery = Buffer.from([0x5a, 0, 0, 0, 5, 0x49])
+    const run = (): void => {
+      audit.onClientFrame(query, 0, query.length)
+      audit.onClientBound(commandComplete, 0, commandComplete.length)
+      audit.onClientBound(readyForQuery, 0, readyForQuery.length)
+    }
+    run()
+    audit.setIdentity({ iss: 'https://auth.example.com', sub: 'alice', aud: 'api' }, { tenant: 't1' })
+    audit.sessionEvent('identity_set', { iss: 'https://auth.example.com', sub: 'alice' })
+    run()
+    audit.end()
+    await ctx.sink.close()
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    const statements = lines.filter((l) => l.event === 'statement')
+    expect(statements.map((l) => [l.identity, l.context, l.rows, l.protected_read])).toEqual([
+      [null, null, 1, ['public.users.email']],
+      [{ iss: 'https://auth.example.com', sub: 'alice', aud: 'api' }, { tenant: 't1' }, 1, ['public.users.email']],
+    ])
+    expect(lines.find((l) => l.event === 'identity_set')).toMatchObject({ session: 42, client: '10.0.0.9:5000', user: 'app', database: 'shop', application_name: 'api', sub: 'alice' })
+    expect(lines.find((l) => l.event === 'disconnect')).toMatchObject({ session: 42, statements: 2 })
+  })
+})
