@@ -2,7 +2,10 @@
  * SET/RESET/SHOW IDENTITY and CONTEXT through a real pgveil in front of a real
  * PostgreSQL, with tokens signed by a JWKS server on 127.0.0.1 (RSA, EC, Ed25519).
  */
-import { createHmac } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import pg from 'pg'
 import postgres from 'postgres'
 import { serialize } from 'pg-protocol'
@@ -511,5 +514,42 @@ describe('identity.require', () => {
     expect((await client.query('SELECT $1::int AS n', [5])).rows).toEqual([{ n: 5 }])
     await client.query('RESET IDENTITY')
     expect((await refusal(client.query('SELECT 1'))).code).toBe('28000')
+  })
+})
+
+describe('audit log', () => {
+  it('tags statements with the verified identity, records identity events, and never the token', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgveil-identity-audit-'))
+    const file = join(dir, 'audit.log')
+    const audited = await startTestProxy({
+      upstreamUrl: `${server.url(database)}?sslmode=disable`,
+      identity: identityConfig(),
+      audit: { to: file, chainKey: randomBytes(32), maxBacklogBytes: 16 * 1024 * 1024 },
+    })
+    const good = await jwks.token({ sub: 'audited', aud: ['api.test', 'other'] })
+    const bad = await jwks.token({ sub: 'mallory', aud: 'elsewhere' })
+    try {
+      const client = await connect(audited)
+      await client.query(`SET IDENTITY TO '${good}'`)
+      await client.query('SELECT 1 AS one')
+      await refusal(client.query('SET IDENTITY TO $1', [bad]))
+      await client.query('RESET IDENTITY')
+      await client.query('SELECT 2 AS two')
+      await client.end()
+    } finally {
+      await audited.close()
+    }
+    const text = readFileSync(file, 'utf8')
+    rmSync(dir, { recursive: true, force: true })
+    for (const token of [good, bad]) expect(text).not.toContain(token.split('.')[2])
+    const lines = text.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>)
+    const events = lines.map((l) => l.event)
+    expect(events).toEqual(expect.arrayContaining(['identity_set', 'identity_failed', 'identity_cleared']))
+    expect(lines.find((l) => l.event === 'identity_failed')).toMatchObject({ outcome: 'audience' })
+    const statements = lines.filter((l) => l.event === 'statement')
+    const one = statements.find((l) => l.statement === 'SELECT $1 AS one')
+    const two = statements.find((l) => l.statement === 'SELECT $1 AS two')
+    expect(one?.identity).toEqual({ iss: jwks.issuer, sub: 'audited', aud: ['api.test', 'other'] })
+    expect(two?.identity).toBeNull()
   })
 })
