@@ -453,38 +453,42 @@ export class SessionCrypto {
     let growth = 0
     let decrypted = 0
     let changed = 0
-    for (let i = 0; i < count; i++) {
-      const length = frame.readInt32BE(offset)
-      offset += 4
-      const field = fields[i]
-      if (field !== undefined && length >= 0) {
-        if (field.kind === 'guard') {
-          if (looksLikeEnvelope(frame, offset, length, field.binary)) throw new UnattributedCiphertextError(field.name)
-        } else {
-          // Access rules, per column: NULL or an error without decrypting, a mask (text columns) after.
-          const denied = this.columnAccess.readDenied.size === 0 ? undefined : this.columnAccess.readDenied.get(field.name)
-          if (denied !== undefined && denied.kind === 'error') {
-            // The session goes on: no cell made for this row may be left for the next one.
-            cells.length = 0
-            throw new ColumnAccessError(denied.message)
+    try {
+      for (let i = 0; i < count; i++) {
+        const length = frame.readInt32BE(offset)
+        offset += 4
+        const field = fields[i]
+        if (field !== undefined && length >= 0) {
+          if (field.kind === 'guard') {
+            if (looksLikeEnvelope(frame, offset, length, field.binary)) throw new UnattributedCiphertextError(field.name)
+          } else {
+            // Access rules, per column: NULL or an error without decrypting, a mask (text columns) after.
+            const denied = this.columnAccess.readDenied.size === 0 ? undefined : this.columnAccess.readDenied.get(field.name)
+            if (denied !== undefined && denied.kind === 'error') {
+              throw new ColumnAccessError(denied.message)
+            }
+            let cell: Buffer = NULL_CELL
+            if (denied === undefined || denied.kind === 'mask') {
+              // The cell comes in the format the client asked for: bytea text output unless binary.
+              const plaintext = field.binary ? field.opener.openRange(frame, offset, offset + length) : this.#openByteaText(field.opener, frame, offset, offset + length)
+              cell =
+                denied !== undefined ? Buffer.from(denied.mask(plaintext.toString('utf8')), 'utf8')
+                : field.verbatim ? plaintext
+                : field.binary ? field.codec.toBinary(plaintext.toString('utf8'))
+                : Buffer.from(field.codec.toText(plaintext.toString('utf8'), this.format), 'utf8')
+              decrypted++
+            }
+            cells[i] = cell
+            growth += cell.length - length
+            changed++
           }
-          let cell: Buffer = NULL_CELL
-          if (denied === undefined || denied.kind === 'mask') {
-            // The cell comes in the format the client asked for: bytea text output unless binary.
-            const plaintext = field.binary ? field.opener.openRange(frame, offset, offset + length) : this.#openByteaText(field.opener, frame, offset, offset + length)
-            cell =
-              denied !== undefined ? Buffer.from(denied.mask(plaintext.toString('utf8')), 'utf8')
-              : field.verbatim ? plaintext
-              : field.binary ? field.codec.toBinary(plaintext.toString('utf8'))
-              : Buffer.from(field.codec.toText(plaintext.toString('utf8'), this.format), 'utf8')
-            decrypted++
-          }
-          cells[i] = cell
-          growth += cell.length - length
-          changed++
         }
+        if (length > 0) offset += length
       }
-      if (length > 0) offset += length
+    } catch (error) {
+      // The session may go on (an access error): no cell made for this row may be left for the next one.
+      cells.length = 0
+      throw error
     }
     if (changed === 0) return frame
     if (decrypted > 0) this.#countDecrypted(decrypted)
