@@ -168,9 +168,14 @@ export function sealValue(keyring: Keyring, column: string, plaintext: Uint8Arra
  * envelope, truncated, unknown key version, another column, any altered byte)
  * throws the same DecryptionError; only its `detail` differs.
  */
+/** Where an opener finds its keyring: read again whenever a value needs a key version it has not used yet, so a keyring swapped in place (key rotation) serves results already being read. */
+export interface KeyringSource {
+  readonly keyring: Keyring
+}
+
 export class EnvelopeOpener {
   readonly column: string
-  readonly #keyring: Keyring
+  readonly #keys: KeyringSource
   readonly #name: Buffer
   /** header || name for each header length, the header part rewritten per value. */
   #aad: Buffer | undefined
@@ -179,8 +184,8 @@ export class EnvelopeOpener {
   #key: Buffer | undefined
   readonly #nonce = Buffer.allocUnsafe(XCHACHA_NONCE_LENGTH)
 
-  constructor(keyring: Keyring, column: string) {
-    this.#keyring = keyring
+  constructor(keys: KeyringSource, column: string) {
+    this.#keys = keys
     this.column = column
     this.#name = Buffer.from(column, 'utf8')
   }
@@ -197,8 +202,9 @@ export class EnvelopeOpener {
     const header = headerLength(bytes[start + 3]!)
     const version = readUint32BE(bytes, start + ENVELOPE_KEY_VERSION_OFFSET)
     if (version !== this.#keyVersion || this.#key === undefined) {
-      if (!this.#keyring.has(version)) throw new DecryptionError(`column ${column}: sealed under key version ${version}, which the keyring does not hold (have ${this.#keyring.versions.join(', ')})`)
-      this.#key = this.#keyring.columnKey(version, column)
+      const keyring = this.#keys.keyring
+      if (!keyring.has(version)) throw new DecryptionError(`column ${column}: sealed under key version ${version}, which the keyring does not hold (have ${keyring.versions.join(', ')})`)
+      this.#key = keyring.columnKey(version, column)
       this.#keyVersion = version
     }
     const aad = this.#associatedData(header)
@@ -231,5 +237,5 @@ export class EnvelopeOpener {
 
 /** Opens one envelope sealed for `column` (see EnvelopeOpener, which serves many). */
 export function openValue(keyring: Keyring, column: string, envelope: Uint8Array): Buffer {
-  return new EnvelopeOpener(keyring, column).open(envelope)
+  return new EnvelopeOpener({ keyring }, column).open(envelope)
 }

@@ -96,6 +96,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
           log: logger,
         })
   let policyFingerprint = fingerprintPolicy(config)
+  let running = config
   const listenTls = config.listen.tls
   const secureContext = listenTls === null ? null : tls.createSecureContext({ cert: readFileSync(listenTls.cert), key: readFileSync(listenTls.key) })
   const sessions = new Set<ClientSession>()
@@ -194,11 +195,23 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     async applyPolicy(next: PgveilConfig) {
       const fingerprint = fingerprintPolicy(next)
       if (fingerprint === policyFingerprint) return false
+      if (context.crypto !== null && next.keyring !== null && fingerprintPolicy(next, { dataKeys: false }) === fingerprintPolicy(running, { dataKeys: false })) {
+        // Only the data keys changed (a rotation): every session seals under the new
+        // current version from its next value on and still opens every version held.
+        // Index keys are not covered: statements checked against one set of index
+        // versions must not run under another, so that change retires sessions below.
+        context.crypto.keyring = next.keyring
+        running = next
+        policyFingerprint = fingerprint
+        logger.info('keys applied: new values are sealed under the current key version; open sessions continue', { current: next.keyring.current, versions: next.keyring.versions })
+        return true
+      }
       context.crypto = await buildCrypto(next)
       context.audit = await buildAudit(next)
       context.identityTrust?.stop()
       context.identityTrust = buildTrust(next)
       context.access = next.access ?? null
+      running = next
       policyFingerprint = fingerprint
       logger.info('policy applied: open sessions end at their next idle point', { protectedColumns: next.policy.columns.length, sessions: sessions.size })
       for (const session of sessions) session.retire("terminating connection because pgveil's column policy changed; reconnect to use the new policy")
@@ -235,11 +248,13 @@ function protectedLookup(policy: Policy): ProtectedColumnLookup | null {
 }
 
 /** What identifies a policy: its columns and its key versions (never key material). */
-function fingerprintPolicy(config: PgveilConfig): string {
+/** What a reload compares; `dataKeys: false` leaves out the data key versions (a rotation), not the index key versions. */
+function fingerprintPolicy(config: PgveilConfig, options: { dataKeys: boolean } = { dataKeys: true }): string {
   const identity = config.identity ?? null
+  const keys = config.keyring?.describe() ?? null
   return JSON.stringify({
     columns: config.policy.columns,
-    keys: config.keyring?.describe() ?? null,
+    keys: keys === null || options.dataKeys ? keys : { ...keys, current: null, versions: null },
     // Issuers and settings; a shared secret only as a digest, so a changed secret is noticed.
     identity: identity === null ? null : { ...identity, issuers: identity.issuers.map((issuer) => ({ ...issuer, secret: issuer.secret === null ? null : createHash('sha256').update(issuer.secret).digest('hex') })) },
     access: config.access?.rules ?? [],

@@ -7,7 +7,7 @@
  * asked for). The session calls it only when the policy protects something.
  */
 import { DecryptionError } from '../policy/errors.js'
-import { EnvelopeOpener } from '../policy/envelope.js'
+import { EnvelopeOpener, type KeyringSource } from '../policy/envelope.js'
 import { lookupMacs, sealColumnValue, type IndexedColumn } from '../policy/equality-index.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { Policy } from '../policy/policy.js'
@@ -35,7 +35,8 @@ import { Pending } from './pending-queue.js'
 /** What every session of one server shares. */
 export interface CryptoContext {
   readonly policy: Policy
-  readonly keyring: Keyring
+  /** Replaced in place when only the keys change (rotation): sessions go on and seal under the new current version. */
+  keyring: Keyring
   readonly analyzer: SqlAnalyzer
   readonly catalogs: CatalogMap
   readonly logger: Logger
@@ -387,7 +388,7 @@ export class SessionCrypto {
       if (column === undefined) return
       const codec = TYPE_CODECS[column.type as PolicyType]
       if (spec.direction === 'out') {
-        const opener = new EnvelopeOpener(this.ctx.keyring, column.binding)
+        const opener = new EnvelopeOpener(this.ctx, column.binding)
         transforms.set(i, (value) => codec.toText(opener.open(decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.format))
         return
       }
@@ -428,7 +429,7 @@ export class SessionCrypto {
     const catalog = this.catalog
     if (catalog === null || !mayCarryEnvelopes(frame, catalog)) return { frame, plan: null, fields: null }
     const { fields } = decodeRowDescription(frame)
-    const { plan, rewritten } = planFields(this.ctx.keyring, catalog, fields)
+    const { plan, rewritten } = planFields(this.ctx, catalog, fields)
     return { frame: plan?.decrypts === true ? encodeRowDescription(rewritten) : frame, plan, fields }
   }
 
@@ -436,7 +437,7 @@ export class SessionCrypto {
   planFromStatement(portal: PortalState): RowPlan | null {
     const fields = portal.statement.rowFields
     if (fields === null || fields.length === 0 || this.catalog === null) return null
-    return planFields(this.ctx.keyring, this.catalog, fields, portal.resultFormats).plan
+    return planFields(this.ctx, this.catalog, fields, portal.resultFormats).plan
   }
 
   /**
@@ -554,7 +555,7 @@ export class SessionCrypto {
  * a Bind's result formats; without them each field's own format applies. The plan is
  * null when no column needs either.
  */
-function planFields(keyring: Keyring, catalog: DatabaseCatalog, fields: readonly FieldDescription[], formats?: readonly number[]): { plan: RowPlan | null; rewritten: FieldDescription[] } {
+function planFields(keys: KeyringSource, catalog: DatabaseCatalog, fields: readonly FieldDescription[], formats?: readonly number[]): { plan: RowPlan | null; rewritten: FieldDescription[] } {
   const plan: (ProtectedField | GuardedField | undefined)[] = []
   let decrypts = false
   let guards = false
@@ -569,7 +570,7 @@ function planFields(keyring: Keyring, catalog: DatabaseCatalog, fields: readonly
     }
     const codec = TYPE_CODECS[column.type as PolicyType]
     decrypts = true
-    plan.push({ kind: 'decrypt', opener: new EnvelopeOpener(keyring, column.binding), name: column.qualified, codec, binary: format === 1, verbatim: codec.type === 'text' })
+    plan.push({ kind: 'decrypt', opener: new EnvelopeOpener(keys, column.binding), name: column.qualified, codec, binary: format === 1, verbatim: codec.type === 'text' })
     return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
   })
   return { plan: decrypts || guards ? { fields: plan, decrypts } : null, rewritten }

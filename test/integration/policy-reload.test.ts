@@ -77,7 +77,47 @@ describe('policy reload', () => {
       child.kill('SIGHUP')
       await eventually(() => stderr.includes('"msg":"policy unchanged"'))
       expect(fresh.errors).toEqual([])
+
       await fresh.client.end()
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+
+  it('rotates data keys without ending open sessions or their prepared statements', async () => {
+    const port = await freePort()
+    const keysV1 = 'keys:\n  current: 1\n  versions: { 1: "env:PGVEIL_KEY_1" }\n'
+    const keysV2 = 'keys:\n  current: 2\n  versions: { 1: "env:PGVEIL_KEY_1", 2: "env:PGVEIL_KEY_2" }\n'
+    const head = `listen: { host: 127.0.0.1, port: ${port} }\nupstream: { url: "${server.url(database)}?sslmode=disable" }\n`
+    const tables = 'tables:\n  people:\n    email: { type: text }\n    phone: { type: text }\n'
+    writeFileSync(configFile, head + keysV1 + tables)
+    const env: NodeJS.ProcessEnv = { PGVEIL_KEY_1: Buffer.alloc(32, 3).toString('base64'), PGVEIL_KEY_2: Buffer.alloc(32, 4).toString('base64') }
+    for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('PGVEIL_')) env[name] = value
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist/proxy/cli.js'), 'start', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const storedKeyVersion = async (id: number) => (await direct.query<{ email: Buffer }>('SELECT email FROM people WHERE id = $1', [id])).rows[0]!.email.readUInt32BE(4)
+    try {
+      await eventually(() => stdout.includes('pgveil listening on'))
+      const open = await connectCollectingErrors({ connectionString: `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable` })
+      const write = { name: 'rotation-write', text: 'INSERT INTO people (id, email) VALUES ($1, $2)' }
+      const read = { name: 'rotation-read', text: 'SELECT id, email FROM people WHERE id IN (11, 12) ORDER BY id' }
+      await open.client.query({ ...write, values: [11, 'before@example.com'] })
+      expect((await open.client.query(read)).rows).toEqual([{ id: 11, email: 'before@example.com' }])
+      expect(await storedKeyVersion(11)).toBe(1)
+
+      writeFileSync(configFile, head + keysV2 + tables)
+      await eventually(() => stderr.includes('keys applied'))
+      await open.client.query({ ...write, values: [12, 'after@example.com'] })
+      expect((await open.client.query(read)).rows).toEqual([
+        { id: 11, email: 'before@example.com' },
+        { id: 12, email: 'after@example.com' },
+      ])
+      expect(await storedKeyVersion(12)).toBe(2)
+      expect(open.errors).toEqual([])
+      await open.client.end()
     } finally {
       child.kill('SIGKILL')
     }

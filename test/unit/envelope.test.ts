@@ -117,7 +117,7 @@ describe('round trip', () => {
   })
 
   it('reuses one opener across values, layouts, key versions and positions in a buffer', () => {
-    const opener = new EnvelopeOpener(keyring12, EMAIL)
+    const opener = new EnvelopeOpener({ keyring: keyring12 }, EMAIL)
     const values = [
       sealValue(keyring1, EMAIL, Buffer.from('old plain')),
       sealValue(keyring12, EMAIL, Buffer.from('new indexed'), { index: INDEX }),
@@ -136,7 +136,7 @@ describe('round trip', () => {
     // A range one byte short or long of the envelope, or another column's opener, fails the same way.
     decryptionError(() => opener.openRange(row, 2, 2 + values[0]!.length - 1))
     decryptionError(() => opener.openRange(row, 2, 2 + values[0]!.length + 1))
-    decryptionError(() => new EnvelopeOpener(keyring12, SSN).open(values[1]!))
+    decryptionError(() => new EnvelopeOpener({ keyring: keyring12 }, SSN).open(values[1]!))
     expect(opener.open(values[1]!).toString()).toBe('new indexed')
   })
 })
