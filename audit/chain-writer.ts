@@ -45,6 +45,9 @@ export class ChainWriter {
   private unconfirmed = 0
   private broken = false
   private closed = false
+  /** `,"chain":"<id>","seq":` of the current chain, and that chain's id. */
+  private chainMembers = Buffer.alloc(0)
+  private chainMembersOf = ''
 
   constructor(options: ChainWriterOptions, events: ChainWriterEvents) {
     this.options = options
@@ -99,7 +102,11 @@ export class ChainWriter {
     for (let at = bodies.indexOf(NEWLINE); at >= 0; at = bodies.indexOf(NEWLINE, at + 1)) lines++
     const out = Buffer.allocUnsafe(bodies.length + lines * (CHAIN_MEMBERS_BYTES + SEAL_SUFFIX_BYTES))
     const sealer = this.sealer
-    const chainMembers = Buffer.from(`,"chain":"${sealer.id}","seq":`)
+    if (this.chainMembersOf !== sealer.id) {
+      this.chainMembers = Buffer.from(`,"chain":"${sealer.id}","seq":`)
+      this.chainMembersOf = sealer.id
+    }
+    const chainMembers = this.chainMembers
     let written = 0
     let from = 0
     while (from < bodies.length) {

@@ -406,6 +406,15 @@ process.on('SIGTERM', stop)
 process.on('SIGINT', stop)
 `
 
+/**
+ * Node options for the pgveil processes only, from PGVEIL_BENCH_NODE_ARGS
+ * (space-separated), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the
+ * proxy under pgbench (NODE_OPTIONS refuses --cpu-prof).
+ */
+function pgveilNodeArgs(): string[] {
+  return (process.env.PGVEIL_BENCH_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '')
+}
+
 async function startPgveil(context: TargetContext, audit = false): Promise<Target> {
   const name: TargetName = audit ? 'pgveil-audit' : 'pgveil'
   const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
@@ -432,7 +441,7 @@ ${auditSection}`)
   const argv = viaCli
     ? [cli, 'start', '--config', config]
     : ['--input-type=module', '--eval', START_PROXY_PROGRAM, configModule.href, serverModule.href, config]
-  const child = track(spawn(process.execPath, argv, { stdio: ['ignore', output, output] }))
+  const child = track(spawn(process.execPath, [...pgveilNodeArgs(), ...argv], { stdio: ['ignore', output, output] }))
   closeSync(output)
   try {
     await waitForPostgres(port, child, logFile)
