@@ -4,10 +4,18 @@
  * destination. It runs in the audit worker thread (sink-worker.ts), so that
  * sealing and file I/O stay off the proxy's event loop, or in the caller's
  * thread for a stream given by a test.
+ *
+ * A batch arrives as one buffer of bodies separated by newlines and leaves as one
+ * buffer of sealed lines: each body is copied once into the output, completed and
+ * sealed where it lies (ChainSealer.sealInPlace), with no string per line.
  */
 import { createWriteStream, openSync } from 'node:fs'
 import type { Writable } from 'node:stream'
-import { CHAIN_FORMAT_VERSION, ChainSealer } from './chain.js'
+import { CHAIN_FORMAT_VERSION, ChainSealer, SEAL_SUFFIX_BYTES } from './chain.js'
+
+const NEWLINE = 0x0a
+/** `,"chain":"<24 hex>","seq":` + up to 16 digits + `}`, generously. */
+const CHAIN_MEMBERS_BYTES = 64
 
 export interface ChainWriterOptions {
   /** `stdout`, or a file path (opened for appending). */
@@ -37,6 +45,9 @@ export class ChainWriter {
   private unconfirmed = 0
   private broken = false
   private closed = false
+  /** `,"chain":"<id>","seq":` of the current chain, and that chain's id. */
+  private chainMembers = Buffer.alloc(0)
+  private chainMembersOf = ''
 
   constructor(options: ChainWriterOptions, events: ChainWriterEvents) {
     this.options = options
@@ -51,15 +62,14 @@ export class ChainWriter {
     return this.stream.writableLength
   }
 
-  /** Seal and append lines given as `{…}` bodies without chain and seq; `ack` comes back through `written`. */
-  writeBatch(bodies: readonly string[], ack = 0): void {
-    if (this.closed || this.broken) {
+  /** Seal and append lines given as `{…}` bodies (without chain and seq) separated by newlines; `ack` comes back through `written`. */
+  writeBatch(bodies: Buffer, ack = 0): void {
+    if (this.closed || this.broken || bodies.length === 0) {
       this.events.written(ack)
       return
     }
-    let chunk = ''
-    for (const body of bodies) chunk += this.seal(body)
-    this.append(chunk, bodies.length, ack)
+    const { chunk, lines } = this.sealBatch(bodies)
+    this.append(chunk, lines, ack)
   }
 
   rotate(at: string = new Date().toISOString()): void {
@@ -87,11 +97,37 @@ export class ChainWriter {
     await new Promise<void>((resolve) => stream.end(resolve))
   }
 
-  private seal(body: string): string {
-    return `${this.sealer.seal(`${body.slice(0, -1)},"chain":"${this.sealer.id}","seq":${this.sealer.seq}}`)}\n`
+  private sealBatch(bodies: Buffer): { chunk: Buffer; lines: number } {
+    let lines = 1
+    for (let at = bodies.indexOf(NEWLINE); at >= 0; at = bodies.indexOf(NEWLINE, at + 1)) lines++
+    const out = Buffer.allocUnsafe(bodies.length + lines * (CHAIN_MEMBERS_BYTES + SEAL_SUFFIX_BYTES))
+    const sealer = this.sealer
+    if (this.chainMembersOf !== sealer.id) {
+      this.chainMembers = Buffer.from(`,"chain":"${sealer.id}","seq":`)
+      this.chainMembersOf = sealer.id
+    }
+    const chainMembers = this.chainMembers
+    let written = 0
+    let from = 0
+    while (from < bodies.length) {
+      let to = bodies.indexOf(NEWLINE, from)
+      if (to < 0) to = bodies.length
+      const start = written
+      // The body without its closing brace, then the chain's members and the brace.
+      written += bodies.copy(out, written, from, to - 1)
+      written += chainMembers.copy(out, written)
+      written += out.write(`${sealer.seq}}`, written, 'latin1')
+      written = sealer.sealInPlace(out, start, written)
+      from = to + 1
+    }
+    return { chunk: out.subarray(0, written), lines }
   }
 
-  private append(chunk: string, lines: number, ack = 0): void {
+  private sealOne(body: string): Buffer {
+    return this.sealBatch(Buffer.from(body)).chunk
+  }
+
+  private append(chunk: Buffer, lines: number, ack = 0): void {
     this.unconfirmed += lines
     this.stream.write(chunk, (error?: Error | null) => {
       // Written or lost (a failure is reported by onStreamError): either way no longer waiting.
@@ -103,11 +139,11 @@ export class ChainWriter {
   private beginChain(reason: ChainStartReason, previous: { chain: string; lines: number; mac: string } | null, extra: Record<string, unknown> = {}, at = new Date().toISOString()): void {
     const { epoch } = this.sealer.begin()
     const body = JSON.stringify({ time: at, event: 'chain_start', version: CHAIN_FORMAT_VERSION, epoch, reason, previous, ...extra })
-    this.append(this.seal(body), 1)
+    this.append(this.sealOne(body), 1)
   }
 
   private endChain(at: string): { chain: string; lines: number; mac: string } {
-    if (!this.broken) this.append(this.seal(JSON.stringify({ time: at, event: 'chain_end', lines: this.sealer.lines })), 1)
+    if (!this.broken) this.append(this.sealOne(JSON.stringify({ time: at, event: 'chain_end', lines: this.sealer.lines })), 1)
     return { chain: this.sealer.id, lines: this.sealer.lines, mac: this.sealer.lastMac }
   }
 

@@ -1,6 +1,6 @@
 /**
  * The audit worker thread: owns the chain keys and the destination, so that
- * sealing (two SHA-256 computations per line) and file writes never run on the
+ * sealing (two keyed BLAKE2b computations per line) and file writes never run on the
  * proxy's event loop. Messages from AuditSink: `lines` (bodies joined by "\n"),
  * `rotate`, `close`; replies: `written`, `problem`, `closed`.
  */
@@ -37,7 +37,7 @@ try {
 port.on('message', (message: ToAuditWorker) => {
   switch (message.type) {
     case 'lines':
-      writer.writeBatch(message.text.split('\n'), message.bytes)
+      writer.writeBatch(Buffer.from(message.text), message.bytes)
       break
     case 'rotate':
       writer.rotate(message.at)

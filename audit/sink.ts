@@ -197,7 +197,7 @@ export class AuditSink {
     const bytes = this.batchBytes
     this.batch = []
     this.batchBytes = 0
-    if (this.local !== null) this.local.writeBatch(batch)
+    if (this.local !== null) this.local.writeBatch(Buffer.from(batch.join('\n')))
     else {
       this.inFlight += bytes
       this.post({ type: 'lines', text: batch.join('\n'), bytes })

@@ -33,7 +33,8 @@ interface OpenChain {
   file: string
   startLine: number
   key: Buffer
-  previousMac: string
+  /** The previous line's MAC (null before the first line). */
+  previousMac: Buffer | null
   seq: number
   closed: boolean
 }
@@ -103,10 +104,10 @@ export function verifyAuditLog(files: readonly AuditFile[], chainKey: Buffer, op
           }
         }
         const previous = fields.previous as { chain?: unknown; lines?: unknown; mac?: unknown } | null | undefined
-        if (open !== null && previous != null && previous.chain === open.id && (previous.lines !== open.seq || previous.mac !== open.previousMac)) {
+        if (open !== null && previous != null && previous.chain === open.id && (previous.lines !== open.seq || previous.mac !== (open.previousMac?.toString('hex') ?? ''))) {
           return fail(name, lineNo, `chain ${open.id} ended differently from what this chain start records (lines at its end were deleted or edited)`)
         }
-        current = { id: fields.chain, file: name, startLine: lineNo, key: firstLineKey(seeds.at(fields.epoch), fields.chain), previousMac: '', seq: 0, closed: false }
+        current = { id: fields.chain, file: name, startLine: lineNo, key: firstLineKey(seeds.at(fields.epoch), fields.chain), previousMac: null, seq: 0, closed: false }
         chains++
       } else {
         if (current === null || current.closed) return fail(name, lineNo, 'a line outside any chain: its chain start was deleted, or lines were reordered')
@@ -116,9 +117,10 @@ export function verifyAuditLog(files: readonly AuditFile[], chainKey: Buffer, op
         }
       }
       const chain: OpenChain = current
-      if (lineMac(chain.key, chain.previousMac, split.body) !== split.mac) return fail(name, lineNo, 'MAC mismatch: the line was edited (or a line before it was replaced)')
+      const mac = lineMac(chain.key, chain.previousMac, Buffer.from(split.body))
+      if (mac.toString('hex') !== split.mac) return fail(name, lineNo, 'MAC mismatch: the line was edited (or a line before it was replaced)')
       chain.key = nextLineKey(chain.key)
-      chain.previousMac = split.mac
+      chain.previousMac = mac
       chain.seq++
       lines++
       if (fields.event === 'chain_end') {

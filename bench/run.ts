@@ -42,6 +42,8 @@ const TARGET_LABELS: Record<TargetName, string> = {
 const PIPE_BUDGET = 0.95
 /** pgveil with the audit log on must keep at least this share of pgveil's TPS (audit costs under 5%). */
 const AUDIT_BUDGET = 0.95
+/** USER_HZ of /proc/PID/stat: 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100
 /** Added latency budget against haproxy, milliseconds. */
 const P50_BUDGET_MS = 0.15
 const P99_BUDGET_MS = 0.5
@@ -268,6 +270,8 @@ interface Target {
   absent: string | null
   /** Version or configuration shown in the report header. */
   detail: string
+  /** The process whose CPU time is the target's (pgveil), when there is one to read. */
+  pid?: number
   stop(): Promise<void>
 }
 
@@ -415,6 +419,15 @@ process.on('SIGTERM', stop)
 process.on('SIGINT', stop)
 `
 
+/**
+ * Node options for the pgveil processes only, from PGVEIL_BENCH_NODE_ARGS
+ * (space-separated), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the
+ * proxy under pgbench (NODE_OPTIONS refuses --cpu-prof).
+ */
+function pgveilNodeArgs(): string[] {
+  return (process.env.PGVEIL_BENCH_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '')
+}
+
 async function startPgveil(context: TargetContext, audit = false): Promise<Target> {
   const name: TargetName = audit ? 'pgveil-audit' : 'pgveil'
   const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
@@ -441,7 +454,7 @@ ${auditSection}`)
   const argv = viaCli
     ? [cli, 'start', '--config', config]
     : ['--input-type=module', '--eval', START_PROXY_PROGRAM, configModule.href, serverModule.href, config]
-  const child = track(spawn(process.execPath, argv, { stdio: ['ignore', output, output] }))
+  const child = track(spawn(process.execPath, [...pgveilNodeArgs(), ...argv], { stdio: ['ignore', output, output] }))
   closeSync(output)
   try {
     await waitForPostgres(port, child, logFile)
@@ -450,7 +463,7 @@ ${auditSection}`)
     return absent(name, `pgveil did not start: ${(error as Error).message}`)
   }
   const how = `${viaCli ? `${cli} start` : 'startProxy() from dist/proxy/server.js (dist/proxy/cli.js missing)'}${audit ? ', audit log to a file' : ''}`
-  return { name, port, absent: null, detail: `node ${process.version}, ${how}`, stop: () => stopChild(child) }
+  return { name, port, absent: null, detail: `node ${process.version}, ${how}`, ...(child.pid === undefined ? {} : { pid: child.pid }), stop: () => stopChild(child) }
 }
 
 const STARTERS: Record<TargetName, (context: TargetContext) => Promise<Target>> = {
@@ -510,6 +523,9 @@ interface ThroughputRow {
   tps: number | null
   /** TPS of every round, in order. */
   rounds: (number | null)[]
+  /** CPU time of the target's process per transaction (µs, all its threads), median and every round; null when not measured. */
+  cpuMicros: number | null
+  cpuRounds: number[]
   failed: number
   errors: string[]
 }
@@ -523,6 +539,25 @@ interface LatencyRow {
   transactions: number
   late: number | null
   errors: string[]
+}
+
+/**
+ * User + system CPU time of a process and all its threads (µs), from
+ * /proc/PID/stat (Linux; null elsewhere or when it is gone). Clock ticks are
+ * coarse (10 ms) but a run's seconds of CPU make that small.
+ */
+function processCpuMicros(pid: number | undefined): number | null {
+  if (pid === undefined) return null
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
+  } catch {
+    return null
+  }
+  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(fields[11]) + Number(fields[12])
+  return Number.isFinite(ticks) ? (ticks * 1e6) / CLOCK_TICKS_PER_SECOND : null
 }
 
 function median(values: readonly number[]): number | null {
@@ -568,12 +603,14 @@ function throughputReport(rows: readonly ThroughputRow[], targets: readonly Targ
   const ratio = (value: number | null, base: number | null): string => (value === null || base === null || base === 0 ? '—' : (value / base).toFixed(2))
   const present = new Set(targets.filter((target) => target.port !== null).map((target) => target.name))
   const baselines = (['direct', 'pipe', 'haproxy', 'pgbouncer'] as const).filter((name) => present.has(name))
-  const header = ['mode', 'target', 'TPS', 'failed', ...baselines.map((name) => `x ${name === 'pipe' ? 'node-pipe' : name}`)]
+  const withCpu = rows.some((row) => row.cpuMicros !== null)
+  const header = ['mode', 'target', 'TPS', 'failed', ...(withCpu ? ['CPU µs/tx'] : []), ...baselines.map((name) => `x ${name === 'pipe' ? 'node-pipe' : name}`)]
   const body = rows.filter((row) => present.has(row.target)).map((row) => [
     row.mode,
     TARGET_LABELS[row.target],
     fixed(row.tps, 1),
     row.errors.length > 0 ? `${row.failed} (error)` : String(row.failed),
+    ...(withCpu ? [row.cpuMicros === null ? '—' : fixed(row.cpuMicros, 1)] : []),
     ...baselines.map((name) => ratio(row.tps, tpsOf(row.mode, name))),
   ])
   return table(header, body)
@@ -726,7 +763,7 @@ async function main(): Promise<number> {
     if (options.throughput) {
       for (const mode of options.modes) {
         for (const target of targets) {
-          throughput.push({ mode, target: target.name, tps: null, rounds: [], failed: 0, errors: target.absent === null ? [] : [target.absent] })
+          throughput.push({ mode, target: target.name, tps: null, rounds: [], cpuMicros: null, cpuRounds: [], failed: 0, errors: target.absent === null ? [] : [target.absent] })
         }
       }
       // Interleaved: every target once per mode per round, so drift hits all alike.
@@ -734,18 +771,26 @@ async function main(): Promise<number> {
         for (const mode of options.modes) {
           for (const target of running) {
             if (interrupted) return 130
+            const cpuBefore = processCpuMicros(target.pid)
             const result = await pgbench(pgbenchPath, target.port, ['-S', ...common, '-T', String(options.seconds), '-M', mode])
+            const cpuAfter = processCpuMicros(target.pid)
             const row = throughput.find((candidate) => candidate.mode === mode && candidate.target === target.name)
             if (row === undefined) continue
             row.rounds.push(result.tps)
+            const cpu = cpuBefore !== null && cpuAfter !== null && result.processed !== null && result.processed > 0 ? (cpuAfter - cpuBefore) / result.processed : null
+            if (cpu !== null) row.cpuRounds.push(cpu)
             row.failed += result.failed ?? 0
             if (result.error !== null) row.errors.push(result.error)
             log(`round ${round} ${mode.padEnd(8)} ${TARGET_LABELS[target.name].padEnd(20)} ${fixed(result.tps, 1).padStart(10)} tps` +
+              `${cpu === null ? '' : `, ${fixed(cpu, 1)} µs CPU/tx`}` +
               `${result.failed ? `, ${result.failed} failed` : ''}${result.error === null ? '' : `  [${result.error}]`}`)
           }
         }
       }
-      for (const row of throughput) row.tps = median(row.rounds.filter((tps): tps is number => tps !== null))
+      for (const row of throughput) {
+        row.tps = median(row.rounds.filter((tps): tps is number => tps !== null))
+        row.cpuMicros = median(row.cpuRounds)
+      }
     }
 
     const latency: LatencyRow[] = []

@@ -8,6 +8,12 @@ declare module 'sodium-native' {
     crypto_aead_xchacha20poly1305_ietf_encrypt(c: Uint8Array, m: Uint8Array, ad: Uint8Array | null, nsec: null, npub: Uint8Array, k: Uint8Array): number
     /** Writes the plaintext into `m` (exactly `c.byteLength - 16` bytes) only when the tag verifies; throws otherwise. */
     crypto_aead_xchacha20poly1305_ietf_decrypt(m: Uint8Array, nsec: null, c: Uint8Array, ad: Uint8Array | null, npub: Uint8Array, k: Uint8Array): number
+    /**
+     * BLAKE2b of `input` into `output` (16 to 64 bytes; the length is part of the
+     * hash), keyed (RFC 7693 keyed mode) when `key` (16 to 64 bytes) is given. The
+     * key is absorbed before the output is written, so `output` may be `key`.
+     */
+    crypto_generichash(output: Uint8Array, input: Uint8Array, key?: Uint8Array | null): void
   }
   const sodium: SodiumNative
   export default sodium

@@ -67,6 +67,25 @@ export class StatementMetrics {
 
 const UNKNOWN_STATEMENT: StatementSummary = withJson({ kind: 'unknown', statement: '(unknown prepared statement)', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
 const OK_MEMBERS = '"outcome":{"status":"ok"}'
+const SIMPLE_MEMBERS = '"protocol":"simple"'
+const EXTENDED_MEMBERS = '"protocol":"extended"'
+const NO_TAG_MEMBERS = '"tag":null,"rows":null'
+/** Command tags repeat (`SELECT 1`, `UPDATE 1`): their members are serialized once each, up to this many. */
+const MAX_CACHED_TAGS = 1024
+const tagMembersCache = new Map<string, string>()
+
+/** `"tag":…,"rows":…` for a CommandComplete tag (null: the statement failed or was suspended). */
+function tagMembers(tag: string | null): string {
+  if (tag === null) return NO_TAG_MEMBERS
+  let members = tagMembersCache.get(tag)
+  if (members === undefined) {
+    // Tags are ASCII words from PostgreSQL (no quote or backslash): no escaping needed.
+    members = `"tag":"${tagName(tag)}","rows":${String(tagRows(tag))}`
+    if (tagMembersCache.size >= MAX_CACHED_TAGS) tagMembersCache.clear()
+    tagMembersCache.set(tag, members)
+  }
+  return members
+}
 
 interface QueryEntry {
   readonly summaries: readonly StatementSummary[]
@@ -296,9 +315,8 @@ export class SessionAudit {
     // The StatementEvent fields, assembled from fragments (see AuditSink.writeMembers).
     this.sessionMembers ??= this.buildSessionMembers()
     ctx.sink.writeMembers(
-      // Tags are ASCII words from PostgreSQL (no quote or backslash): no escaping needed.
-      `"event":"statement",${this.sessionMembers},"protocol":"${protocol}",${summary.json},"tag":${tag === null ? 'null' : `"${tagName(tag)}"`},` +
-        `"rows":${tag === null ? 'null' : String(tagRows(tag))},"duration_ms":${round(now - start)},${outcome.status === 'ok' ? OK_MEMBERS : `"outcome":${JSON.stringify(outcome)}`}`,
+      `"event":"statement",${this.sessionMembers},${protocol === 'simple' ? SIMPLE_MEMBERS : EXTENDED_MEMBERS},${summary.json},${tagMembers(tag)},` +
+        `"duration_ms":${round(now - start)},${outcome.status === 'ok' ? OK_MEMBERS : `"outcome":${JSON.stringify(outcome)}`}`,
     )
     const result = outcome.status === 'ok' ? 'ok' : outcome.sqlstate === PGVEIL_REFUSED ? 'refused' : 'error'
     ctx.statementMetrics.record(summary.kind, result, (now - start) / 1000, summary.protectedRead.length > 0 || summary.protectedWritten.length > 0)

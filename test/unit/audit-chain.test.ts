@@ -42,7 +42,7 @@ describe('audit chain', () => {
     const text = await writeLog(5)
     const rows = lines(text)
     expect(rows).toHaveLength(7)
-    expect(JSON.parse(rows[0]!)).toMatchObject({ event: 'chain_start', seq: 0, epoch: 0, reason: 'startup', version: 1 })
+    expect(JSON.parse(rows[0]!)).toMatchObject({ event: 'chain_start', seq: 0, epoch: 0, reason: 'startup', version: 2 })
     expect(JSON.parse(rows[6]!)).toMatchObject({ event: 'chain_end', seq: 6, lines: 6 })
     expect(JSON.parse(rows[3]!)).toMatchObject({ event: 'statement', n: 2, seq: 3, mac: expect.stringMatching(/^[0-9a-f]{64}$/) })
     expect(verify(text)).toMatchObject({ ok: true, lines: 7, chains: 1, problem: null })
