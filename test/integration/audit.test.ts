@@ -443,10 +443,10 @@ describe('policy events', () => {
       // The file watcher may start after the greeting: SIGHUP makes each reload certain (both may fire).
       writeFileSync(configFile, `${head}    name: { type: varchar }\n`)
       child.kill('SIGHUP')
-      await eventually(() => events().some((e) => e.event === 'policy_refused'))
+      await eventually(() => events().some((e) => e.event === 'policy_refused'), 30_000)
       writeFileSync(configFile, head.replace('tables:', 'tables:\n  plain:\n    code: { type: text }'))
       child.kill('SIGHUP')
-      await eventually(() => events().some((e) => e.event === 'policy_reloaded'))
+      await eventually(() => events().some((e) => e.event === 'policy_reloaded'), 30_000)
       child.kill('SIGTERM')
       expect(await exit).toBe(0)
       const policy = events().filter((e) => e.event.startsWith('policy_'))
