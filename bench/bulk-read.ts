@@ -4,12 +4,12 @@
  * pgveil. Budget: encrypted time <= 1.5 x plaintext time. Timed with psql (C, output
  * to /dev/null) so the client's own cost stays small and equal for both.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
+import { spawnPgveil, waitForPgveil } from './pgveil-process.js'
 import { freePort, type PostgresServer } from './postgres-server.js'
 
 export const BULK_READ_BUDGET = 1.5
@@ -56,22 +56,6 @@ function timePsql(psql: string, url: string, sql: string): Promise<number> {
   })
 }
 
-async function waitForPort(port: number, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 20_000
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`pgveil exited with ${child.exitCode}`)
-    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
-    try {
-      await client.connect()
-      await client.end()
-      return
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
-  throw new Error('pgveil did not start')
-}
-
 export async function measureBulkRead(options: { server: PostgresServer; workDir: string; psql: string; rows: number; rounds: number; log: (line: string) => void }): Promise<BulkReadResult> {
   const { server, workDir, psql, rows, rounds, log } = options
   const direct = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres' })
@@ -87,13 +71,9 @@ upstream: {url: "postgres://postgres@127.0.0.1:${server.port}/postgres?sslmode=d
 keys: {current: 1, versions: {1: "env:PGVEIL_BENCH_KEY"}}
 tables: {bulk_encrypted: {v: {type: text}}}
 `)
-  const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
-  const child = spawn(process.execPath, [...(process.env.PGVEIL_BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? []), cli, 'start', '--config', config], {
-    stdio: ['ignore', 'ignore', 'ignore'],
-    env: { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64') },
-  })
+  const child = spawnPgveil(config, { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64') })
   try {
-    await waitForPort(port, child)
+    await waitForPgveil(port, child)
     log(`bulk read: encrypting ${rows} rows through pgveil (pgveil peak RSS at start ${(await peakRssMb(child.pid))?.toFixed(0) ?? 'unknown'} MB)`)
     const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
     await client.connect()

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { bulkReadReport, measureBulkRead, type BulkReadResult } from './bulk-read.js'
 import { encryptedWorkloadReport, measureEncryptedWorkload, type EncryptedWorkloadResult } from './encrypted-workload.js'
+import { pgveilNodeArgs } from './pgveil-process.js'
 import { freePort, startPostgresServer, type PostgresServer } from './postgres-server.js'
 import { measureSetIdentity, setIdentityReport, type SetIdentityResult } from './set-identity.js'
 
@@ -418,15 +419,6 @@ const stop = () => proxy.close().finally(() => process.exit(0))
 process.on('SIGTERM', stop)
 process.on('SIGINT', stop)
 `
-
-/**
- * Node options for the pgveil processes only, from PGVEIL_BENCH_NODE_ARGS
- * (space-separated), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the
- * proxy under pgbench (NODE_OPTIONS refuses --cpu-prof).
- */
-function pgveilNodeArgs(): string[] {
-  return (process.env.PGVEIL_BENCH_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '')
-}
 
 async function startPgveil(context: TargetContext, audit = false): Promise<Target> {
   const name: TargetName = audit ? 'pgveil-audit' : 'pgveil'

@@ -5,14 +5,13 @@
  * answers) as the baseline. A JWKS server on 127.0.0.1 serves the issuer's key;
  * it is fetched once, before the measured runs.
  */
-import { spawn } from 'node:child_process'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import pg from 'pg'
+import { spawnPgveil, waitForPgveil } from './pgveil-process.js'
 import { freePort, type PostgresServer } from './postgres-server.js'
 
 export const SET_IDENTITY_P99_BUDGET_MS = 2
@@ -31,22 +30,6 @@ function percentile(sorted: readonly number[], p: number): number {
 function summary(samples: number[]): { p50Ms: number; p99Ms: number } {
   const sorted = [...samples].sort((a, b) => a - b)
   return { p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99) }
-}
-
-async function waitForPort(port: number, child: ReturnType<typeof spawn>): Promise<void> {
-  const deadline = Date.now() + 20_000
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`pgveil exited with ${child.exitCode}`)
-    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
-    try {
-      await client.connect()
-      await client.end()
-      return
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
-  throw new Error('pgveil did not start')
 }
 
 async function timed(run: () => Promise<unknown>): Promise<number> {
@@ -73,10 +56,9 @@ identity:
       audience: [bench]
       algorithms: [${algorithm}]
 `)
-  const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
-  const child = spawn(process.execPath, [cli, 'start', '--config', config], { stdio: ['ignore', 'ignore', 'ignore'] })
+  const child = spawnPgveil(config)
   try {
-    await waitForPort(port, child)
+    await waitForPgveil(port, child)
     const now = Math.floor(Date.now() / 1000)
     options.log(`SET IDENTITY: signing ${options.count} ${algorithm} tokens`)
     const tokens: string[] = []
