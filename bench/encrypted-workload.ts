@@ -14,8 +14,8 @@ import pg from 'pg'
 import { freePort, type PostgresServer } from './postgres-server.js'
 
 export const ENCRYPTED_WORKLOAD_BUDGET = 0.75
-const WORKLOADS = ['insert', 'lookup', 'update'] as const
-type Workload = (typeof WORKLOADS)[number]
+export const ENCRYPTED_WORKLOADS = ['insert', 'lookup', 'update'] as const
+export type Workload = (typeof ENCRYPTED_WORKLOADS)[number]
 
 /** pgbench scripts; `:n` and `:b` become parameters in -M prepared, so values reach pgveil as Bind parameters. */
 function script(workload: Workload, table: string, rows: number): string {
@@ -78,9 +78,12 @@ export async function measureEncryptedWorkload(options: {
   seconds: number
   clients: number
   jobs: number
+  /** Which workloads to measure (all by default); one alone is handy under a profiler. */
+  workloads?: readonly Workload[]
   log: (line: string) => void
 }): Promise<EncryptedWorkloadResult> {
   const { server, workDir, rows, rounds, seconds, clients, jobs, log } = options
+  const workloads = options.workloads ?? ENCRYPTED_WORKLOADS
   const direct = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres' })
   await direct.connect()
   await direct.query(`DROP TABLE IF EXISTS ew_plain, ew_encrypted;
@@ -99,7 +102,9 @@ keys: {current: 1, versions: {1: "env:PGVEIL_BENCH_KEY"}, index: "env:PGVEIL_BEN
 tables: {ew_encrypted: {email: {type: text, search: equality}, balance: {type: numeric}}}
 `)
   const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
-  const child = spawn(process.execPath, [cli, 'start', '--config', config], {
+  // PGVEIL_BENCH_PROXY_NODE_ARGS (as for the bulk read), e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile pgveil under the workload.
+  const nodeArgs = process.env.PGVEIL_BENCH_PROXY_NODE_ARGS?.split(' ').filter(Boolean) ?? []
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'start', '--config', config], {
     stdio: ['ignore', 'ignore', 'ignore'],
     env: { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64'), PGVEIL_BENCH_INDEX_KEY: randomBytes(32).toString('base64') },
   })
@@ -125,7 +130,7 @@ tables: {ew_encrypted: {email: {type: text, search: equality}, balance: {type: n
     await analyze.end()
 
     const files = new Map<string, string>()
-    for (const workload of WORKLOADS) {
+    for (const workload of workloads) {
       for (const table of ['ew_plain', 'ew_encrypted']) {
         const file = join(workDir, `${workload}_${table}.sql`)
         await writeFile(file, script(workload, table, rows))
@@ -133,7 +138,7 @@ tables: {ew_encrypted: {email: {type: text, search: equality}, balance: {type: n
       }
     }
     const common = ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(jobs, clients)), '-T', String(seconds)]
-    const result: EncryptedWorkloadRow[] = WORKLOADS.map((workload) => ({ workload, plainTps: [], encryptedTps: [], ratio: null, errors: [] }))
+    const result: EncryptedWorkloadRow[] = workloads.map((workload) => ({ workload, plainTps: [], encryptedTps: [], ratio: null, errors: [] }))
     for (let round = 1; round <= rounds; round++) {
       for (const row of result) {
         // Interleaved plaintext / encrypted, so drift hits both alike.
@@ -153,7 +158,10 @@ tables: {ew_encrypted: {email: {type: text, search: equality}, balance: {type: n
     }
     return { rows, clients, seconds, workloads: result }
   } finally {
+    // Waits for the exit, so a profile asked for with PGVEIL_BENCH_PROXY_NODE_ARGS is written before PostgreSQL stops.
+    const exited = new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once('exit', resolve)))
     child.kill('SIGTERM')
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())])
   }
 }
 

@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { bulkReadReport, measureBulkRead, type BulkReadResult } from './bulk-read.js'
-import { encryptedWorkloadReport, measureEncryptedWorkload, type EncryptedWorkloadResult } from './encrypted-workload.js'
+import { ENCRYPTED_WORKLOADS, encryptedWorkloadReport, measureEncryptedWorkload, type EncryptedWorkloadResult, type Workload } from './encrypted-workload.js'
 import { freePort, startPostgresServer, type PostgresServer } from './postgres-server.js'
 
 const MODES = ['simple', 'extended', 'prepared'] as const
@@ -63,6 +63,7 @@ interface BenchOptions {
   bulkRows: number
   encryptedWorkload: boolean
   encryptedWorkloadRows: number
+  encryptedWorkloads: Workload[]
   json: string | null
 }
 
@@ -85,6 +86,7 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --no-encrypted-workload  skip the encrypted insert/lookup/update workload
   --encrypted-workload-only  run only the encrypted workload (no passthrough, latency or bulk runs)
   --encrypted-workload-rows N  rows of the encrypted workload's tables (default 10000)
+  --encrypted-workloads LIST   which of insert,lookup,update to measure (default all)
   --json FILE          also write every figure as JSON
 `
 
@@ -106,6 +108,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     bulkRows: 100_000,
     encryptedWorkload: true,
     encryptedWorkloadRows: 10_000,
+    encryptedWorkloads: [...ENCRYPTED_WORKLOADS],
     latencyRate: 500,
     latencyMode: 'simple',
     json: null,
@@ -143,6 +146,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
         Object.assign(options, { encryptedWorkload: true, throughput: false, latency: false, bulk: false, targets: [] })
         break
       case '--encrypted-workload-rows': options.encryptedWorkloadRows = positiveInt(value(), flag); break
+      case '--encrypted-workloads': options.encryptedWorkloads = list(value(), ENCRYPTED_WORKLOADS, flag); break
       case '--json': options.json = value(); break
       default:
         throw new RangeError(`unknown option ${String(flag)}\n${USAGE}`)
@@ -772,6 +776,7 @@ async function main(): Promise<number> {
         workDir,
         pgbench: (port, args) => pgbench(pgbenchPath, port, args),
         rows: options.encryptedWorkloadRows,
+        workloads: options.encryptedWorkloads,
         rounds: options.rounds,
         seconds: options.seconds,
         clients: options.clients,

@@ -8,6 +8,14 @@ declare module 'sodium-native' {
     crypto_aead_xchacha20poly1305_ietf_encrypt(c: Uint8Array, m: Uint8Array, ad: Uint8Array | null, nsec: null, npub: Uint8Array, k: Uint8Array): number
     /** Writes the plaintext into `m` (exactly `c.byteLength - 16` bytes) only when the tag verifies; throws otherwise. */
     crypto_aead_xchacha20poly1305_ietf_decrypt(m: Uint8Array, nsec: null, c: Uint8Array, ad: Uint8Array | null, npub: Uint8Array, k: Uint8Array): number
+    /** Size of a SHA-256 state: a plain struct, so a copy of its bytes is a copy of the state. */
+    readonly crypto_hash_sha256_STATEBYTES: number
+    /** Writes SHA-256(input) into `out` (32 bytes). */
+    crypto_hash_sha256(out: Uint8Array, input: Uint8Array): void
+    crypto_hash_sha256_init(state: Uint8Array): void
+    crypto_hash_sha256_update(state: Uint8Array, input: Uint8Array): void
+    /** Writes the digest into `out` (32 bytes). */
+    crypto_hash_sha256_final(state: Uint8Array, out: Uint8Array): void
   }
   const sodium: SodiumNative
   export default sodium

@@ -324,9 +324,9 @@ export class SessionCrypto {
   /** The `bytea[]` expression of a search: its parameters, and its literals' index values inline. */
   private searchArray(slot: SearchSlot): string {
     const codec = TYPE_CODECS[slot.column.type as PolicyType]
-    return searchArraySql(slot, (literals) => {
+    return searchArraySql(slot, this.ctx.keyring.indexVersions.length, (literals) => {
       const macs = this.searchMacs(slot.column, literals.map((value) => (value === null ? null : codec.canonicalFromText(value, this.format))))
-      return `ARRAY[${macs.map((mac) => (mac === null ? 'NULL::bytea' : `E'\\\\x${mac.toString('hex')}'::bytea`)).join(', ')}]::bytea[]`
+      return macs.map((mac) => (mac === null ? 'NULL::bytea' : `E'\\\\x${mac.toString('hex')}'::bytea`))
     })
   }
 
