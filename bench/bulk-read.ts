@@ -9,7 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { spawnPgveil, waitForPgveil } from './pgveil-process.js'
+import { spawnPgveil, stopPgveil, waitForPgveil } from './pgveil-process.js'
 import { freePort, type PostgresServer } from './postgres-server.js'
 
 export const BULK_READ_BUDGET = 1.5
@@ -105,7 +105,7 @@ tables: {bulk_encrypted: {v: {type: text}}}
     log(`large result: ${LARGE_RESULT_ROWS} rows in ${largeSeconds.toFixed(2)} s, pgveil peak RSS ${peak?.toFixed(0) ?? 'unknown'} MB`)
     return { rows, plainSeconds, encryptedSeconds, ratio: median(encryptedSeconds) / median(plainSeconds), peakRssMb: peak }
   } finally {
-    child.kill('SIGTERM')
+    await stopPgveil(child)
   }
 }
 

@@ -5,24 +5,28 @@
  * against the same scripts on a plaintext table (btree index on `email`), both
  * through the same pgveil. Budget: encrypted TPS >= 0.75 x plaintext TPS for each.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import pg from 'pg'
+import { spawnPgveil, stopPgveil, waitForPgveil } from './pgveil-process.js'
 import { freePort, type PostgresServer } from './postgres-server.js'
 
 export const ENCRYPTED_WORKLOAD_BUDGET = 0.75
-const WORKLOADS = ['insert', 'lookup', 'update'] as const
-type Workload = (typeof WORKLOADS)[number]
+export const ENCRYPTED_WORKLOADS = ['insert', 'lookup', 'update'] as const
+export type Workload = (typeof ENCRYPTED_WORKLOADS)[number]
 
-/** pgbench scripts; `:n` and `:b` become parameters in -M prepared, so values reach pgveil as Bind parameters. */
-function script(workload: Workload, table: string, rows: number): string {
+/**
+ * pgbench scripts; `:n` and `:b` become parameters in -M prepared, so values reach
+ * pgveil as Bind parameters. Inserts write emails outside 1..rows, so however many
+ * rows the insert runs add to each table (their TPS differ), a lookup or update
+ * matches exactly one row in either table: the workloads stay alike.
+ */
+export function encryptedWorkloadScript(workload: Workload, table: string, rows: number): string {
   const n = `\\set n random(1, ${rows})\n`
   switch (workload) {
     case 'insert':
-      return `${n}\\set b random(1, 100000)\nINSERT INTO ${table} (email, balance) VALUES (:n, :b);\n`
+      return `\\set n random(${rows + 1}, ${rows * 1000})\n\\set b random(1, 100000)\nINSERT INTO ${table} (email, balance) VALUES (:n, :b);\n`
     case 'lookup':
       return `${n}SELECT id, balance FROM ${table} WHERE email = :n;\n`
     case 'update':
@@ -53,22 +57,6 @@ function median(values: readonly number[]): number | null {
   return sorted[Math.floor(sorted.length / 2)]!
 }
 
-async function waitForPort(port: number, child: ChildProcess): Promise<void> {
-  const deadline = Date.now() + 20_000
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`pgveil exited with ${child.exitCode}`)
-    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
-    try {
-      await client.connect()
-      await client.end()
-      return
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
-  throw new Error('pgveil did not start')
-}
-
 export async function measureEncryptedWorkload(options: {
   server: PostgresServer
   workDir: string
@@ -78,9 +66,12 @@ export async function measureEncryptedWorkload(options: {
   seconds: number
   clients: number
   jobs: number
+  /** Which workloads to measure (all by default); one alone is handy under a profiler. */
+  workloads?: readonly Workload[]
   log: (line: string) => void
 }): Promise<EncryptedWorkloadResult> {
   const { server, workDir, rows, rounds, seconds, clients, jobs, log } = options
+  const workloads = options.workloads ?? ENCRYPTED_WORKLOADS
   const direct = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', database: 'postgres' })
   await direct.connect()
   await direct.query(`DROP TABLE IF EXISTS ew_plain, ew_encrypted;
@@ -98,13 +89,9 @@ upstream: {url: "postgres://postgres@127.0.0.1:${server.port}/postgres?sslmode=d
 keys: {current: 1, versions: {1: "env:PGVEIL_BENCH_KEY"}, index: "env:PGVEIL_BENCH_INDEX_KEY"}
 tables: {ew_encrypted: {email: {type: text, search: equality}, balance: {type: numeric}}}
 `)
-  const cli = fileURLToPath(new URL('../proxy/cli.js', import.meta.url))
-  const child = spawn(process.execPath, [cli, 'start', '--config', config], {
-    stdio: ['ignore', 'ignore', 'ignore'],
-    env: { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64'), PGVEIL_BENCH_INDEX_KEY: randomBytes(32).toString('base64') },
-  })
+  const child = spawnPgveil(config, { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64'), PGVEIL_BENCH_INDEX_KEY: randomBytes(32).toString('base64') })
   try {
-    await waitForPort(port, child)
+    await waitForPgveil(port, child)
     log(`encrypted workload: encrypting ${rows} rows through pgveil`)
     const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
     await client.connect()
@@ -125,15 +112,15 @@ tables: {ew_encrypted: {email: {type: text, search: equality}, balance: {type: n
     await analyze.end()
 
     const files = new Map<string, string>()
-    for (const workload of WORKLOADS) {
+    for (const workload of workloads) {
       for (const table of ['ew_plain', 'ew_encrypted']) {
         const file = join(workDir, `${workload}_${table}.sql`)
-        await writeFile(file, script(workload, table, rows))
+        await writeFile(file, encryptedWorkloadScript(workload, table, rows))
         files.set(`${workload}:${table}`, file)
       }
     }
     const common = ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(Math.min(jobs, clients)), '-T', String(seconds)]
-    const result: EncryptedWorkloadRow[] = WORKLOADS.map((workload) => ({ workload, plainTps: [], encryptedTps: [], ratio: null, errors: [] }))
+    const result: EncryptedWorkloadRow[] = workloads.map((workload) => ({ workload, plainTps: [], encryptedTps: [], ratio: null, errors: [] }))
     for (let round = 1; round <= rounds; round++) {
       for (const row of result) {
         // Interleaved plaintext / encrypted, so drift hits both alike.
@@ -153,7 +140,7 @@ tables: {ew_encrypted: {email: {type: text, search: equality}, balance: {type: n
     }
     return { rows, clients, seconds, workloads: result }
   } finally {
-    child.kill('SIGTERM')
+    await stopPgveil(child)
   }
 }
 

@@ -37,3 +37,10 @@ export async function waitForPgveil(port: number, child: ChildProcess): Promise<
   }
   throw new Error('pgveil did not start')
 }
+
+/** SIGTERM, then wait (at most 10 s) for the exit, so a profile asked for with PGVEIL_BENCH_NODE_ARGS is written. */
+export async function stopPgveil(child: ChildProcess): Promise<void> {
+  const exited = new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once('exit', resolve)))
+  child.kill('SIGTERM')
+  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())])
+}

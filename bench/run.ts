@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { bulkReadReport, measureBulkRead, type BulkReadResult } from './bulk-read.js'
-import { encryptedWorkloadReport, measureEncryptedWorkload, type EncryptedWorkloadResult } from './encrypted-workload.js'
+import { ENCRYPTED_WORKLOADS, encryptedWorkloadReport, measureEncryptedWorkload, type EncryptedWorkloadResult, type Workload } from './encrypted-workload.js'
 import { pgveilNodeArgs } from './pgveil-process.js'
 import { freePort, startPostgresServer, type PostgresServer } from './postgres-server.js'
 import { measureSetIdentity, setIdentityReport, type SetIdentityResult } from './set-identity.js'
@@ -70,6 +70,7 @@ interface BenchOptions {
   identity: boolean
   identityOnly: boolean
   identityCount: number
+  encryptedWorkloads: Workload[]
   json: string | null
 }
 
@@ -95,6 +96,7 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --no-identity        skip the SET IDENTITY latency measurement
   --identity-only      run only the SET IDENTITY latency measurement
   --identity-count N   SET IDENTITY round trips measured (default 2000)
+  --encrypted-workloads LIST   which of insert,lookup,update to measure (default all)
   --json FILE          also write every figure as JSON
 `
 
@@ -119,6 +121,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     identity: true,
     identityOnly: false,
     identityCount: 2000,
+    encryptedWorkloads: [...ENCRYPTED_WORKLOADS],
     latencyRate: 500,
     latencyMode: 'simple',
     json: null,
@@ -159,6 +162,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       case '--no-identity': options.identity = false; break
       case '--identity-only': options.identityOnly = true; break
       case '--identity-count': options.identityCount = positiveInt(value(), flag); break
+      case '--encrypted-workloads': options.encryptedWorkloads = list(value(), ENCRYPTED_WORKLOADS, flag); break
       case '--json': options.json = value(); break
       default:
         throw new RangeError(`unknown option ${String(flag)}\n${USAGE}`)
@@ -831,6 +835,7 @@ async function main(): Promise<number> {
         workDir,
         pgbench: (port, args) => pgbench(pgbenchPath, port, args),
         rows: options.encryptedWorkloadRows,
+        workloads: options.encryptedWorkloads,
         rounds: options.rounds,
         seconds: options.seconds,
         clients: options.clients,

@@ -15,8 +15,8 @@
  * Used by the proxy (writes and lookups) and meant for `pgveil migrate --reindex`,
  * which rewrites index slots under the current index key version.
  */
-import { createHmac } from 'node:crypto'
 import { ENVELOPE_INDEX_LENGTH, openValue, sealValue, type EnvelopeIndex } from './envelope.js'
+import { HmacSha256 } from './hmac-sha256.js'
 import type { Keyring } from './keyring.js'
 import type { IndexNormalization } from './policy.js'
 
@@ -57,9 +57,22 @@ function domainOf(column: IndexedColumn): string {
 
 /** The 32-byte index value of `canonical` under index key `version`. Throws RangeError for a version the keyring does not hold. */
 export function indexMac(keyring: Keyring, version: number, column: IndexedColumn, canonical: string): Buffer {
-  const mac = createHmac('sha256', keyring.indexKey(version, domainOf(column))).update(indexInput(column, canonical), 'utf8').digest()
+  const mac = hmacOf(keyring.indexKey(version, domainOf(column))).digest(indexInput(column, canonical))
   if (mac.length !== ENVELOPE_INDEX_LENGTH) throw new RangeError(`index value is ${mac.length} bytes, expected ${ENVELOPE_INDEX_LENGTH}`)
   return mac
+}
+
+/**
+ * The HMAC of each index key, its padded key blocks hashed once. Keyed by the key
+ * Buffer, which the keyring keeps per index domain and version (so each is made
+ * once), and dropped with the keyring.
+ */
+const hmacs = new WeakMap<Buffer, HmacSha256>()
+
+function hmacOf(key: Buffer): HmacSha256 {
+  let hmac = hmacs.get(key)
+  if (hmac === undefined) hmacs.set(key, (hmac = new HmacSha256(key)))
+  return hmac
 }
 
 /**

@@ -14,6 +14,14 @@ declare module 'sodium-native' {
      * key is absorbed before the output is written, so `output` may be `key`.
      */
     crypto_generichash(output: Uint8Array, input: Uint8Array, key?: Uint8Array | null): void
+    /** Size of a SHA-256 state: a plain struct, so a copy of its bytes is a copy of the state. */
+    readonly crypto_hash_sha256_STATEBYTES: number
+    /** Writes SHA-256(input) into `out` (32 bytes). */
+    crypto_hash_sha256(out: Uint8Array, input: Uint8Array): void
+    crypto_hash_sha256_init(state: Uint8Array): void
+    crypto_hash_sha256_update(state: Uint8Array, input: Uint8Array): void
+    /** Writes the digest into `out` (32 bytes). */
+    crypto_hash_sha256_final(state: Uint8Array, out: Uint8Array): void
   }
   const sodium: SodiumNative
   export default sodium

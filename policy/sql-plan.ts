@@ -91,8 +91,9 @@ export type SearchValue =
 /**
  * Where an equality search puts the index values it compares with: the range is
  * replaced by `prefix` and a parenthesised `bytea[]` expression holding every
- * value's index values (one per index key version held), e.g. `($1::bytea[])` or
- * `(ARRAY['\x…'::bytea, '\x…'::bytea])`. The column side and the operator are
+ * value's index values (one per index key version held), e.g.
+ * `(ARRAY[($1::bytea[])[1]])`, `(ARRAY['\x…'::bytea, '\x…'::bytea])` or, for an
+ * array parameter, `($1::bytea[])` (see `searchArraySql`). The column side and the operator are
  * rewritten by `rewrites` (`substring(col from 13 for 32) = ANY`).
  */
 export interface SearchSlot extends ByteRange {

@@ -68,14 +68,33 @@ export function literalReplacements(analysis: SqlAnalysis, encode: (slot: Litera
   return out
 }
 
-/** The `bytea[]` SQL of a search's parameters as pgveil binds them (`$1::bytea[] || $2::bytea[]`), with `literals` rendering the literal values. */
-export function searchArraySql(slot: SearchSlot, literals: (values: readonly (string | null)[]) => string): string {
-  const parts: string[] = []
-  const pending: (string | null)[] = []
+/**
+ * The `bytea[]` SQL of a search as pgveil binds it. Scalar parameters and literals
+ * become the elements of one `ARRAY[…]`: `($1::bytea[])[1]` … `($1::bytea[])[k]` for a
+ * parameter bound as the `bytea[]` of its `indexVersions` index values, and what
+ * `literalElements` renders for the literals (one `bytea` expression per index value).
+ * Array parameters (`= ANY($n)`) are appended whole with `||`.
+ *
+ * Why elements and not `$1::bytea[]`: PostgreSQL plans `x = ANY(array)` for as many
+ * values as the array holds, and guesses 10 for a parameter. A prepared lookup then
+ * costs ten index probes in its generic plan against one in a custom plan, so
+ * PostgreSQL plans every execution anew. With the elements written out it knows
+ * there is one value per index key version and keeps the generic plan. The count is
+ * safe to fix at Parse: a session keeps its keyring for life (a policy change ends
+ * the session), so Bind sends exactly `indexVersions` values for each parameter (one
+ * NULL for a NULL value, which leaves the others NULL too: the comparison is NULL
+ * either way, as `= NULL` is).
+ */
+export function searchArraySql(slot: SearchSlot, indexVersions: number, literalElements: (values: readonly (string | null)[]) => readonly string[]): string {
+  if (!Number.isInteger(indexVersions) || indexVersions < 1) throw new RangeError(`indexVersions must be a positive integer, got ${indexVersions}`)
+  const elements: string[] = []
+  const arrays: string[] = []
+  const literals: (string | null)[] = []
   for (const value of slot.values) {
-    if (value.kind === 'literal') pending.push(value.value)
-    else parts.push(`$${value.n}::bytea[]`)
+    if (value.kind === 'literal') literals.push(value.value)
+    else if (value.array) arrays.push(`$${value.n}::bytea[]`)
+    else for (let i = 1; i <= indexVersions; i++) elements.push(`($${value.n}::bytea[])[${i}]`)
   }
-  if (pending.length > 0) parts.push(literals(pending))
-  return parts.join(' || ')
+  if (literals.length > 0) elements.push(...literalElements(literals))
+  return (elements.length > 0 ? [`ARRAY[${elements.join(', ')}]`, ...arrays] : arrays).join(' || ')
 }

@@ -105,6 +105,16 @@ export class UnattributedCiphertextError extends WireError {
   }
 }
 
+/** What rowDescription makes of a RowDescription: the frame to forward and the plan of its rows. Shared between executions: read only. */
+export interface DescribedRows {
+  readonly frame: Buffer
+  readonly plan: RowPlan | null
+  readonly fields: FieldDescription[] | null
+}
+
+/** RowDescriptions remembered per session: enough for the statements a client alternates between. */
+const DESCRIBED_CACHE_SIZE = 8
+
 /** Context attached to pending-queue entries when encryption is on. */
 export type CryptoPending =
   | { readonly kind: 'describe-statement'; readonly statement: StatementState }
@@ -331,9 +341,9 @@ export class SessionCrypto {
   /** The `bytea[]` expression of a search: its parameters, and its literals' index values inline. */
   private searchArray(slot: SearchSlot): string {
     const codec = TYPE_CODECS[slot.column.type as PolicyType]
-    return searchArraySql(slot, (literals) => {
+    return searchArraySql(slot, this.ctx.keyring.indexVersions.length, (literals) => {
       const macs = this.searchMacs(slot.column, literals.map((value) => (value === null ? null : codec.canonicalFromText(value, this.format))))
-      return `ARRAY[${macs.map((mac) => (mac === null ? 'NULL::bytea' : `E'\\\\x${mac.toString('hex')}'::bytea`)).join(', ')}]::bytea[]`
+      return macs.map((mac) => (mac === null ? 'NULL::bytea' : `E'\\\\x${mac.toString('hex')}'::bytea`))
     })
   }
 
@@ -425,13 +435,24 @@ export class SessionCrypto {
    * Recognises protected result columns by table OID and attribute number. Returns
    * the plan (null when no column is protected) and the frame to forward.
    */
-  rowDescription(frame: Buffer): { frame: Buffer; plan: RowPlan | null; fields: FieldDescription[] | null } {
+  rowDescription(frame: Buffer): DescribedRows {
     const catalog = this.catalog
     if (catalog === null || !mayCarryEnvelopes(frame, catalog)) return { frame, plan: null, fields: null }
+    // A prepared statement executed again gets the same RowDescription (libpq describes
+    // every portal): the plan and the rewritten frame are reused, not made anew.
+    const cache = this.#described
+    for (const entry of cache) if (entry.catalog === catalog && entry.source.equals(frame)) return entry.described
     const { fields } = decodeRowDescription(frame)
     const { plan, rewritten } = planFields(this.ctx, catalog, fields)
-    return { frame: plan?.decrypts === true ? encodeRowDescription(rewritten) : frame, plan, fields }
+    const described = { frame: plan?.decrypts === true ? encodeRowDescription(rewritten) : frame, plan, fields }
+    // The source is copied: `frame` is a view of the read buffer, which is reused.
+    if (cache.length >= DESCRIBED_CACHE_SIZE) cache.shift()
+    cache.push({ source: Buffer.from(frame), catalog, described: described.frame === frame ? { ...described, frame: Buffer.from(frame) } : described })
+    return described
   }
+
+  /** The last RowDescriptions of protected tables and what rowDescription made of them, oldest first. */
+  readonly #described: { readonly source: Buffer; readonly catalog: DatabaseCatalog; readonly described: DescribedRows }[] = []
 
   /** The plan of a portal whose statement was described before it was bound. */
   planFromStatement(portal: PortalState): RowPlan | null {

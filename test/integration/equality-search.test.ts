@@ -269,4 +269,25 @@ describe('the expression index on a 100k-row table', () => {
       await client.end()
     }
   }, 120_000)
+
+  it('lets PostgreSQL keep one generic plan, an index scan, for a prepared lookup instead of planning each execution', async () => {
+    const client = new pg.Client({ connectionString: proxyUrl })
+    await client.connect()
+    try {
+      // PostgreSQL tries 5 custom plans, then keeps the generic one only if its estimate is no worse.
+      for (let i = 1; i <= 12; i++) {
+        const found = await client.query<{ id: number }>({ name: 'big-by-email', text: 'SELECT id FROM big WHERE email = $1', values: [`user${i * 1000}@example.com`] })
+        expect(found.rows).toEqual([{ id: i * 1000 }])
+      }
+      const plans = await client.query<{ generic_plans: string; custom_plans: string }>("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'big-by-email'")
+      expect(plans.rows).toHaveLength(1)
+      expect(Number(plans.rows[0]!.generic_plans)).toBeGreaterThanOrEqual(6)
+      expect(Number(plans.rows[0]!.custom_plans)).toBeLessThanOrEqual(6)
+      await client.query("SET plan_cache_mode = 'force_generic_plan'")
+      const generic = await client.query<{ 'QUERY PLAN': string }>('EXPLAIN SELECT id FROM big WHERE email = $1', ['user5@example.com'])
+      expect(generic.rows.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/Index (Only )?Scan using big_email_search on big/)
+    } finally {
+      await client.end()
+    }
+  })
 })

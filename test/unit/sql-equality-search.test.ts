@@ -13,9 +13,9 @@ beforeAll(async () => {
   analyzer = await SqlAnalyzer.create(POLICY)
 })
 
-/** Literal search values rendered as `[v1|v2]`, parameters as pgveil binds them, written values as `<column>`. */
+/** Literal search values rendered as one element `[v1|v2]`, parameters as pgveil binds them (one index key version), written values as `<column>`. */
 function spliced(sql: string, analysis: SqlAnalysis): string {
-  const render = (slot: SearchSlot): string => searchArraySql(slot, (values) => `[${values.map((v) => v ?? 'NULL').join('|')}]`)
+  const render = (slot: SearchSlot): string => searchArraySql(slot, 1, (values) => [`[${values.map((v) => v ?? 'NULL').join('|')}]`])
   return spliceLiterals(sql, literalReplacements(analysis, (slot) => `<${slot.column.column}>`, render))
 }
 
@@ -38,26 +38,26 @@ interface SupportedRow {
 }
 
 const SUPPORTED: readonly SupportedRow[] = [
-  { sql: 'SELECT id FROM users WHERE email = $1', becomes: `SELECT id FROM users WHERE ${S('email')} = ANY ($1::bytea[])`, searchParams: { 1: ['public.users.email', false] } },
-  { sql: "SELECT id FROM users WHERE email = 'a@x'", becomes: `SELECT id FROM users WHERE ${S('email')} = ANY ([a@x])` },
-  { sql: 'SELECT id FROM users WHERE $1 = email', becomes: `SELECT id FROM users WHERE ${S('email')} = ANY ($1::bytea[])`, searchParams: { 1: ['public.users.email', false] } },
-  { sql: 'SELECT id FROM users u WHERE u.email <> $1', becomes: `SELECT id FROM users u WHERE ${S('u.email')} <> ALL ($1::bytea[])`, searchParams: { 1: ['public.users.email', false] } },
-  { sql: "SELECT id FROM users WHERE email != 'x'", becomes: `SELECT id FROM users WHERE ${S('email')} <> ALL ([x])` },
-  { sql: 'SELECT id FROM users WHERE email = $1::text', becomes: `SELECT id FROM users WHERE ${S('email')} = ANY ($1::bytea[])`, searchParams: { 1: ['public.users.email', false] } },
-  { sql: "SELECT id FROM users WHERE email = CAST('x' AS text)", becomes: `SELECT id FROM users WHERE ${S('email')} = ANY ([x])` },
-  { sql: 'SELECT id FROM users WHERE age = 7', becomes: `SELECT id FROM users WHERE ${S('age')} = ANY ([7])` },
-  { sql: "SELECT id FROM users WHERE age = '7'", becomes: `SELECT id FROM users WHERE ${S('age')} = ANY ([7])` },
-  { sql: "SELECT id FROM users WHERE email IN ('a', 'b', NULL)", becomes: `SELECT id FROM users WHERE ${S('email')} = ANY ([a|b|NULL])` },
-  { sql: "SELECT id FROM users WHERE email IN ($1, 'b', $2)", becomes: `SELECT id FROM users WHERE ${S('email')} = ANY ($1::bytea[] || $2::bytea[] || [b])`, searchParams: { 1: ['public.users.email', false], 2: ['public.users.email', false] } },
-  { sql: "SELECT id FROM users WHERE email NOT IN ('a')", becomes: `SELECT id FROM users WHERE ${S('email')} <> ALL ([a])` },
+  { sql: 'SELECT id FROM users WHERE email = $1', becomes: `SELECT id FROM users WHERE ${S('email')} = ANY (ARRAY[($1::bytea[])[1]])`, searchParams: { 1: ['public.users.email', false] } },
+  { sql: "SELECT id FROM users WHERE email = 'a@x'", becomes: `SELECT id FROM users WHERE ${S('email')} = ANY (ARRAY[[a@x]])` },
+  { sql: 'SELECT id FROM users WHERE $1 = email', becomes: `SELECT id FROM users WHERE ${S('email')} = ANY (ARRAY[($1::bytea[])[1]])`, searchParams: { 1: ['public.users.email', false] } },
+  { sql: 'SELECT id FROM users u WHERE u.email <> $1', becomes: `SELECT id FROM users u WHERE ${S('u.email')} <> ALL (ARRAY[($1::bytea[])[1]])`, searchParams: { 1: ['public.users.email', false] } },
+  { sql: "SELECT id FROM users WHERE email != 'x'", becomes: `SELECT id FROM users WHERE ${S('email')} <> ALL (ARRAY[[x]])` },
+  { sql: 'SELECT id FROM users WHERE email = $1::text', becomes: `SELECT id FROM users WHERE ${S('email')} = ANY (ARRAY[($1::bytea[])[1]])`, searchParams: { 1: ['public.users.email', false] } },
+  { sql: "SELECT id FROM users WHERE email = CAST('x' AS text)", becomes: `SELECT id FROM users WHERE ${S('email')} = ANY (ARRAY[[x]])` },
+  { sql: 'SELECT id FROM users WHERE age = 7', becomes: `SELECT id FROM users WHERE ${S('age')} = ANY (ARRAY[[7]])` },
+  { sql: "SELECT id FROM users WHERE age = '7'", becomes: `SELECT id FROM users WHERE ${S('age')} = ANY (ARRAY[[7]])` },
+  { sql: "SELECT id FROM users WHERE email IN ('a', 'b', NULL)", becomes: `SELECT id FROM users WHERE ${S('email')} = ANY (ARRAY[[a|b|NULL]])` },
+  { sql: "SELECT id FROM users WHERE email IN ($1, 'b', $2)", becomes: `SELECT id FROM users WHERE ${S('email')} = ANY (ARRAY[($1::bytea[])[1], ($2::bytea[])[1], [b]])`, searchParams: { 1: ['public.users.email', false], 2: ['public.users.email', false] } },
+  { sql: "SELECT id FROM users WHERE email NOT IN ('a')", becomes: `SELECT id FROM users WHERE ${S('email')} <> ALL (ARRAY[[a]])` },
   { sql: 'SELECT id FROM users WHERE email = ANY($1)', becomes: `SELECT id FROM users WHERE ${S('email')} = ANY(($1::bytea[]))`, searchParams: { 1: ['public.users.email', true] } },
   { sql: 'SELECT id FROM users WHERE email = ANY($1::text[])', becomes: `SELECT id FROM users WHERE ${S('email')} = ANY(($1::bytea[]))`, searchParams: { 1: ['public.users.email', true] } },
   { sql: 'SELECT id FROM users WHERE email <> ALL($1)', becomes: `SELECT id FROM users WHERE ${S('email')} <> ALL(($1::bytea[]))`, searchParams: { 1: ['public.users.email', true] } },
-  { sql: 'SELECT id FROM users WHERE email IS NULL OR email = $1', becomes: `SELECT id FROM users WHERE email IS NULL OR ${S('email')} = ANY ($1::bytea[])`, searchParams: { 1: ['public.users.email', false] } },
-  { sql: 'UPDATE users SET ssn = $1 WHERE email = $2', becomes: `UPDATE users SET ssn = $1 WHERE ${S('email')} = ANY ($2::bytea[])`, searchParams: { 2: ['public.users.email', false] } },
-  { sql: "DELETE FROM users WHERE email = 'x' RETURNING email", becomes: `DELETE FROM users WHERE ${S('email')} = ANY ([x]) RETURNING email` },
-  { sql: "SELECT email FROM (SELECT email FROM users) s WHERE s.email = 'x'", becomes: `SELECT email FROM (SELECT email FROM users) s WHERE ${S('s.email')} = ANY ([x])` },
-  { sql: "SELECT y FROM (SELECT email, id FROM users) s(x, y) WHERE x = 'a'", becomes: `SELECT y FROM (SELECT email, id FROM users) s(x, y) WHERE ${S('x')} = ANY ([a])` },
+  { sql: 'SELECT id FROM users WHERE email IS NULL OR email = $1', becomes: `SELECT id FROM users WHERE email IS NULL OR ${S('email')} = ANY (ARRAY[($1::bytea[])[1]])`, searchParams: { 1: ['public.users.email', false] } },
+  { sql: 'UPDATE users SET ssn = $1 WHERE email = $2', becomes: `UPDATE users SET ssn = $1 WHERE ${S('email')} = ANY (ARRAY[($2::bytea[])[1]])`, searchParams: { 2: ['public.users.email', false] } },
+  { sql: "DELETE FROM users WHERE email = 'x' RETURNING email", becomes: `DELETE FROM users WHERE ${S('email')} = ANY (ARRAY[[x]]) RETURNING email` },
+  { sql: "SELECT email FROM (SELECT email FROM users) s WHERE s.email = 'x'", becomes: `SELECT email FROM (SELECT email FROM users) s WHERE ${S('s.email')} = ANY (ARRAY[[x]])` },
+  { sql: "SELECT y FROM (SELECT email, id FROM users) s(x, y) WHERE x = 'a'", becomes: `SELECT y FROM (SELECT email, id FROM users) s(x, y) WHERE ${S('x')} = ANY (ARRAY[[a]])` },
   {
     sql: 'SELECT u.id FROM users u JOIN contacts c ON c.email = u.email',
     becomes: `SELECT u.id FROM users u JOIN contacts c ON ${S('c.email')} = ${S('u.email')}`,
@@ -92,7 +92,7 @@ describe('SqlAnalyzer: equality search on searchable columns', () => {
 
   it('locates the slot by bytes after multi-byte characters', () => {
     const sql = "SELECT 'é😀' AS x FROM users WHERE email = 'ü'"
-    expect(rewriteOf(sql).text).toBe(`SELECT 'é😀' AS x FROM users WHERE ${S('email')} = ANY ([ü])`)
+    expect(rewriteOf(sql).text).toBe(`SELECT 'é😀' AS x FROM users WHERE ${S('email')} = ANY (ARRAY[[ü]])`)
   })
 })
 
@@ -140,4 +140,33 @@ describe('SqlAnalyzer: equality search refusals name the column and the remedy',
       expect(analysis.refusal?.message).toMatch(row.says)
     })
   }
+})
+
+describe('searchArraySql: one array element per index value, so PostgreSQL knows how many values it compares with', () => {
+  const slotOf = (sql: string): SearchSlot => {
+    const { plan } = rewriteOf(sql)
+    const slot = plan.searches[0]
+    if (slot === undefined) throw new Error(`no search slot in ${sql}`)
+    return slot
+  }
+  const literals = (values: readonly (string | null)[]): string[] => values.map((v) => `<${v ?? 'NULL'}>`)
+
+  it('writes each scalar parameter out once per index key version held', () => {
+    expect(searchArraySql(slotOf('SELECT id FROM users WHERE email = $1'), 2, literals)).toBe('ARRAY[($1::bytea[])[1], ($1::bytea[])[2]]')
+    expect(searchArraySql(slotOf('SELECT id FROM users WHERE email = $1'), 3, literals)).toBe('ARRAY[($1::bytea[])[1], ($1::bytea[])[2], ($1::bytea[])[3]]')
+  })
+
+  it('puts parameters and literal index values of an IN list into one array', () => {
+    expect(searchArraySql(slotOf("SELECT id FROM users WHERE email IN ($2, 'b', $1, NULL)"), 2, literals)).toBe('ARRAY[($2::bytea[])[1], ($2::bytea[])[2], ($1::bytea[])[1], ($1::bytea[])[2], <b>, <NULL>]')
+  })
+
+  it('keeps an array parameter whole: its length is known only at Bind', () => {
+    expect(searchArraySql(slotOf('SELECT id FROM users WHERE email = ANY($1)'), 2, literals)).toBe('$1::bytea[]')
+  })
+
+  it('refuses an index key version count that is not a positive integer', () => {
+    const slot = slotOf('SELECT id FROM users WHERE email = $1')
+    expect(() => searchArraySql(slot, 0, literals)).toThrow(RangeError)
+    expect(() => searchArraySql(slot, 1.5, literals)).toThrow(/indexVersions must be a positive integer, got 1.5/)
+  })
 })
