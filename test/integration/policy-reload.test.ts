@@ -3,7 +3,7 @@
  * is refused and the running policy stays; a valid one protects new columns at once
  * for new sessions, and open sessions are asked to reconnect.
  */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -32,30 +32,36 @@ afterAll(async () => {
   await direct?.end()
 })
 
+/** `pgveil start --config configFile` with key versions 1 and 2 in its environment, and its output so far. */
+function startPgveil(): { child: ChildProcess; stdout: () => string; stderr: () => string } {
+  const env: NodeJS.ProcessEnv = { PGVEIL_KEY_1: Buffer.alloc(32, 3).toString('base64'), PGVEIL_KEY_2: Buffer.alloc(32, 4).toString('base64') }
+  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('PGVEIL_')) env[name] = value
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/proxy/cli.js'), 'start', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+  return { child, stdout: () => stdout, stderr: () => stderr }
+}
+
 describe('policy reload', () => {
   it('refuses an invalid edit, applies a valid one, and asks open sessions to reconnect', async () => {
     const port = await freePort()
     const adminPort = await freePort()
     const head = `listen: { host: 127.0.0.1, port: ${port} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nupstream: { url: "${server.url(database)}?sslmode=disable" }\nkeys:\n  current: 1\n  versions: { 1: "env:PGVEIL_KEY_1" }\ntables:\n  people:\n    email: { type: text }\n`
     writeFileSync(configFile, head)
-    const env: NodeJS.ProcessEnv = { PGVEIL_KEY_1: Buffer.alloc(32, 3).toString('base64') }
-    for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('PGVEIL_')) env[name] = value
-    const child = spawn(process.execPath, [path.join(ROOT, 'dist/proxy/cli.js'), 'start', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const { child, stdout, stderr } = startPgveil()
     const url = `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable`
     const connect = () => connectCollectingErrors({ connectionString: url })
     try {
-      await eventually(() => stdout.includes('pgveil listening on'))
+      await eventually(() => stdout().includes('pgveil listening on'))
       const open = await connect()
       await open.client.query("INSERT INTO people (id, email, phone) VALUES (1, 'one@example.com', NULL)")
 
       // An invalid edit: refused, logged with its line, the running policy stays.
       writeFileSync(configFile, `${head}    phone: { type: varchar }\n`)
-      await eventually(() => stderr.includes('policy reload refused'))
-      expect(stderr).toMatch(/tables\.people\.phone\.type: the string \\"varchar\\" is not a supported type/)
+      await eventually(() => stderr().includes('policy reload refused'))
+      expect(stderr()).toMatch(/tables\.people\.phone\.type: the string \\"varchar\\" is not a supported type/)
       const scrape = await fetch(`http://127.0.0.1:${adminPort}/metrics`)
       expect(scrape.status).toBe(200)
       expect(await scrape.text()).toMatch(/^pgveil_policy_reloads_total\{outcome="refused"\} 1$/m)
@@ -63,7 +69,7 @@ describe('policy reload', () => {
 
       // A valid edit protects phone for new sessions; the open one is asked to reconnect.
       writeFileSync(configFile, `${head}    phone: { type: text }\n`)
-      await eventually(() => stderr.includes('"msg":"policy reloaded"'))
+      await eventually(() => stderr().includes('"msg":"policy reloaded"'))
       await eventually(() => open.errors.length > 0)
       expect(open.errors[0]).toMatchObject({ code: '57P01', message: expect.stringContaining("column policy changed") })
 
@@ -75,7 +81,7 @@ describe('policy reload', () => {
 
       // SIGHUP reads the file again; nothing changed, nothing happens to sessions.
       child.kill('SIGHUP')
-      await eventually(() => stderr.includes('"msg":"policy unchanged"'))
+      await eventually(() => stderr().includes('"msg":"policy unchanged"'))
       expect(fresh.errors).toEqual([])
 
       await fresh.client.end()
@@ -91,16 +97,10 @@ describe('policy reload', () => {
     const head = `listen: { host: 127.0.0.1, port: ${port} }\nupstream: { url: "${server.url(database)}?sslmode=disable" }\n`
     const tables = 'tables:\n  people:\n    email: { type: text }\n    phone: { type: text }\n'
     writeFileSync(configFile, head + keysV1 + tables)
-    const env: NodeJS.ProcessEnv = { PGVEIL_KEY_1: Buffer.alloc(32, 3).toString('base64'), PGVEIL_KEY_2: Buffer.alloc(32, 4).toString('base64') }
-    for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('PGVEIL_')) env[name] = value
-    const child = spawn(process.execPath, [path.join(ROOT, 'dist/proxy/cli.js'), 'start', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    const { child, stdout, stderr } = startPgveil()
     const storedKeyVersion = async (id: number) => (await direct.query<{ email: Buffer }>('SELECT email FROM people WHERE id = $1', [id])).rows[0]!.email.readUInt32BE(4)
     try {
-      await eventually(() => stdout.includes('pgveil listening on'))
+      await eventually(() => stdout().includes('pgveil listening on'))
       const open = await connectCollectingErrors({ connectionString: `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable` })
       const write = { name: 'rotation-write', text: 'INSERT INTO people (id, email) VALUES ($1, $2)' }
       const read = { name: 'rotation-read', text: 'SELECT id, email FROM people WHERE id IN (11, 12) ORDER BY id' }
@@ -109,7 +109,7 @@ describe('policy reload', () => {
       expect(await storedKeyVersion(11)).toBe(1)
 
       writeFileSync(configFile, head + keysV2 + tables)
-      await eventually(() => stderr.includes('keys applied'))
+      await eventually(() => stderr().includes('keys applied'))
       await open.client.query({ ...write, values: [12, 'after@example.com'] })
       expect((await open.client.query(read)).rows).toEqual([
         { id: 11, email: 'before@example.com' },
