@@ -29,6 +29,7 @@ interface FieldSpan {
 const NEWLINE = 0x0a
 const CR = 0x0d
 const BACKSLASH = 0x5c
+const EMPTY = Buffer.alloc(0)
 
 export class CopyRowTransformer {
   private readonly spec: CopySpec
@@ -38,7 +39,8 @@ export class CopyRowTransformer {
   private readonly quote: number
   private readonly escape: number
   private readonly nullBytes: Buffer
-  private pending: Buffer = Buffer.alloc(0)
+  /** Chunks of a row not complete yet; joined only once a chunk may complete it. */
+  private pending: Buffer[] = []
   private headerPending: boolean
   private ended = false
   /** Rows seen, for error messages. */
@@ -57,7 +59,13 @@ export class CopyRowTransformer {
 
   /** COPY FROM STDIN: a chunk of the client's data → the transformed complete rows in it (the rest waits). */
   push(chunk: Buffer): Buffer {
-    const data = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
+    // A row can only end at a newline: a chunk without one just waits with the rest,
+    // so a row sent in many CopyData messages is joined once, not once per message.
+    if (this.pending.length > 0 && chunk.indexOf(NEWLINE) < 0) {
+      this.pending.push(chunk)
+      return EMPTY
+    }
+    const data = this.pending.length === 0 ? chunk : Buffer.concat([...this.pending, chunk])
     const out: Buffer[] = []
     let offset = 0
     for (;;) {
@@ -66,14 +74,14 @@ export class CopyRowTransformer {
       out.push(this.transformRow(data, offset, row.fields, row.end))
       offset = row.end
     }
-    this.pending = data.subarray(offset)
+    this.pending = offset < data.length ? [data.subarray(offset)] : []
     return out.length === 1 ? out[0]! : Buffer.concat(out)
   }
 
   /** COPY FROM STDIN: the client is done; the last row may lack its newline. */
   end(): Buffer {
-    const rest = this.pending
-    this.pending = Buffer.alloc(0)
+    const rest = Buffer.concat(this.pending)
+    this.pending = []
     if (rest.length === 0) return rest
     const row = this.split(rest, 0, true)
     if (row === null) throw new CopyRowError(`row ${this.rows + 1} is incomplete (an unterminated quoted field?)`)
