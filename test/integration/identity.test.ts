@@ -90,6 +90,12 @@ describe('SET IDENTITY', () => {
     expect(await showIdentity(client)).toMatchObject({ sub: 'case' })
     expect((await client.query('reset IDENTITY')).command).toBe('RESET')
     expect(await showIdentity(client)).toBeNull()
+    // PostgreSQL never received the token (log_statement = all logs what it did receive).
+    await client.query("SELECT 'identity-log-marker'")
+    const log = server.readLog()
+    expect(log).toContain('identity-log-marker')
+    expect(log).not.toContain(token)
+    expect(log).not.toContain(token.split('.')[2]!)
   })
 
   it('takes the token as a parameter in the extended protocol (Parse/Bind/Describe/Execute/Sync)', async () => {
@@ -106,6 +112,7 @@ describe('SET IDENTITY', () => {
     await client.query({ name: 'set-id', text: 'SET IDENTITY = $1', values: [await jwks.token({ sub: 'second' })] })
     expect(await showIdentity(client)).toMatchObject({ sub: 'second' })
     expect((await client.query('SELECT 41 + 1 AS answer')).rows).toEqual([{ answer: 42 }])
+    expect(server.readLog()).not.toContain(token)
   })
 
   it('answers every command in the extended protocol too', async () => {
