@@ -71,10 +71,14 @@ upstream: {url: "postgres://postgres@127.0.0.1:${server.port}/postgres?sslmode=d
 keys: {current: 1, versions: {1: "env:PGVEIL_BENCH_KEY"}}
 tables: {bulk_encrypted: {v: {type: text}}}
 `)
-  const child = spawnPgveil(config, { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64') })
+  const env = { ...process.env, PGVEIL_BENCH_KEY: randomBytes(32).toString('base64') }
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable`
+  const plainSeconds: number[] = []
+  const encryptedSeconds: number[] = []
+  let child = spawnPgveil(config, env)
   try {
     await waitForPgveil(port, child)
-    log(`bulk read: encrypting ${rows} rows through pgveil (pgveil peak RSS at start ${(await peakRssMb(child.pid))?.toFixed(0) ?? 'unknown'} MB)`)
+    log(`bulk read: encrypting ${rows} rows through pgveil`)
     const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
     await client.connect()
     const batch = 1000
@@ -86,9 +90,6 @@ tables: {bulk_encrypted: {v: {type: text}}}
     }
     await client.end()
 
-    const url = `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable`
-    const plainSeconds: number[] = []
-    const encryptedSeconds: number[] = []
     await timePsql(psql, url, 'SELECT id, v FROM bulk_plain') // warm-up: caches, catalog
     await timePsql(psql, url, 'SELECT id, v FROM bulk_encrypted')
     for (let round = 1; round <= rounds; round++) {
@@ -96,13 +97,20 @@ tables: {bulk_encrypted: {v: {type: text}}}
       encryptedSeconds.push(await timePsql(psql, url, 'SELECT id, v FROM bulk_encrypted'))
       log(`bulk read round ${round}: plaintext ${plainSeconds.at(-1)!.toFixed(3)} s, encrypted ${encryptedSeconds.at(-1)!.toFixed(3)} s`)
     }
-    // Memory: a result of 1M rows, each with a protected cell, streamed to psql.
+  } finally {
+    await stopPgveil(child)
+  }
+
+  // Memory, on a fresh pgveil so that nothing but the result counts: 1M rows, each
+  // with a protected cell, streamed to psql.
+  child = spawnPgveil(config, env)
+  try {
+    await waitForPgveil(port, child)
+    const start = await peakRssMb(child.pid)
     const repeat = Math.ceil(LARGE_RESULT_ROWS / rows)
-    const before = await peakRssMb(child.pid)
-    log(`peak RSS before the large result: ${before?.toFixed(0) ?? 'unknown'} MB`)
     const largeSeconds = await timePsql(psql, url, `SELECT e.id, e.v FROM bulk_encrypted e CROSS JOIN generate_series(1, ${repeat}) LIMIT ${LARGE_RESULT_ROWS}`)
     const peak = await peakRssMb(child.pid)
-    log(`large result: ${LARGE_RESULT_ROWS} rows in ${largeSeconds.toFixed(2)} s, pgveil peak RSS ${peak?.toFixed(0) ?? 'unknown'} MB`)
+    log(`large result: ${LARGE_RESULT_ROWS} rows in ${largeSeconds.toFixed(2)} s; pgveil peak RSS ${start?.toFixed(0) ?? 'unknown'} MB before it, ${peak?.toFixed(0) ?? 'unknown'} MB after`)
     return { rows, plainSeconds, encryptedSeconds, ratio: median(encryptedSeconds) / median(plainSeconds), peakRssMb: peak }
   } finally {
     await stopPgveil(child)
