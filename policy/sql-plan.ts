@@ -71,6 +71,12 @@ export interface CopySpec {
   readonly table: string
   /** Columns as listed in the statement; null means all columns in table order. */
   readonly columns: readonly string[] | null
+  /**
+   * `COPY (query) TO STDOUT`: the protected column behind each output field, by
+   * position, as the analyzer resolved the query's output (`schema`/`table` then name
+   * the first one, for messages). Absent for a table COPY.
+   */
+  readonly output?: readonly (QualifiedColumn | undefined)[]
   readonly format: 'text' | 'csv'
   /** One byte. */
   readonly delimiter: string

@@ -166,10 +166,7 @@ export class StatementWalker {
         refuseColumn(search.column, `parameter $${n} is searched in it and also used elsewhere in the statement`, 'pass the value as two parameters, one for the search')
       }
     }
-    if (this.#copySpec !== undefined) {
-      return Object.freeze({ action: 'rewrite', params: this.#params, literals: [], castRemovals: [], resultColumnsMayBeProtected: false, copy: this.#copySpec, rewrites: [], searches: [], searchParams: new Map() })
-    }
-    if (this.#params.size === 0 && this.#literals.length === 0 && this.#castRemovals.length === 0 && !this.#resultMayBeProtected && this.#rewrites.length === 0 && this.#searches.length === 0) {
+    if (this.#copySpec === undefined && this.#params.size === 0 && this.#literals.length === 0 && this.#castRemovals.length === 0 && !this.#resultMayBeProtected && this.#rewrites.length === 0 && this.#searches.length === 0) {
       return { action: 'passthrough' }
     }
     // Plans are cached and shared: freeze what a caller could otherwise edit.
@@ -182,6 +179,8 @@ export class StatementWalker {
       rewrites: Object.freeze(this.#rewrites.sort((a, b) => a.start - b.start).map((r) => Object.freeze(r))),
       searches: Object.freeze(this.#searches.sort((a, b) => a.start - b.start).map((r) => Object.freeze(r))),
       searchParams: this.#searchParams,
+      // A COPY carries its own rows (no RowDescription): the copy spec says what to decrypt.
+      ...(this.#copySpec === undefined ? {} : { copy: this.#copySpec, resultColumnsMayBeProtected: false }),
     }
     return Object.freeze(this.#needsOneIndexVersion === undefined ? plan : { ...plan, needsOneIndexVersion: this.#needsOneIndexVersion })
   }
@@ -895,8 +894,23 @@ export class StatementWalker {
       return
     }
     if (stmt.query !== undefined) {
-      const p = firstProtected(this.#queryOutput(stmt.query, undefined))
-      if (p !== undefined) refuseStatement(`COPY (query) ${direction} of encrypted column "${p.name}" is not supported by pgveil yet`, advice, p)
+      const output = this.#queryOutput(stmt.query, undefined)
+      const p = firstProtected(output)
+      if (p === undefined) return
+      const refuse = (why: string, instead: string): never => refuseStatement(`COPY (query) ${direction} of encrypted column "${p.name}" ${why}`, instead, p)
+      if (stmt.is_from === true || stmt.filename !== undefined || stmt.is_program === true) refuse('is supported only TO STDOUT', `${advice}, or COPY (query) TO STDOUT (psql: \\copy)`)
+      // Each output field must be known to be one protected column or none: a star's
+      // columns are in an order pgveil does not know.
+      if (output.some((item) => item.kind === 'star' && firstProtected([item]) !== undefined)) refuse('with * is not supported', 'name the columns in the query')
+      const spec = copyOptions(stmt.options, refuse)
+      this.#copySpec = Object.freeze({
+        direction: 'out',
+        schema: p.schema,
+        table: p.table,
+        columns: null,
+        output: Object.freeze(output.map((item) => (item.kind === 'column' ? item.column : undefined))),
+        ...spec,
+      })
     }
   }
 

@@ -9,8 +9,8 @@
  */
 import type { CopySpec } from '../policy/sql-plan.js'
 
-/** A protected field's value transform: plaintext → stored bytea text (in), or stored → plaintext (out). */
-export type FieldTransform = (value: string) => string
+/** A protected field's value transform: plaintext → stored bytea text (in), or stored → plaintext (out); null writes the field as NULL. */
+export type FieldTransform = (value: string) => string | null
 
 /** Thrown for a row pgveil cannot transform; the message names no value. */
 export class CopyRowError extends Error {
@@ -119,7 +119,8 @@ export class CopyRowTransformer {
         continue
       }
       const value = this.spec.format === 'text' ? decodeTextField(bytes) : decodeCsvField(bytes, field.quoted, this.quote, this.escape)
-      parts.push(Buffer.from(this.spec.format === 'text' ? encodeTextField(transform(value), this.spec.delimiter) : encodeCsvField(transform(value), this.spec), 'utf8'))
+      const result = transform(value)
+      parts.push(result === null ? this.nullBytes : Buffer.from(this.spec.format === 'text' ? encodeTextField(result, this.spec.delimiter) : encodeCsvField(result, this.spec), 'utf8'))
       changed = true
     }
     for (const i of this.transforms.keys()) {

@@ -10,7 +10,7 @@ import { DecryptionError } from '../policy/errors.js'
 import { EnvelopeOpener, type KeyringSource } from '../policy/envelope.js'
 import { lookupMacs, sealColumnValue, type IndexedColumn } from '../policy/equality-index.js'
 import type { Keyring } from '../policy/keyring.js'
-import type { Policy } from '../policy/policy.js'
+import type { ColumnPolicy, Policy } from '../policy/policy.js'
 import { literalReplacements, searchArraySql, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
 import { PGVEIL_REFUSED, type CopySpec, type LiteralSlot, type QualifiedColumn, type RefusePlan, type SearchParam, type SearchSlot, type SqlAnalysis } from '../policy/sql-plan.js'
 import { decodeArrayElements, encodeByteaArray } from '../protocol/arrays.js'
@@ -186,8 +186,7 @@ export class SessionCrypto {
     const analysis = this.ctx.analyzer.analyze(sql)
     if (analysis.action === 'passthrough') return { frame, refusal: null, copy: null }
     const copy = copyOf(analysis)
-    if (copy !== null) {
-      if (analysis.statements.length === 1) return { frame, refusal: null, copy }
+    if (copy !== null && analysis.statements.length !== 1) {
       const error = encodeErrorResponse({ severity: 'ERROR', code: PGVEIL_REFUSED, message: `COPY of table "${copy.schema}.${copy.table}", which has encrypted columns, must be a query of its own`, hint: 'send the COPY statement alone' })
       return { frame: encodeQuery(FAILING_SQL), refusal: error, copy: null }
     }
@@ -199,7 +198,8 @@ export class SessionCrypto {
     const inexact = this.inexactUnderIndexRotation(analysis)
     if (inexact !== null) return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(inexact), copy: null }
     try {
-      return { frame: encodeQuery(this.spliceEncrypted(sql, analysis)), refusal: null, copy: null }
+      // COPY (query) TO may search or compare protected columns: its text is rewritten like any query's.
+      return { frame: encodeQuery(this.spliceEncrypted(sql, analysis)), refusal: null, copy }
     } catch (error) {
       // Invalid input for a protected column: fail the whole Query like PostgreSQL would.
       return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(asWireError(error).toFields()), copy: null }
@@ -389,17 +389,20 @@ export class SessionCrypto {
    * type and encrypted; for `out`, decrypted into the type's text output.
    */
   copyTransformer(spec: CopySpec): CopyRowTransformer {
-    const columns = spec.columns ?? this.catalog?.tableColumns(spec.schema, spec.table)
-    const protectedColumns = this.ctx.policy.table(spec.schema, spec.table)
-    if (columns === undefined || protectedColumns === undefined) throw new CopyRowError(`the columns of table "${spec.schema}.${spec.table}" are unknown to pgveil`)
     const transforms = new Map<number, FieldTransform>()
-    columns.forEach((name, i) => {
-      const column = protectedColumns.get(name)
+    this.copyColumns(spec).forEach((column, i) => {
       if (column === undefined) return
       const codec = TYPE_CODECS[column.type as PolicyType]
       if (spec.direction === 'out') {
         const opener = new EnvelopeOpener(this.ctx, column.binding)
-        transforms.set(i, (value) => codec.toText(opener.open(decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.format))
+        transforms.set(i, (value) => {
+          // Access rules as for result rows: NULL or an error without decrypting, a mask after.
+          const denied = this.columnAccess.readDenied.get(column.qualified)
+          if (denied?.kind === 'error') throw new CopyRowError(denied.message)
+          if (denied?.kind === 'null') return null
+          const plaintext = codec.toText(opener.open(decodeByteaText(Buffer.from(value, 'latin1'))).toString('utf8'), this.format)
+          return denied === undefined ? plaintext : denied.mask(plaintext)
+        })
         return
       }
       transforms.set(i, (value) => {
@@ -415,6 +418,15 @@ export class SessionCrypto {
       })
     })
     return new CopyRowTransformer(spec, transforms)
+  }
+
+  /** The protected column behind each field of a COPY's rows, by position. */
+  private copyColumns(spec: CopySpec): readonly (ColumnPolicy | undefined)[] {
+    if (spec.output !== undefined) return spec.output.map((column) => (column === undefined ? undefined : this.ctx.policy.column(column.name)))
+    const columns = spec.columns ?? this.catalog?.tableColumns(spec.schema, spec.table)
+    const protectedColumns = this.ctx.policy.table(spec.schema, spec.table)
+    if (columns === undefined || protectedColumns === undefined) throw new CopyRowError(`the columns of table "${spec.schema}.${spec.table}" are unknown to pgveil`)
+    return columns.map((name) => protectedColumns.get(name))
   }
 
   // --- PostgreSQL → client ----------------------------------------------------

@@ -459,7 +459,19 @@ describe('COPY of a table with protected columns', () => {
   it('refuses COPY forms it does not handle', async () => {
     await expect(through("COPY copied FROM '/tmp/x'")).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('server-side file') })
     await expect(through('COPY copied TO STDOUT (FORMAT binary)')).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('binary format') })
-    await expect(through('COPY (SELECT body FROM copied) TO STDOUT')).rejects.toMatchObject({ code: 'PV001' })
+    await expect(through('COPY (SELECT * FROM copied) TO STDOUT')).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('with * is not supported') })
+  })
+
+  it('decrypts COPY (query) TO STDOUT field by field, a search in its WHERE clause encrypted too', async () => {
+    await through("INSERT INTO copied (id, body, amount, note) VALUES (7001, 'query copy ü', 70, 'n1'), (7002, NULL, -5, 'n2')")
+    try {
+      const result = await psql('-c', 'COPY (SELECT amount, id, note, body FROM copied WHERE id IN (7001, 7002) ORDER BY id) TO STDOUT (FORMAT csv)')
+      expect(result.stderr).toBe('')
+      expect(result.stdout).toBe('70,7001,n1,query copy ü\n-5,7002,n2,\n')
+      expect(server.readLog()).not.toContain('query copy ü')
+    } finally {
+      await direct.query('DELETE FROM copied WHERE id IN (7001, 7002)')
+    }
   })
 })
 

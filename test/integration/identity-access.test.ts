@@ -121,6 +121,20 @@ describe('access rules', () => {
     expect((await client.query('SELECT email, ssn FROM people WHERE id = 1')).rows).toEqual([{ email: 'ann@example.com', ssn: null }])
   })
 
+  it('applies the same rules to COPY … TO STDOUT: mask, NULL, plaintext, or the COPY refused', async () => {
+    const token = await jwks.token({ sub: 'bob', scope: 'openid' })
+    const copy = (sql: string) => runProgram('psql', [proxy.url(database), '-X', '-At', '-c', `SET IDENTITY TO '${token}'`, '-c', sql])
+    const table = await copy('COPY people (id, email, ssn, note) TO STDOUT')
+    expect(table.stderr).toBe('')
+    expect(table.stdout.trim().split('\n')).toEqual(['SET', '1\ta***@example.com\t\\N\tfree text', '2\tb***@example.org\t\\N\t\\N'])
+    const query = await copy('COPY (SELECT ssn, email FROM people ORDER BY id) TO STDOUT (FORMAT csv)')
+    expect(query.stderr).toBe('')
+    expect(query.stdout.trim().split('\n')).toEqual(['SET', ',a***@example.com', ',b***@example.org'])
+    const refused = await copy('COPY (SELECT id, salary FROM people) TO STDOUT')
+    expect(refused.stderr).toMatch(/permission denied/)
+    expect(refused.stdout).not.toMatch(/5000|7000/)
+  })
+
   it('no identity: the most restricted view', async () => {
     const client = await connect()
     expect((await client.query('SELECT email, ssn FROM people ORDER BY id')).rows).toEqual([

@@ -96,6 +96,16 @@ describe('COPY plans', () => {
     expect(csv).toMatchObject({ action: 'rewrite', copy: { direction: 'out', columns: ['id', 'ssn'], format: 'csv', delimiter: ';', nullString: 'NA', header: true, quote: "'", escape: "'" } })
     expect(only(analyzer.analyze('COPY users (id, username) FROM STDIN'))).toMatchObject({ action: 'passthrough' })
   })
+
+  it('maps each output field of COPY (query) TO STDOUT to its protected column, by position', () => {
+    const plan = only(analyzer.analyze('COPY (SELECT id, ssn, username, u.email FROM users u WHERE id > 10 ORDER BY id) TO STDOUT (FORMAT csv)'))
+    expect(plan.action).toBe('rewrite')
+    const copy = plan.action === 'rewrite' ? plan.copy : undefined
+    expect(copy).toMatchObject({ direction: 'out', format: 'csv', columns: null })
+    expect(copy?.output?.map((column) => column?.name)).toEqual([undefined, SSN, undefined, E])
+    // A query that only filters on protected columns copies nothing protected: passthrough.
+    expect(only(analyzer.analyze('COPY (SELECT id FROM users WHERE email IS NULL) TO STDOUT'))).toMatchObject({ action: 'passthrough' })
+  })
 })
 
 function only(analysis: SqlAnalysis): StatementPlan {
@@ -395,7 +405,10 @@ const REFUSALS: readonly Row[] = [
   { sql: 'COPY users FROM STDIN WHERE id > 1', refuse: { column: E, says: /with WHERE is not supported/ } },
   { sql: "COPY users FROM STDIN (FORMAT csv, FORCE_NULL (ssn))", refuse: { column: E, says: /with option force_null is not supported/ } },
   { sql: "COPY users FROM STDIN (DELIMITER '||')", refuse: { column: E, says: /delimiter that is not one single-byte character/ } },
-  { sql: 'COPY (SELECT id, email FROM users) TO STDOUT', refuse: { column: E, says: /COPY \(query\) TO/ } },
+  { sql: 'COPY (SELECT * FROM users) TO STDOUT', refuse: { column: E, says: /COPY \(query\) TO of encrypted column.*with \* is not supported/ } },
+  { sql: 'COPY (SELECT lower(email) FROM users) TO STDOUT', refuse: { column: E, says: /function/ } },
+  { sql: "COPY (SELECT email FROM users) TO '/tmp/out.txt'", refuse: { column: E, says: /only TO STDOUT/ } },
+  { sql: 'COPY (SELECT email FROM users) TO STDOUT (FORMAT binary)', refuse: { column: E, says: /binary format/ } },
   { sql: 'ALTER TABLE users ALTER COLUMN email TYPE text', refuse: { column: E, says: /changing its type.*must stay bytea/ } },
   { sql: "ALTER TABLE users ALTER email SET DEFAULT 'x'", refuse: { column: E, says: /DEFAULT/ } },
   { sql: "ALTER TABLE users ADD CONSTRAINT c CHECK (email <> '')", refuse: { column: E, says: /CHECK constraint/ } },
