@@ -26,7 +26,7 @@ const server = getTestPostgres()
 const dir = mkdtempSync(path.join(tmpdir(), 'pgveil-all-'))
 const auditFile = path.join(dir, 'audit.log')
 const KEYS = { PGVEIL_KEY_1: randomBytes(32).toString('base64'), PGVEIL_INDEX_KEY: randomBytes(32).toString('base64'), PGVEIL_AUDIT_KEY: randomBytes(32).toString('base64') }
-const SECRETS = ['Zoë.Secret@Example.com', 'zoë.secret@example.com', '078-05-1120', 'Mallory.Other@Example.org', '219-09-9999']
+const SECRETS = ['Zoë.Secret@Example.com', 'zoë.secret@example.com', '078-05-1120', 'Mallory.Other@Example.org', 'MALLORY.other@example.org', '219-09-9999']
 let database: string
 let jwks: TestJwksServer
 let direct: pg.Client
@@ -107,6 +107,9 @@ audit:
       const copy = await runProgram('psql', [url, '-X', '-At', '-c', `SET IDENTITY TO '${salesToken}'`, '-c', 'COPY (SELECT id, email, ssn FROM customers ORDER BY id) TO STDOUT'])
       expect(copy.stderr).toBe('')
       expect(copy.stdout.trim().split('\n')).toEqual(['SET', '1\tZoë.Secret@Example.com\t****1120', '2\tMallory.Other@Example.org\t****9999'])
+      const searched = await runProgram('psql', [url, '-X', '-At', '-c', `SET IDENTITY TO '${hrToken}'`, '-c', "COPY (SELECT id, ssn FROM customers WHERE email = 'MALLORY.other@example.org') TO STDOUT"])
+      expect(searched.stderr).toBe('')
+      expect(searched.stdout.trim().split('\n')).toEqual(['SET', '2\t219-09-9999'])
     } finally {
       await hr.end().catch(() => undefined)
       await sales.end().catch(() => undefined)
