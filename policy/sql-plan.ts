@@ -137,6 +137,12 @@ export interface RewritePlan {
    * protected column: the proxy must map RowDescription through the catalog.
    */
   readonly resultColumnsMayBeProtected: boolean
+  /**
+   * Ciphertexts the statement copies from one protected column into another of the
+   * same key domain (INSERT … SELECT, UPDATE … SET a = b) inside PostgreSQL: reading
+   * `from` and writing `to` without pgveil seeing a value, so access rules must allow both.
+   */
+  readonly copies?: readonly ProtectedCopy[]
   /** Fixed edits (splice `text` over the range): a searchable column becomes its index slot, `=` becomes `= ANY`. */
   readonly rewrites: readonly SqlReplacement[]
   /** Equality searches whose index values are filled in per session (literals) or at Bind (parameters). */
@@ -149,6 +155,11 @@ export interface RewritePlan {
    * version is held, since one value has a different index under each version.
    */
   readonly needsOneIndexVersion?: QualifiedColumn
+}
+
+export interface ProtectedCopy {
+  readonly from: QualifiedColumn
+  readonly to: QualifiedColumn
 }
 
 export interface RefusePlan {

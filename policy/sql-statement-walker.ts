@@ -33,7 +33,7 @@ import type {
 } from 'libpg-query'
 import { policyTypeFromName } from '../protocol/types.js'
 import type { ByteRange, LiteralSlot, QualifiedColumn, SearchParam, SearchSlot, SearchValue, SqlReplacement, StatementPlan } from './sql-plan.js'
-import type { CopySpec } from './sql-plan.js'
+import type { CopySpec, ProtectedCopy } from './sql-plan.js'
 import { Refusal, refuseColumn, refuseStatement, refuseUse, USE, type ColumnUse } from './sql-refusals.js'
 import { entryFromOutput, firstProtected, NO_COLUMNS, resolveColumnRef, Scope, type Output, type OutputItem, type RangeEntry } from './sql-scope.js'
 import { foldIdentifier, type SqlTokens } from './sql-tokens.js'
@@ -138,6 +138,7 @@ export class StatementWalker {
   readonly #castRemovals: ByteRange[] = []
   #resultMayBeProtected = false
   #copySpec: CopySpec | undefined
+  readonly #copies: ProtectedCopy[] = []
   readonly #rewrites: SqlReplacement[] = []
   readonly #searches: SearchSlot[] = []
   readonly #searchParams = new Map<number, SearchParam>()
@@ -166,7 +167,7 @@ export class StatementWalker {
         refuseColumn(search.column, `parameter $${n} is searched in it and also used elsewhere in the statement`, 'pass the value as two parameters, one for the search')
       }
     }
-    if (this.#copySpec === undefined && this.#params.size === 0 && this.#literals.length === 0 && this.#castRemovals.length === 0 && !this.#resultMayBeProtected && this.#rewrites.length === 0 && this.#searches.length === 0) {
+    if (this.#copySpec === undefined && this.#copies.length === 0 && this.#params.size === 0 && this.#literals.length === 0 && this.#castRemovals.length === 0 && !this.#resultMayBeProtected && this.#rewrites.length === 0 && this.#searches.length === 0) {
       return { action: 'passthrough' }
     }
     // Plans are cached and shared: freeze what a caller could otherwise edit.
@@ -181,6 +182,7 @@ export class StatementWalker {
       searchParams: this.#searchParams,
       // A COPY carries its own rows (no RowDescription): the copy spec says what to decrypt.
       ...(this.#copySpec === undefined ? {} : { copy: this.#copySpec, resultColumnsMayBeProtected: false }),
+      ...(this.#copies.length === 0 ? {} : { copies: Object.freeze([...this.#copies]) }),
     }
     return Object.freeze(this.#needsOneIndexVersion === undefined ? plan : { ...plan, needsOneIndexVersion: this.#needsOneIndexVersion })
   }
@@ -790,7 +792,10 @@ export class StatementWalker {
 
   /** A protected value copied as it is stored: fine between columns bound alike (same column or key domain, same type). */
   #copyProtected(source: QualifiedColumn, target: WriteTarget): void {
-    if (target.column !== undefined && target.column.binding === source.binding && target.column.type === source.type) return
+    if (target.column !== undefined && target.column.binding === source.binding && target.column.type === source.type) {
+      if (target.column !== source) this.#copies.push(Object.freeze({ from: source, to: target.column }))
+      return
+    }
     this.#refuseCopy(source, target)
   }
 
@@ -845,7 +850,10 @@ export class StatementWalker {
     if ('TypeCast' in node) return this.#protectedCast(node.TypeCast, column, level, sameColumnOk)
     if ('ColumnRef' in node) {
       const r = resolveColumnRef(level, fieldNames(node.ColumnRef))
-      if (r?.kind === 'column' && sameColumnOk && r.column.binding === column.binding && r.column.type === column.type) return undefined
+      if (r?.kind === 'column' && sameColumnOk && r.column.binding === column.binding && r.column.type === column.type) {
+        if (r.column !== column) this.#copies.push(Object.freeze({ from: r.column, to: column }))
+        return undefined
+      }
       if (r?.kind === 'column') {
         refuseColumn(column, `assigning ${r.column === column ? 'its own value' : `column "${r.column.name}"`} to it here is not supported`, 'ciphertexts are bound to their column; give both columns the same key domain in the policy (domain: NAME), or copy the values through the application')
       }

@@ -12,7 +12,7 @@ import { lookupMacs, sealColumnValue, type IndexedColumn } from '../policy/equal
 import type { Keyring } from '../policy/keyring.js'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
 import { literalReplacements, searchArraySql, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
-import { PGVEIL_REFUSED, type CopySpec, type LiteralSlot, type QualifiedColumn, type RefusePlan, type SearchParam, type SearchSlot, type SqlAnalysis } from '../policy/sql-plan.js'
+import { PGVEIL_REFUSED, type CopySpec, type ProtectedCopy, type LiteralSlot, type QualifiedColumn, type RefusePlan, type SearchParam, type SearchSlot, type SqlAnalysis } from '../policy/sql-plan.js'
 import { decodeArrayElements, encodeByteaArray } from '../protocol/arrays.js'
 import {
   decodeParameterDescription,
@@ -54,6 +54,8 @@ export interface StatementState {
   readonly searchParams: ReadonlyMap<number, SearchParam>
   /** The statement names a protected table: its results must be mapped through the catalog. */
   readonly mayReturnProtected: boolean
+  /** Ciphertexts it copies between protected columns (checked against access rules at each Bind). */
+  readonly copies: readonly ProtectedCopy[]
   /** Result fields from a Describe of the statement, once known. */
   rowFields: FieldDescription[] | null
 }
@@ -141,7 +143,7 @@ const NO_SEARCH_PARAMS: ReadonlyMap<number, SearchParam> = new Map()
 
 /** A statement pgveil does not rewrite. Its own object: a Describe fills in its rowFields. */
 function plainStatement(): StatementState {
-  return { params: NO_PARAMS, searchParams: NO_SEARCH_PARAMS, mayReturnProtected: false, rowFields: null }
+  return { params: NO_PARAMS, searchParams: NO_SEARCH_PARAMS, mayReturnProtected: false, copies: [], rowFields: null }
 }
 
 /** A statement that fails in PostgreSQL with pgveil's marker SQLSTATE and nothing else in it. */
@@ -198,6 +200,7 @@ export class SessionCrypto {
     const inexact = this.inexactUnderIndexRotation(analysis)
     if (inexact !== null) return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(inexact), copy: null }
     try {
+      for (const statement of analysis.statements) if (statement.action === 'rewrite') this.checkCopies(statement.copies ?? [])
       // COPY (query) TO may search or compare protected columns: its text is rewritten like any query's.
       return { frame: encodeQuery(this.spliceEncrypted(sql, analysis)), refusal: null, copy }
     } catch (error) {
@@ -244,7 +247,8 @@ export class SessionCrypto {
     for (const n of params.keys()) setType(n, BYTEA_OID)
     for (const n of searchParams.keys()) setType(n, BYTEA_ARRAY_OID)
     const mayReturnProtected = statement !== undefined && statement.action === 'rewrite' && statement.resultColumnsMayBeProtected
-    this.statements.set(parse.name, { params, searchParams, mayReturnProtected, rowFields: null })
+    const copies = statement !== undefined && statement.action === 'rewrite' ? (statement.copies ?? []) : []
+    this.statements.set(parse.name, { params, searchParams, mayReturnProtected, copies, rowFields: null })
     return { frames: [encodeParse({ name: parse.name, sql, paramTypes })], pending: [], dropUntilSync: false }
   }
 
@@ -253,6 +257,11 @@ export class SessionCrypto {
     const statement = this.statements.get(bind.statement) ?? plainStatement()
     const portal: PortalState = { statement, resultFormats: bind.resultFormats, rowPlan: null, described: false }
     this.portals.set(bind.portal, portal)
+    try {
+      this.checkCopies(statement.copies)
+    } catch (error) {
+      return { ...this.refuse(asWireError(error).toFields()), portal }
+    }
     if (statement.params.size === 0 && statement.searchParams.size === 0) return { frames: [frame], pending: [], dropUntilSync: false, portal }
     const formats = bind.params.map((_, i) => (bind.paramFormats.length === 0 ? 0 : bind.paramFormats.length === 1 ? bind.paramFormats[0]! : bind.paramFormats[i] ?? 0))
     const params = [...bind.params]
@@ -366,6 +375,18 @@ export class SessionCrypto {
       }
     }
     return null
+  }
+
+  /**
+   * Access rules for ciphertexts copied inside PostgreSQL: the identity must be
+   * allowed to read the source in plaintext (else the copy would hand the value to a
+   * column it may read) and to write the target.
+   */
+  private checkCopies(copies: readonly ProtectedCopy[]): void {
+    for (const { from, to } of copies) {
+      if (this.columnAccess.readDenied.has(from.name)) throw new ColumnAccessError(`permission denied to copy column "${from.name}" into "${to.name}": this identity may not read "${from.name}" (see access rules)`)
+      this.checkWrite(to.name)
+    }
   }
 
   /** Access rules: may the session's identity write this column? */

@@ -37,7 +37,8 @@ beforeAll(async () => {
   direct = new pg.Client({ connectionString: server.url(database) })
   await direct.connect()
   await direct.query(`CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email bytea NOT NULL, ssn bytea);
-    CREATE UNIQUE INDEX customers_email_slot ON customers ((substring(email from 13 for 32)))`)
+    CREATE UNIQUE INDEX customers_email_slot ON customers ((substring(email from 13 for 32)));
+    CREATE TABLE archive (id int PRIMARY KEY, ssn bytea)`)
 })
 
 afterAll(async () => {
@@ -58,7 +59,9 @@ keys:
 tables:
   customers:
     email: { type: text, search: equality, normalize: lowercase, unique: true }
-    ssn: { type: text }
+    ssn: { type: text, domain: ssn }
+  archive:
+    ssn: { type: text, domain: ssn }
 identity:
   issuers:
     - issuer: ${jwks.issuer}
@@ -102,6 +105,15 @@ audit:
       expect((await sales.query('SELECT id FROM customers WHERE email IN ($1, $2) ORDER BY id', ['mallory.other@example.org', 'nobody@example.com'])).rows).toEqual([{ id: 2 }])
       // The unique index on the slot holds across letter case.
       await expect(hr.query("INSERT INTO customers (id, name, email) VALUES (3, 'Copy', 'ZOË.SECRET@example.com')")).rejects.toMatchObject({ code: '23505' })
+
+      // A ciphertext copied inside PostgreSQL (same key domain) must not carry a value to a column
+      // without the rule: only an identity that may read the source can copy it.
+      const copyToArchive = 'INSERT INTO archive (id, ssn) SELECT id, ssn FROM customers WHERE id = $1'
+      await expect(sales.query(copyToArchive, [1])).rejects.toMatchObject({ code: '42501', message: expect.stringContaining('may not read "public.customers.ssn"') })
+      await expect(sales.query('INSERT INTO archive (id, ssn) SELECT id, ssn FROM customers')).rejects.toMatchObject({ code: '42501' })
+      expect((await sales.query('SELECT count(*)::int AS n FROM archive')).rows).toEqual([{ n: 0 }])
+      await hr.query(copyToArchive, [1])
+      expect((await hr.query('SELECT id, ssn FROM archive')).rows).toEqual([{ id: 1, ssn: '078-05-1120' }])
 
       // COPY out decrypts, with the access rule applied.
       const copy = await runProgram('psql', [url, '-X', '-At', '-c', `SET IDENTITY TO '${salesToken}'`, '-c', 'COPY (SELECT id, email, ssn FROM customers ORDER BY id) TO STDOUT'])

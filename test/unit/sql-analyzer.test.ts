@@ -86,6 +86,23 @@ describe('key domains', () => {
     expect(domains.analyze('INSERT INTO archive (email) SELECT ssn FROM users').action).toBe('refuse')
     expect(domains.analyze("INSERT INTO archive (email) SELECT lower(email) FROM users").action).toBe('refuse')
   })
+
+  it('lists the ciphertexts a statement copies between two columns, for access rules; none for a column into itself', async () => {
+    const domains = await SqlAnalyzer.create(
+      protectedColumns([
+        { table: 'users', columns: { email: { type: 'text', domain: 'email' }, ssn: { type: 'text' } } },
+        { table: 'archive', columns: { email: { type: 'text', domain: 'email' } } },
+      ]),
+    )
+    const copies = (sql: string) => {
+      const plan = only(domains.analyze(sql))
+      return plan.action === 'rewrite' ? (plan.copies ?? []).map((c) => `${c.from.name} -> ${c.to.name}`) : plan.action
+    }
+    expect(copies('INSERT INTO archive (email) SELECT email FROM users')).toEqual(['public.users.email -> public.archive.email'])
+    expect(copies('UPDATE archive SET email = users.email FROM users WHERE users.id = archive.id')).toEqual(['public.users.email -> public.archive.email'])
+    expect(copies('UPDATE users SET ssn = ssn')).not.toEqual(expect.arrayContaining([expect.stringContaining('->')]))
+    expect(copies("INSERT INTO users (id, email) VALUES (1, 'x') ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email")).toEqual([])
+  })
 })
 
 describe('COPY plans', () => {
