@@ -40,7 +40,7 @@ import type { AnalyzedStatement, ByteRange, QualifiedColumn, RefusePlan, SqlAnal
 import { PGVEIL_REFUSED } from './sql-plan.js'
 import { SqlLruCache } from './sql-lru-cache.js'
 import { Refusal } from './sql-refusals.js'
-import { StatementWalker, type PolicyView } from './sql-statement-walker.js'
+import { searchPathSchemas, StatementWalker, type PolicyView } from './sql-statement-walker.js'
 import { SqlTokens } from './sql-tokens.js'
 
 export { PGVEIL_REFUSED } from './sql-plan.js'
@@ -221,6 +221,15 @@ export class SqlAnalyzer {
   /** Analyses currently cached. */
   get cacheSize(): number {
     return this.#cache.size
+  }
+
+  /**
+   * The first schema of a search_path value (`billing, public`) that holds protected
+   * tables, if any: pgveil resolves unqualified table names in schema public only, so
+   * such a search_path would let a write to an encrypted column pass as a plain one.
+   */
+  protectedSchemaIn(searchPath: string): string | undefined {
+    return searchPathSchemas(searchPath).find((schema) => this.#policy.otherSchemas.has(schema))
   }
 
   analyze(sql: string): SqlAnalysis {

@@ -336,7 +336,7 @@ export class StatementWalker {
       refuseStatement('pgveil requires client_encoding UTF8 (it locates literals by their UTF-8 bytes)', 'convert text to UTF-8 in the application')
     }
     if (lower === 'search_path') {
-      const schemas = values.flatMap((v) => v.split(',')).map((v) => v.trim().replace(/^"(.*)"$/, '$1'))
+      const schemas = values.flatMap(searchPathSchemas)
       const shadow = schemas.find((s) => this.#policy.otherSchemas.has(s))
       if (shadow !== undefined) {
         refuseStatement(`pgveil resolves unqualified table names in schema public only; a search_path with schema "${shadow}", which holds encrypted tables, is not supported`, `qualify those tables with their schema instead, as in ${shadow}.table`)
@@ -1538,4 +1538,9 @@ function renameOutput(output: Output, colnames: readonly string[]): Output {
     return p === undefined ? output : [{ kind: 'star', columns: NO_COLUMNS, opaque: p }]
   }
   return output.map((o, i) => (o.kind === 'column' ? { ...o, name: colnames[i] ?? o.name } : o))
+}
+
+/** The schema names of a search_path value: comma-separated, double quotes removed. */
+export function searchPathSchemas(value: string): string[] {
+  return value.split(',').map((name) => name.trim().replace(/^"(.*)"$/, '$1'))
 }

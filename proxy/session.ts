@@ -20,6 +20,7 @@ import { FrameWriter } from './frame-writer.js'
 import type { Logger } from './log.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
 import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
+import type { SqlAnalyzer } from '../policy/sql-analyzer.js'
 import { SessionCrypto, UnattributedCiphertextError, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
 import { ClientVerdict, PASS_REPLY, SessionIdentity, type IdentityPending } from './session-identity.js'
 import { ColumnAccessError, OPEN_ACCESS, type AccessRules } from '../policy/access.js'
@@ -273,6 +274,7 @@ export class ClientSession implements CancelTarget {
             hint: 'connect with sslmode=require (or verify-full with the proxy\'s CA certificate)',
           })
         }
+        if (this.ctx.crypto !== null) refuseProtectedSearchPath(this.ctx.crypto.analyzer, packet.params)
         this.user = packet.params.get('user') ?? ''
         this.database = packet.params.get('database') ?? this.user
         this.audit?.startup(this.user, this.database, packet.params.get('application_name') ?? '')
@@ -932,4 +934,28 @@ const NO_PROTECTED_COLUMNS: RowPlan = { fields: [], decrypts: false }
 function isFatal(frame: Buffer): boolean {
   const severity = decodeNoticeFields(frame).get('V')
   return severity === 'FATAL' || severity === 'PANIC'
+}
+
+/**
+ * A search_path set at connection time (the `search_path` startup parameter, or
+ * `-c search_path=…` / `--search_path=…` in `options`, as PGOPTIONS sends it) must not
+ * name a schema holding protected tables: pgveil resolves unqualified table names in
+ * schema public, as it refuses `SET search_path` to such a schema.
+ */
+function refuseProtectedSearchPath(analyzer: SqlAnalyzer, params: ReadonlyMap<string, string>): void {
+  const values: string[] = []
+  const direct = params.get('search_path')
+  if (direct !== undefined) values.push(direct)
+  const options = params.get('options')
+  if (options !== undefined) {
+    for (const match of options.matchAll(/(?:^|\s)(?:-c\s*|--)search_path=((?:\\.|\S)*)/g)) values.push(match[1]!.replace(/\\(.)/g, '$1'))
+  }
+  for (const value of values) {
+    const schema = analyzer.protectedSchemaIn(value)
+    if (schema === undefined) continue
+    throw new WireError(SqlState.FeatureNotSupported, `pgveil resolves unqualified table names in schema public only; the connection's search_path names schema "${schema}", which holds encrypted tables`, {
+      severity: 'FATAL',
+      hint: `qualify those tables with their schema instead (${schema}.table), and leave search_path out of the connection options`,
+    })
+  }
 }
