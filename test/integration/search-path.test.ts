@@ -11,6 +11,7 @@ import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Keyring } from '../../policy/keyring.js'
 import { Policy } from '../../policy/policy.js'
+import { searchPathProblems } from '../../proxy/search-path-check.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { runProgram } from '../harness/programs.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
@@ -19,13 +20,14 @@ const server = getTestPostgres()
 let database: string
 let proxy: TestProxy
 let direct: pg.Client
+let iban: { schema: string; table: string; column: string; qualified: string; type: string; binding: string }
 
 beforeAll(async () => {
   database = await server.createDatabase('search_path')
   direct = new pg.Client({ connectionString: server.url(database) })
   await direct.connect()
   await direct.query('CREATE SCHEMA billing; CREATE TABLE billing.accounts (id int PRIMARY KEY, iban bytea)')
-  const iban = { schema: 'billing', table: 'accounts', column: 'iban', qualified: 'billing.accounts.iban', type: 'text', binding: 'billing.accounts.iban' }
+  iban = { schema: 'billing', table: 'accounts', column: 'iban', qualified: 'billing.accounts.iban', type: 'text', binding: 'billing.accounts.iban' }
   proxy = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, policy: new Policy([iban]), keyring: new Keyring(new Map([[1, randomBytes(32)]]), 1) })
 })
 
@@ -60,5 +62,26 @@ describe('search_path and schemas with protected tables', () => {
     }
     const stored = await direct.query<{ iban: Buffer }>('SELECT iban FROM billing.accounts')
     expect(stored.rows[0]!.iban.includes('DE89')).toBe(false)
+  })
+
+  it('pgveil check reports the search_path defaults and role names pgveil cannot see', async () => {
+    const policy = new Policy([iban])
+    expect(await searchPathProblems(direct, policy)).toEqual([])
+    await direct.query(`ALTER DATABASE ${database} SET search_path = billing, public`)
+    await direct.query("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'billing') THEN CREATE ROLE billing; END IF; END$$")
+    try {
+      const problems = await searchPathProblems(direct, policy)
+      expect(problems).toEqual([
+        expect.stringMatching(new RegExp(`^search_path default of database "${database}" names schema "billing"[^]*fix: ALTER DATABASE "${database}" RESET search_path`)),
+        expect.stringMatching(/^role "billing" has the name of schema "billing"[^]*fix: ALTER ROLE "billing" SET search_path = public/),
+      ])
+      // A role whose own default leaves "$user" out is not at risk.
+      await direct.query('ALTER ROLE billing SET search_path = public')
+      expect(await searchPathProblems(direct, policy)).toHaveLength(1)
+    } finally {
+      await direct.query(`ALTER DATABASE ${database} RESET search_path`)
+      await direct.query('DROP ROLE billing')
+    }
+    expect(await searchPathProblems(direct, policy)).toEqual([])
   })
 })
