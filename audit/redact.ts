@@ -18,7 +18,12 @@ export function redactErrorMessage(sqlstate: string, message: string, refusedByP
   if (refusedByPgveil) return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message
   if (sqlstate.startsWith('P0')) return '(message written by the database code, not logged)'
   let redacted = message.replace(QUOTED, '?').replace(UNTERMINATED, '?')
-  redacted = redacted.replace(PARENTHESISED, '(?)').replace(DIGITS, '?')
+  // Innermost first, until none is left: `(alice, ssn (home), bob)` must not keep alice and bob.
+  for (let previous = ''; previous !== redacted; ) {
+    previous = redacted
+    redacted = redacted.replace(PARENTHESISED, '\u0000')
+  }
+  redacted = redacted.replaceAll('\u0000', '(?)').replace(DIGITS, '?')
   // "invalid input syntax for type json: Token … is invalid" and the like: what follows a colon may be a value.
   if (sqlstate.startsWith('22')) redacted = redacted.replace(AFTER_COLON, ': ?')
   return redacted.length > MAX_MESSAGE ? `${redacted.slice(0, MAX_MESSAGE)}…` : redacted

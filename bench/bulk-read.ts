@@ -9,7 +9,8 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { spawnPgveil, stopPgveil, waitForPgveil } from './pgveil-process.js'
+import { insertThroughPgveil, spawnPgveil, stopPgveil, waitForPgveil } from './pgveil-process.js'
+import { median } from './stats.js'
 import { freePort, type PostgresServer } from './postgres-server.js'
 
 export const BULK_READ_BUDGET = 1.5
@@ -35,11 +36,6 @@ async function peakRssMb(pid: number | undefined): Promise<number | null> {
   } catch {
     return null
   }
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
 }
 
 function timePsql(psql: string, url: string, sql: string): Promise<number> {
@@ -79,16 +75,7 @@ tables: {bulk_encrypted: {v: {type: text}}}
   try {
     await waitForPgveil(port, child)
     log(`bulk read: encrypting ${rows} rows through pgveil`)
-    const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
-    await client.connect()
-    const batch = 1000
-    for (let first = 1; first <= rows; first += batch) {
-      const count = Math.min(batch, rows - first + 1)
-      const values = Array.from({ length: count }, (_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(', ')
-      const params = Array.from({ length: count }, (_, i) => [first + i, `customer-${first + i}@example.com`]).flat()
-      await client.query(`INSERT INTO bulk_encrypted (id, v) VALUES ${values}`, params)
-    }
-    await client.end()
+    await insertThroughPgveil(port, 'bulk_encrypted', ['id', 'v'], rows, (n) => [n, `customer-${n}@example.com`])
 
     await timePsql(psql, url, 'SELECT id, v FROM bulk_plain') // warm-up: caches, catalog
     await timePsql(psql, url, 'SELECT id, v FROM bulk_encrypted')
@@ -111,15 +98,15 @@ tables: {bulk_encrypted: {v: {type: text}}}
     const largeSeconds = await timePsql(psql, url, `SELECT e.id, e.v FROM bulk_encrypted e CROSS JOIN generate_series(1, ${repeat}) LIMIT ${LARGE_RESULT_ROWS}`)
     const peak = await peakRssMb(child.pid)
     log(`large result: ${LARGE_RESULT_ROWS} rows in ${largeSeconds.toFixed(2)} s; pgveil peak RSS ${start?.toFixed(0) ?? 'unknown'} MB before it, ${peak?.toFixed(0) ?? 'unknown'} MB after`)
-    return { rows, plainSeconds, encryptedSeconds, ratio: median(encryptedSeconds) / median(plainSeconds), peakRssMb: peak }
+    return { rows, plainSeconds, encryptedSeconds, ratio: (median(encryptedSeconds) ?? NaN) / (median(plainSeconds) ?? NaN), peakRssMb: peak }
   } finally {
     await stopPgveil(child)
   }
 }
 
 export function bulkReadReport(result: BulkReadResult): string {
-  const plain = median(result.plainSeconds)
-  const encrypted = median(result.encryptedSeconds)
+  const plain = median(result.plainSeconds) ?? NaN
+  const encrypted = median(result.encryptedSeconds) ?? NaN
   return [
     `encrypted bulk read — SELECT of ${result.rows} rows (id, one protected text column) through pgveil, psql to /dev/null, median of ${result.plainSeconds.length}`,
     `  plaintext table  ${plain.toFixed(3)} s`,

@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import pg from 'pg'
-import { spawnPgveil, stopPgveil, waitForPgveil } from './pgveil-process.js'
+import { insertThroughPgveil, spawnPgveil, stopPgveil, waitForPgveil } from './pgveil-process.js'
+import { median } from './stats.js'
 import { freePort, type PostgresServer } from './postgres-server.js'
 
 export const ENCRYPTED_WORKLOAD_BUDGET = 0.75
@@ -51,12 +52,6 @@ export interface EncryptedWorkloadResult {
 
 type Pgbench = (port: number, args: readonly string[]) => Promise<{ tps: number | null; failed: number | null; error: string | null }>
 
-function median(values: readonly number[]): number | null {
-  if (values.length === 0) return null
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
-
 export async function measureEncryptedWorkload(options: {
   server: PostgresServer
   workDir: string
@@ -93,15 +88,9 @@ tables: {ew_encrypted: {email: {type: text, search: equality}, balance: {type: n
   try {
     await waitForPgveil(port, child)
     log(`encrypted workload: encrypting ${rows} rows through pgveil`)
+    await insertThroughPgveil(port, 'ew_encrypted', ['email', 'balance'], rows, (n) => [String(n), String(n % 1000)])
     const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
     await client.connect()
-    const batch = 1000
-    for (let first = 1; first <= rows; first += batch) {
-      const count = Math.min(batch, rows - first + 1)
-      const values = Array.from({ length: count }, (_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(', ')
-      const params = Array.from({ length: count }, (_, i) => [String(first + i), String((first + i) % 1000)]).flat()
-      await client.query(`INSERT INTO ew_encrypted (email, balance) VALUES ${values}`, params)
-    }
     // Correctness before speed: a lookup through pgveil finds the row it wrote.
     const probe = await client.query<{ balance: string }>('SELECT balance FROM ew_encrypted WHERE email = $1', ['42'])
     if (probe.rows.length !== 1 || probe.rows[0]!.balance !== '42') throw new Error(`encrypted lookup returned ${JSON.stringify(probe.rows)}, expected [{"balance":"42"}]`)

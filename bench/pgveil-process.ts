@@ -44,3 +44,24 @@ export async function stopPgveil(child: ChildProcess): Promise<void> {
   child.kill('SIGTERM')
   await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000).unref())])
 }
+
+/**
+ * Inserts rows 1..`rows` through pgveil on `port`, 1,000 per multi-row INSERT, the
+ * values as parameters (so pgveil encrypts them at Bind); `row(n)` gives row n's values.
+ */
+export async function insertThroughPgveil(port: number, table: string, columns: readonly string[], rows: number, row: (n: number) => unknown[]): Promise<void> {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' })
+  await client.connect()
+  try {
+    const batch = 1000
+    const width = columns.length
+    for (let first = 1; first <= rows; first += batch) {
+      const count = Math.min(batch, rows - first + 1)
+      const tuples = Array.from({ length: count }, (_, i) => `(${columns.map((_, c) => `$${width * i + c + 1}`).join(', ')})`).join(', ')
+      const params = Array.from({ length: count }, (_, i) => row(first + i)).flat()
+      await client.query(`INSERT INTO ${table} (${columns.join(', ')}) VALUES ${tuples}`, params)
+    }
+  } finally {
+    await client.end()
+  }
+}

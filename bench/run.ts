@@ -22,6 +22,7 @@ import pg from 'pg'
 import { bulkReadReport, measureBulkRead, type BulkReadResult } from './bulk-read.js'
 import { ENCRYPTED_WORKLOADS, encryptedWorkloadReport, measureEncryptedWorkload, type EncryptedWorkloadResult, type Workload } from './encrypted-workload.js'
 import { pgveilNodeArgs } from './pgveil-process.js'
+import { median, percentile } from './stats.js'
 import { freePort, startPostgresServer, type PostgresServer } from './postgres-server.js'
 import { measureSetIdentity, setIdentityReport, type SetIdentityResult } from './set-identity.js'
 
@@ -554,18 +555,6 @@ function processCpuMicros(pid: number | undefined): number | null {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   const ticks = Number(fields[11]) + Number(fields[12])
   return Number.isFinite(ticks) ? (ticks * 1e6) / CLOCK_TICKS_PER_SECOND : null
-}
-
-function median(values: readonly number[]): number | null {
-  if (values.length === 0) return null
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? (sorted[middle] ?? null) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2
-}
-
-function percentile(sorted: readonly number[], fraction: number): number | null {
-  if (sorted.length === 0) return null
-  return sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)] ?? null
 }
 
 /** Per-transaction latencies (µs) from pgbench --log files: "client txn time script epoch us [lag]". */

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import pg from 'pg'
 import { spawnPgveil, waitForPgveil } from './pgveil-process.js'
+import { percentile } from './stats.js'
 import { freePort, type PostgresServer } from './postgres-server.js'
 
 export const SET_IDENTITY_P99_BUDGET_MS = 2
@@ -23,13 +24,9 @@ export interface SetIdentityResult {
   baseline: { p50Ms: number; p99Ms: number }
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!
-}
-
 function summary(samples: number[]): { p50Ms: number; p99Ms: number } {
   const sorted = [...samples].sort((a, b) => a - b)
-  return { p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99) }
+  return { p50Ms: percentile(sorted, 0.5) ?? 0, p99Ms: percentile(sorted, 0.99) ?? 0 }
 }
 
 async function timed(run: () => Promise<unknown>): Promise<number> {

@@ -46,6 +46,10 @@ export const ENVELOPE_INDEX_OFFSET = 12
 export const ENVELOPE_INDEX_LENGTH = 32
 /** 1-based position of the slot for SQL: `substring(col from 13 for 32)`. */
 export const ENVELOPE_INDEX_SQL_FROM = ENVELOPE_INDEX_OFFSET + 1
+/** SQL for the index slot of the envelope in `column` (a column reference as written), the expression the equality index is built on. */
+export function indexSliceSql(column: string): string {
+  return `substring(${column} from ${ENVELOPE_INDEX_SQL_FROM} for ${ENVELOPE_INDEX_LENGTH})`
+}
 const HEADER_LENGTH = 8
 const INDEXED_HEADER_LENGTH = ENVELOPE_INDEX_OFFSET + ENVELOPE_INDEX_LENGTH
 /** Smallest envelope (empty plaintext, no index slot). */

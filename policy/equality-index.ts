@@ -116,8 +116,3 @@ export function reindexEnvelope(keyring: Keyring, column: IndexedColumn, stored:
     plaintext.fill(0)
   }
 }
-
-/** The SQL expression of a column's index slot; `column` is the reference as written. */
-export function indexSliceSql(column: string): string {
-  return `substring(${column} from 13 for ${ENVELOPE_INDEX_LENGTH})`
-}

@@ -41,10 +41,10 @@ export class SqlLruCache<V> {
   set(key: string, value: V): void {
     if (key.length > this.#maxChars || this.#maxEntries === 0) return
     if (this.#map.delete(key)) this.#chars -= key.length
-    this.#map.set(key, { value, used: false })
-    this.#chars += key.length
+    // Room is made before the new entry goes in: second chances move used entries to
+    // the young end, and the new one must not be found there unused and evicted.
     for (const [oldest, slot] of this.#map) {
-      if (this.#map.size <= this.#maxEntries && this.#chars <= this.#maxChars) break
+      if (this.#map.size < this.#maxEntries && this.#chars + key.length <= this.#maxChars) break
       this.#map.delete(oldest)
       if (slot.used) {
         // Second chance: used since it was last considered, so it moves to the young end.
@@ -52,6 +52,8 @@ export class SqlLruCache<V> {
         this.#map.set(oldest, slot)
       } else this.#chars -= oldest.length
     }
+    this.#map.set(key, { value, used: false })
+    this.#chars += key.length
   }
 
   clear(): void {

@@ -32,6 +32,7 @@ import type {
   WithClause,
 } from 'libpg-query'
 import { policyTypeFromName } from '../protocol/types.js'
+import { ENVELOPE_INDEX_LENGTH, ENVELOPE_INDEX_SQL_FROM, indexSliceSql } from './envelope.js'
 import type { ByteRange, LiteralSlot, QualifiedColumn, SearchParam, SearchSlot, SearchValue, SqlReplacement, StatementPlan } from './sql-plan.js'
 import type { CopySpec, ProtectedCopy } from './sql-plan.js'
 import { Refusal, refuseColumn, refuseStatement, refuseUse, USE, type ColumnUse } from './sql-refusals.js'
@@ -483,7 +484,7 @@ export class StatementWalker {
       const ref = target !== undefined && 'ResTarget' in target ? this.#protectedRef(target.ResTarget.val, level) : undefined
       if (ref === undefined) refuseUse(o.column, USE.distinct)
       this.#requireSearchable(ref.column, USE.distinct)
-      keys.push(searchSliceSql(this.#refExtent(ref).text))
+      keys.push(indexSliceSql(this.#refExtent(ref).text))
       this.#needsOneIndexVersion ??= ref.column
     })
     const firstTarget = targets[0]
@@ -721,7 +722,7 @@ export class StatementWalker {
           if (t.text === '(') depth++
           else if (t.text === ')' && --depth === 0) break
           else if (depth === 1 && t.tokenName !== 'SCONST' && foldIdentifier(t.text) === elem.name) {
-            this.#rewrites.push({ start: t.start, end: t.end, text: `(${searchSliceSql(t.text)})` })
+            this.#rewrites.push({ start: t.start, end: t.end, text: `(${indexSliceSql(t.text)})` })
             this.#needsOneIndexVersion ??= r.column
             return
           }
@@ -1033,8 +1034,8 @@ export class StatementWalker {
     return (
       r?.kind === 'column' &&
       this.#policy.searchable(r.column) &&
-      from !== undefined && 'A_Const' in from && from.A_Const.ival?.ival === SEARCH_SLICE_FROM &&
-      len !== undefined && 'A_Const' in len && len.A_Const.ival?.ival === SEARCH_SLICE_LENGTH
+      from !== undefined && 'A_Const' in from && from.A_Const.ival?.ival === ENVELOPE_INDEX_SQL_FROM &&
+      len !== undefined && 'A_Const' in len && len.A_Const.ival?.ival === ENVELOPE_INDEX_LENGTH
     )
   }
 
@@ -1068,7 +1069,7 @@ export class StatementWalker {
   /** Replace a column reference by its index slot. */
   #slice(target: ProtectedRef): void {
     const ref = this.#refExtent(target)
-    this.#rewrites.push({ start: ref.start, end: ref.end, text: searchSliceSql(ref.text) })
+    this.#rewrites.push({ start: ref.start, end: ref.end, text: indexSliceSql(ref.text) })
   }
 
   #requireSearchable(column: QualifiedColumn, use: ColumnUse): void {
@@ -1115,7 +1116,7 @@ export class StatementWalker {
       if (operator === undefined) refuseColumn(searched.column, 'pgveil could not locate the comparison operator', 'write the comparison as column = value')
       // ANY needs the array on its right: when the value came first, the slot takes its place.
       const [slicePlace, valuePlace] = left !== undefined ? [ref, value.range] : [value.range, ref]
-      this.#rewrites.push({ start: slicePlace.start, end: slicePlace.end, text: searchSliceSql(ref.text) })
+      this.#rewrites.push({ start: slicePlace.start, end: slicePlace.end, text: indexSliceSql(ref.text) })
       this.#rewrites.push({ start: operator.start, end: operator.end, text: op === '=' ? '= ANY' : '<> ALL' })
       this.#searches.push({ start: valuePlace.start, end: valuePlace.end, column: searched.column, prefix: '', values: [value.value] })
       return true
@@ -1442,9 +1443,6 @@ interface ProtectedRef {
 }
 
 /** The index slot of a column reference as written (`substring(u.email from 13 for 32)`). */
-function searchSliceSql(ref: string): string {
-  return `substring(${ref} from ${SEARCH_SLICE_FROM} for ${SEARCH_SLICE_LENGTH})`
-}
 
 /** Whether a cast to `t` is a cast to an array of exactly the column's plaintext type (`$1::text[]`). */
 function castsToArrayOf(t: TypeName | undefined, column: QualifiedColumn): boolean {
@@ -1460,8 +1458,6 @@ interface WriteTarget {
 }
 
 /** 1-based position and length of the envelope's search slice (policy/envelope.ts). */
-const SEARCH_SLICE_FROM = 13
-const SEARCH_SLICE_LENGTH = 32
 
 type CopyFormat = Pick<CopySpec, 'format' | 'delimiter' | 'nullString' | 'header' | 'quote' | 'escape'>
 

@@ -4,8 +4,8 @@
  * elements of an array parameter, writing a `bytea[]` parameter.
  */
 import { SqlState, WireError } from './errors.js'
+import { TypeOid } from './types.js'
 
-const BYTEA_OID = 17
 
 function invalid(what: string, why: string): WireError {
   return new WireError(SqlState.InvalidTextRepresentation, `${what} is not a valid one-dimensional array: ${why}`)
@@ -108,7 +108,7 @@ function decodeText(text: string, what: string): (string | null)[] {
 export function encodeByteaArray(elements: readonly (Uint8Array | null)[]): Buffer {
   if (elements.length === 0) {
     const empty = Buffer.alloc(12)
-    empty.writeInt32BE(BYTEA_OID, 8)
+    empty.writeInt32BE(TypeOid.bytea, 8)
     return empty
   }
   let length = 20
@@ -120,7 +120,7 @@ export function encodeByteaArray(elements: readonly (Uint8Array | null)[]): Buff
   const out = Buffer.allocUnsafe(length)
   out.writeInt32BE(1, 0)
   out.writeInt32BE(hasNull, 4)
-  out.writeInt32BE(BYTEA_OID, 8)
+  out.writeInt32BE(TypeOid.bytea, 8)
   out.writeInt32BE(elements.length, 12)
   out.writeInt32BE(1, 16)
   let offset = 20

@@ -6,12 +6,12 @@
  */
 import type pg from 'pg'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
+import { TypeOid } from '../protocol/types.js'
 import type { Logger } from './log.js'
 import { connectAsPgveil } from './own-connection.js'
 import type { UpstreamTarget } from './upstream-url.js'
 
 /** bytea: the stored type of every protected column. */
-export const BYTEA_OID = 17
 
 export interface CatalogProblem {
   column: ColumnPolicy
@@ -72,7 +72,8 @@ LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND N
 WHERE c.relkind IN ('r', 'p', 'f')
   AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
 
-function quoteIdent(name: string): string {
+/** An SQL identifier, double-quoted. */
+export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`
 }
 
@@ -101,7 +102,7 @@ export async function loadDatabaseCatalog(client: pg.Client, policy: Policy): Pr
       problems.push({ column, kind: 'missing-table', message: `table "${column.schema}.${column.table}" does not exist`, fix: `CREATE TABLE ${table} (…, ${quoteIdent(column.column)} bytea, …);` })
     } else if (row === undefined) {
       problems.push({ column, kind: 'missing-column', message: `column "${column.qualified}" does not exist`, fix: `ALTER TABLE ${table} ADD COLUMN ${quoteIdent(column.column)} bytea;` })
-    } else if (Number(row.type_oid) !== BYTEA_OID) {
+    } else if (Number(row.type_oid) !== TypeOid.bytea) {
       problems.push({
         column,
         kind: 'not-bytea',

@@ -25,10 +25,8 @@ import { connectAsPgveil, OwnConnectionError } from './own-connection.js'
 import { MIGRATE_HELP, MIGRATE_OPTIONS, runMigrateCommand } from './migrate-command.js'
 import type { ProxyServer } from './server.js'
 import { describeUpstream, type UpstreamTarget } from './upstream-url.js'
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './exit-status.js'
 
-const EXIT_OK = 0
-const EXIT_FAILURE = 1
-const EXIT_USAGE = 2
 /** Ctrl-C drains for at most this long; SIGTERM uses listen.drain_timeout. */
 const INTERRUPT_DRAIN_MS = 2000
 const EMBEDDED_DIR = '.pgveil'

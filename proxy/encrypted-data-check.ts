@@ -8,11 +8,12 @@
  */
 import type pg from 'pg'
 import { DecryptionError } from '../policy/errors.js'
-import { ENVELOPE_INDEX_LENGTH, envelopeIndex, openValue } from '../policy/envelope.js'
+import { envelopeIndex, indexSliceSql, openValue } from '../policy/envelope.js'
 import { indexMac } from '../policy/equality-index.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
 import { TYPE_CODECS, type PolicyType } from '../protocol/types.js'
+import { quoteIdent } from './catalog.js'
 
 /** Rows of one column per key version and index key version (0: no index slot). */
 export interface KeyVersionUsage {
@@ -33,12 +34,9 @@ export interface ColumnDataReport {
 /** Rows read per column to judge whether the policy still fits the data. */
 const SAMPLE_ROWS = 20
 
-export function quoteIdentifier(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`
-}
 
 function tableSql(column: ColumnPolicy): string {
-  return `${quoteIdentifier(column.schema)}.${quoteIdentifier(column.table)}`
+  return `${quoteIdent(column.schema)}.${quoteIdent(column.table)}`
 }
 
 /** The name `pgveil check` suggests for a column's search index. */
@@ -48,12 +46,12 @@ export function searchIndexName(column: ColumnPolicy): string {
 
 /** The DDL of the expression index on a searchable column's index slot (UNIQUE for `unique: true`). */
 export function searchIndexDdl(column: ColumnPolicy): string {
-  return `CREATE ${column.unique === true ? 'UNIQUE ' : ''}INDEX ${quoteIdentifier(searchIndexName(column))} ON ${tableSql(column)} ((substring(${quoteIdentifier(column.column)} from 13 for ${ENVELOPE_INDEX_LENGTH})));`
+  return `CREATE ${column.unique === true ? 'UNIQUE ' : ''}INDEX ${quoteIdent(searchIndexName(column))} ON ${tableSql(column)} ((${indexSliceSql(quoteIdent(column.column))}));`
 }
 
 /** Rows per (key version, index key version) of a column: the uint32s at envelope offsets 4 and 8. */
 export async function keyVersionUsage(client: pg.Client, column: ColumnPolicy): Promise<KeyVersionUsage[]> {
-  const c = quoteIdentifier(column.column)
+  const c = quoteIdent(column.column)
   const result = await client.query<{ key_version: string; index_version: string; rows: string }>(
     `SELECT ('x' || encode(substring(${c} from 5 for 4), 'hex'))::bit(32)::bigint AS key_version,
             CASE WHEN length(${c}) >= 44 AND get_byte(${c}, 3) & 1 = 1 THEN ('x' || encode(substring(${c} from 9 for 4), 'hex'))::bit(32)::bigint ELSE 0 END AS index_version,
@@ -112,7 +110,7 @@ export async function checkColumnData(client: pg.Client, column: ColumnPolicy, k
  * edited under existing data.
  */
 async function checkSample(client: pg.Client, column: ColumnPolicy, keyring: Keyring): Promise<string[]> {
-  const c = quoteIdentifier(column.column)
+  const c = quoteIdent(column.column)
   const sample = await client.query<{ value: Buffer }>(`SELECT ${c} AS value FROM ${tableSql(column)} WHERE ${c} IS NOT NULL LIMIT ${SAMPLE_ROWS}`)
   const codec = TYPE_CODECS[column.type as PolicyType]
   const name = column.qualified

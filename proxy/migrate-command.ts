@@ -8,10 +8,8 @@ import type { PgveilConfig } from './config.js'
 import { formatOutcomes, formatPlan, migrateDatabase, MigrationError, outcomesJson } from './migrate.js'
 import { connectAsPgveil, OwnConnectionError } from './own-connection.js'
 import { describeUpstream } from './upstream-url.js'
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './exit-status.js'
 
-const EXIT_OK = 0
-const EXIT_FAILURE = 1
-const EXIT_USAGE = 2
 const DEFAULT_BATCH_SIZE = 1000
 const MAX_BATCH_SIZE = 100_000
 const DEFAULT_LOCK_TIMEOUT_S = 5

@@ -37,8 +37,8 @@ import { sealColumnValue } from '../policy/equality-index.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
 import { ENVELOPE_FORMAT_VERSION, ENVELOPE_KEY_VERSION_OFFSET, ENVELOPE_MAGIC } from '../policy/envelope.js'
-import { TYPE_CODECS, type PolicyType, type SessionFormat } from '../protocol/types.js'
-import { BYTEA_OID } from './catalog.js'
+import { TYPE_CODECS, TypeOid, type PolicyType, type SessionFormat } from '../protocol/types.js'
+import { quoteIdent } from './catalog.js'
 
 /** Suffix of the column that keeps a converted column's plaintext until the backfill is done. */
 export const PLAINTEXT_SUFFIX = '__pgveil_plain'
@@ -148,9 +148,6 @@ export interface ColumnOutcome {
   error?: string
 }
 
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`
-}
 
 function quoteLiteral(text: string): string {
   return `'${text.replace(/'/g, "''")}'`
@@ -226,7 +223,7 @@ export async function planColumn(client: pg.Client, column: ColumnPolicy, keyrin
     return plan
   }
   const tableOid = Number(row.table_oid)
-  const isBytea = Number(row.type_oid) === BYTEA_OID
+  const isBytea = Number(row.type_oid) === TypeOid.bytea
   if (isBytea) plan.state = row.plain_attnum === null ? 'bytea' : 'converting'
   else plan.state = 'plaintext'
 
@@ -527,7 +524,7 @@ async function expand(client: pg.Client, plan: ColumnPlan, lockTimeoutMs: number
     // Re-read under the lock: what was planned must still be what is there.
     const { rows } = await client.query<AttributeRow>(ATTRIBUTE_SQL, [plan.column.schema, plan.column.table, plan.column.column, detail.names.plain])
     const row = rows[0]
-    if (row === undefined || row.attnum === null || Number(row.type_oid) === BYTEA_OID || row.plain_attnum !== null) {
+    if (row === undefined || row.attnum === null || Number(row.type_oid) === TypeOid.bytea || row.plain_attnum !== null) {
       throw new MigrationError(`column "${plan.column.qualified}" changed while pgveil migrate was planning; run it again`)
     }
     await runAll(client, detail.ddl.expand)
@@ -568,47 +565,34 @@ function describeKey(key: string[]): string {
   return `(${key.join(', ')})`
 }
 
-/** Encrypts the plaintext of a converting column, batch by batch. */
-async function backfill(client: pg.Client, plan: ColumnPlan, keyring: Keyring, options: MigrateOptions, outcome: ColumnOutcome): Promise<void> {
-  const { names, key } = plan.detail!
-  const codec = TYPE_CODECS[plan.column.type as PolicyType]
-  const plain = quoteIdent(names.plain)
-  const pendingSql = `${plain} IS NOT NULL`
-  const countLeft = (): Promise<number> => count(client, `SELECT count(*) FROM ${names.table} WHERE ${pendingSql}`)
+/**
+ * Batched passes over the rows `scan.pending` selects, with a progress line, until
+ * none is left: a pass can miss rows that moved behind the cursor (a ctid walk
+ * meeting concurrent updates), and what is pending is read from the data itself.
+ * `counted(n)` records each committed batch (so a failure later still reports it);
+ * `beforePass` runs before each pass. Returns the rows left.
+ */
+async function migrateInPasses(
+  client: pg.Client,
+  label: string,
+  scan: Omit<BatchScan, 'onBatch'>,
+  options: MigrateOptions,
+  counted: (rows: number) => void,
+  beforePass: () => void = () => {},
+): Promise<number> {
+  const countLeft = (): Promise<number> => count(client, `SELECT count(*) FROM ${scan.table} WHERE ${scan.pending}`, scan.params)
   let left = await countLeft()
-  const progress = new ProgressLine(options.progress, `${plan.column.qualified}: encrypt plaintext`, options.now ?? Date.now)
+  const progress = new ProgressLine(options.progress, label, options.now ?? Date.now)
   let done = 0
-  // A pass can miss rows that moved behind the cursor (a ctid walk meeting concurrent
-  // updates); what is pending is read from the data, so passes repeat until none is.
   while (left > 0) {
+    beforePass()
     const written = await scanInBatches(
       client,
       {
-        table: names.table,
-        key,
-        pending: pendingSql,
-        params: [],
-        read: `${plain}::text`,
-        set: `${quoteIdent(names.column)} = u.e, ${plain} = NULL`,
-        transform: (value, rowKey) => {
-          let canonical: string
-          try {
-            canonical = codec.canonicalFromText(value as string, MIGRATION_FORMAT)
-          } catch (error) {
-            const code = (error as { sqlState?: string }).sqlState
-            // The value itself is never repeated: it is plaintext.
-            throw new MigrationError(
-              `column "${plan.column.qualified}", row ${describeKey(rowKey)}: the stored value is not valid input for type ${codec.sqlName}${code === undefined ? '' : ` (SQLSTATE ${code})`}; correct it in "${names.plain}" (or change the policy type) and run pgveil migrate again`,
-            )
-          }
-          // A searchable column gets its index slot as it is encrypted.
-          return plan.column.search === 'equality' ? sealColumnValue(keyring, plan.column, canonical) : sealCanonical(keyring, plan.column.binding, canonical)
-        },
+        ...scan,
         onBatch: (n) => {
           done += n
-          // Counted as each batch commits, so a failure later still reports them.
-          outcome.encrypted += n
-          outcome.migrated += n
+          counted(n)
           left = Math.max(left - n, 0)
           progress.update(done, left)
         },
@@ -619,6 +603,40 @@ async function backfill(client: pg.Client, plan: ColumnPlan, keyring: Keyring, o
     progress.update(done, left, true)
     if (written === 0) break
   }
+  return left
+}
+
+/** Encrypts the plaintext of a converting column, batch by batch. */
+async function backfill(client: pg.Client, plan: ColumnPlan, keyring: Keyring, options: MigrateOptions, outcome: ColumnOutcome): Promise<void> {
+  const { names, key } = plan.detail!
+  const codec = TYPE_CODECS[plan.column.type as PolicyType]
+  const plain = quoteIdent(names.plain)
+  const scan: Omit<BatchScan, 'onBatch'> = {
+    table: names.table,
+    key,
+    pending: `${plain} IS NOT NULL`,
+    params: [],
+    read: `${plain}::text`,
+    set: `${quoteIdent(names.column)} = u.e, ${plain} = NULL`,
+    transform: (value, rowKey) => {
+      let canonical: string
+      try {
+        canonical = codec.canonicalFromText(value as string, MIGRATION_FORMAT)
+      } catch (error) {
+        const code = (error as { sqlState?: string }).sqlState
+        // The value itself is never repeated: it is plaintext.
+        throw new MigrationError(
+          `column "${plan.column.qualified}", row ${describeKey(rowKey)}: the stored value is not valid input for type ${codec.sqlName}${code === undefined ? '' : ` (SQLSTATE ${code})`}; correct it in "${names.plain}" (or change the policy type) and run pgveil migrate again`,
+        )
+      }
+      // A searchable column gets its index slot as it is encrypted.
+      return plan.column.search === 'equality' ? sealColumnValue(keyring, plan.column, canonical) : sealCanonical(keyring, plan.column.binding, canonical)
+    },
+  }
+  await migrateInPasses(client, `${plan.column.qualified}: encrypt plaintext`, scan, options, (n) => {
+    outcome.encrypted += n
+    outcome.migrated += n
+  })
 }
 
 /** Rewrites the pending envelopes of a column (re-encryption), batch by batch. */
@@ -626,50 +644,32 @@ async function rewriteEnvelopes(client: pg.Client, plan: ColumnPlan, keyring: Ke
   const { names, key } = plan.detail!
   const col = quoteIdent(plan.column.column)
   const slice = mode.currentSlice(keyring)
-  const pendingSql = `${col} IS NOT NULL AND substring(${col} from ${slice.from} for ${slice.bytes.length}) <> $1`
-  const countLeft = (): Promise<number> => count(client, `SELECT count(*) FROM ${names.table} WHERE ${pendingSql}`, [slice.bytes])
-  let left = await countLeft()
-  const progress = new ProgressLine(options.progress, `${plan.column.qualified}: ${mode.verb}`, options.now ?? Date.now)
-  let done = 0
   let unreadable = 0
-  while (left > 0) {
-    unreadable = 0
-    const written = await scanInBatches(
-      client,
-      {
-        table: names.table,
-        key,
-        pending: pendingSql,
-        params: [slice.bytes],
-        read: col,
-        set: `${col} = u.e`,
-        transform: (value) => {
-          const stored = value as Buffer
-          if (mode.isCurrent(keyring, stored)) return null
-          try {
-            return mode.rewrite(keyring, plan.column.binding, stored)
-          } catch (error) {
-            if (!(error instanceof DecryptionError)) throw error
-            unreadable++
-            return null
-          }
-        },
-        onBatch: (n) => {
-          done += n
-          outcome.reencrypted += n
-          outcome.migrated += n
-          left = Math.max(left - n, 0)
-          progress.update(done, left)
-        },
-      },
-      options.batchSize,
-    )
-    left = await countLeft()
-    progress.update(done, left, true)
-    if (written === 0) break
+  const scan: Omit<BatchScan, 'onBatch'> = {
+    table: names.table,
+    key,
+    pending: `${col} IS NOT NULL AND substring(${col} from ${slice.from} for ${slice.bytes.length}) <> $1`,
+    params: [slice.bytes],
+    read: col,
+    set: `${col} = u.e`,
+    transform: (value) => {
+      const stored = value as Buffer
+      if (mode.isCurrent(keyring, stored)) return null
+      try {
+        return mode.rewrite(keyring, plan.column.binding, stored)
+      } catch (error) {
+        if (!(error instanceof DecryptionError)) throw error
+        unreadable++
+        return null
+      }
+    },
   }
+  const counted = (n: number): void => {
+    outcome.reencrypted += n
+    outcome.migrated += n
+  }
+  outcome.left = await migrateInPasses(client, `${plan.column.qualified}: ${mode.verb}`, scan, options, counted, () => (unreadable = 0))
   outcome.unreadable = unreadable
-  outcome.left = left
 }
 
 /** Migrates one column as planned. */

@@ -96,7 +96,8 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
           log: logger,
         })
   let policyFingerprint = fingerprintPolicy(config)
-  let running = config
+  /** The running policy's fingerprint without its data key versions: a reload that matches it is a key rotation. */
+  let structureFingerprint = fingerprintPolicy(config, { dataKeys: false })
   const listenTls = config.listen.tls
   const secureContext = listenTls === null ? null : tls.createSecureContext({ cert: readFileSync(listenTls.cert), key: readFileSync(listenTls.key) })
   const sessions = new Set<ClientSession>()
@@ -195,13 +196,12 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
     async applyPolicy(next: PgveilConfig) {
       const fingerprint = fingerprintPolicy(next)
       if (fingerprint === policyFingerprint) return false
-      if (context.crypto !== null && next.keyring !== null && fingerprintPolicy(next, { dataKeys: false }) === fingerprintPolicy(running, { dataKeys: false })) {
+      if (context.crypto !== null && next.keyring !== null && fingerprintPolicy(next, { dataKeys: false }) === structureFingerprint) {
         // Only the data keys changed (a rotation): every session seals under the new
         // current version from its next value on and still opens every version held.
         // Index keys are not covered: statements checked against one set of index
         // versions must not run under another, so that change retires sessions below.
         context.crypto.keyring = next.keyring
-        running = next
         policyFingerprint = fingerprint
         logger.info('keys applied: new values are sealed under the current key version; open sessions continue', { current: next.keyring.current, versions: next.keyring.versions })
         return true
@@ -211,7 +211,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       context.identityTrust?.stop()
       context.identityTrust = buildTrust(next)
       context.access = next.access ?? null
-      running = next
+      structureFingerprint = fingerprintPolicy(next, { dataKeys: false })
       policyFingerprint = fingerprint
       logger.info('policy applied: open sessions end at their next idle point', { protectedColumns: next.policy.columns.length, sessions: sessions.size })
       for (const session of sessions) session.retire("terminating connection because pgveil's column policy changed; reconnect to use the new policy")
@@ -247,8 +247,7 @@ function protectedLookup(policy: Policy): ProtectedColumnLookup | null {
   }
 }
 
-/** What identifies a policy: its columns and its key versions (never key material). */
-/** What a reload compares; `dataKeys: false` leaves out the data key versions (a rotation), not the index key versions. */
+/** What identifies a policy: its columns, key versions, identity and access settings (never key material). What a reload compares; `dataKeys: false` leaves out the data key versions (a rotation), not the index key versions. */
 function fingerprintPolicy(config: PgveilConfig, options: { dataKeys: boolean } = { dataKeys: true }): string {
   const identity = config.identity ?? null
   const keys = config.keyring?.describe() ?? null

@@ -24,7 +24,7 @@ import {
 } from '../protocol/backend.js'
 import { SqlState, WireError, type ErrorFields } from '../protocol/errors.js'
 import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery } from '../protocol/frontend.js'
-import { TYPE_CODECS, type PolicyType, type SessionFormat, type TypeCodec } from '../protocol/types.js'
+import { TYPE_CODECS, TypeOid, type PolicyType, type SessionFormat, type TypeCodec } from '../protocol/types.js'
 import type { CatalogMap, DatabaseCatalog } from './catalog.js'
 import { CopyRowError, CopyRowTransformer, type FieldTransform } from './copy-crypto.js'
 import type { Metrics } from '../audit/metrics.js'
@@ -43,7 +43,6 @@ export interface CryptoContext {
   readonly metrics: Metrics
 }
 
-const BYTEA_OID = 17
 const BYTEA_ARRAY_OID = 1001
 
 /** A prepared statement as pgveil knows it. */
@@ -244,7 +243,7 @@ export class SessionCrypto {
       while (paramTypes.length < n) paramTypes.push(0)
       paramTypes[n - 1] = oid
     }
-    for (const n of params.keys()) setType(n, BYTEA_OID)
+    for (const n of params.keys()) setType(n, TypeOid.bytea)
     for (const n of searchParams.keys()) setType(n, BYTEA_ARRAY_OID)
     const mayReturnProtected = statement !== undefined && statement.action === 'rewrite' && statement.resultColumnsMayBeProtected
     const copies = statement !== undefined && statement.action === 'rewrite' ? (statement.copies ?? []) : []
@@ -617,7 +616,7 @@ function planFields(keys: KeyringSource, catalog: DatabaseCatalog, fields: reado
     const format = formats === undefined ? field.format : formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i] ?? 0
     const column = field.tableOid === 0 ? undefined : catalog.column(field.tableOid, field.columnAttr)
     if (column === undefined) {
-      const guard = field.typeOid === BYTEA_OID
+      const guard = field.typeOid === TypeOid.bytea
       guards ||= guard
       plan.push(guard ? { kind: 'guard', name: field.name, binary: format === 1 } : undefined)
       return field
@@ -672,7 +671,7 @@ function mayCarryEnvelopes(frame: Buffer, catalog: DatabaseCatalog): boolean {
   for (let i = 0; i < count; i++) {
     offset = frame.indexOf(0, offset) + 1
     if (offset === 0) return false
-    if (catalog.isProtectedTable(frame.readUInt32BE(offset)) || frame.readUInt32BE(offset + 6) === BYTEA_OID) return true
+    if (catalog.isProtectedTable(frame.readUInt32BE(offset)) || frame.readUInt32BE(offset + 6) === TypeOid.bytea) return true
     offset += 18
   }
   return false
@@ -687,10 +686,10 @@ function looksLikeEnvelope(frame: Buffer, start: number, length: number, binary:
   return length >= prefix.length && frame.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0
 }
 
-/** Hex digit → value; -256 for anything else, so a bad pair turns the whole byte negative. */
 /** A cell the access rules turn into SQL NULL (written as length -1, no bytes). */
 const NULL_CELL: Buffer = Buffer.alloc(0)
 
+/** Hex digit → value; -256 for anything else, so a bad pair turns the whole byte negative. */
 const HEX_VALUE = Int16Array.from({ length: 256 }, (_, byte) => {
   const digit = String.fromCharCode(byte)
   return /^[0-9a-fA-F]$/.test(digit) ? parseInt(digit, 16) : -256

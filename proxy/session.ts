@@ -177,15 +177,20 @@ export class ClientSession implements CancelTarget {
 
   /** Read the client's held messages again (after pgveil answered one of its own commands). */
   private resumeClient(): void {
-    if (this.phase !== Phase.Ready) return
-    try {
-      this.clientFramer.resumeRanges(this.onClientFrame)
-    } catch (error) {
-      this.fail(error)
-      return
-    }
+    if (this.phase !== Phase.Ready || !this.readHeldClientMessages()) return
     this.flushToUpstream()
     this.flushToClient()
+  }
+
+  /** Hands the messages the client framer holds to onClientFrame; false when that failed the session. */
+  private readHeldClientMessages(): boolean {
+    try {
+      this.clientFramer.resumeRanges(this.onClientFrame)
+      return true
+    } catch (error) {
+      this.fail(error)
+      return false
+    }
   }
 
   /** Stop this session as soon as it is idle outside a transaction (SIGTERM). */
@@ -420,13 +425,7 @@ export class ClientSession implements CancelTarget {
     this.clientFramer.setStartupMode(false)
     upstream.write(startupPacket)
     this.client.resume()
-    try {
-      this.clientFramer.resumeRanges(this.onClientFrame)
-    } catch (error) {
-      this.fail(error)
-      return
-    }
-    this.flushToUpstream()
+    if (this.readHeldClientMessages()) this.flushToUpstream()
   }
 
   private readonly onUpstreamData = (chunk: Buffer): void => {
@@ -639,7 +638,8 @@ export class ClientSession implements CancelTarget {
 
   private forward(frames: Buffer[], entries: [number, CryptoPending | IdentityPending | undefined][]): void {
     for (const [kind, context] of entries) {
-      if (context?.kind === 'refusal') this.ctx.metrics.statementsRefusedTotal.inc()
+      // Refusals by the column policy and by identity (require, an expired token, claim settings) alike.
+      if (context?.kind === 'refusal' || context?.kind === 'identity-refusal') this.ctx.metrics.statementsRefusedTotal.inc()
       this.pending.push(kind as Pending, context)
     }
     for (const frame of frames) this.toUpstream!.push(frame)
@@ -849,10 +849,7 @@ export class ClientSession implements CancelTarget {
         break
     }
     this.advancePending(frame, 0, frame.length)
-    if (out !== null) {
-      if (this.audit !== null) this.audit.onClientBound(out, 0, out.length)
-      this.toClient.push(out)
-    }
+    if (out !== null) this.replyToClient(out)
     return true
   }
 
