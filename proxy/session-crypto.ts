@@ -96,6 +96,9 @@ export interface RowPlan {
   readonly decrypts: boolean
 }
 
+/** The plan of a result with no protected or bytea column: rows pass unchanged. */
+export const NO_PROTECTED_COLUMNS: RowPlan = { fields: [], decrypts: false }
+
 /** A result column holds an envelope pgveil cannot attribute to a protected column. */
 export class UnattributedCiphertextError extends WireError {
   constructor(column: string) {
@@ -489,8 +492,10 @@ export class SessionCrypto {
   /** The plan of a portal whose statement was described before it was bound. */
   planFromStatement(portal: PortalState): RowPlan | null {
     const fields = portal.statement.rowFields
-    if (fields === null || fields.length === 0 || this.catalog === null) return null
-    return planFields(this.ctx, this.catalog, fields, portal.resultFormats).plan
+    if (fields === null || this.catalog === null) return null
+    // Known to return no protected or bytea column: no Describe of the portal is needed before it runs.
+    if (fields.length === 0) return NO_PROTECTED_COLUMNS
+    return planFields(this.ctx, this.catalog, fields, portal.resultFormats).plan ?? NO_PROTECTED_COLUMNS
   }
 
   /**

@@ -21,7 +21,7 @@ import type { Logger } from './log.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
 import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
 import type { SqlAnalyzer } from '../policy/sql-analyzer.js'
-import { SessionCrypto, UnattributedCiphertextError, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
+import { NO_PROTECTED_COLUMNS, SessionCrypto, UnattributedCiphertextError, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
 import { ClientVerdict, PASS_REPLY, SessionIdentity, type IdentityPending } from './session-identity.js'
 import { ColumnAccessError, OPEN_ACCESS, type AccessRules } from '../policy/access.js'
 import type { IdentityTrust } from '../policy/identity.js'
@@ -926,7 +926,6 @@ PENDING_BY_CODE[FrontendCode.FunctionCall] = Pending.FunctionCall
 /** Command tags after which the catalog may have changed. */
 const DDL_TAG = /^(CREATE|ALTER|DROP) (TABLE|SCHEMA|VIEW|MATERIALIZED VIEW|FOREIGN TABLE)|^(CREATE TABLE AS|SELECT INTO)|^IMPORT FOREIGN SCHEMA/
 
-const NO_PROTECTED_COLUMNS: RowPlan = { fields: [], decrypts: false }
 
 function isFatal(frame: Buffer): boolean {
   const severity = decodeNoticeFields(frame).get('V')
