@@ -165,18 +165,19 @@ export function sealValue(keyring: Keyring, column: string, plaintext: Uint8Arra
   return xchachaSealPrefixed(prefix, key, prefix.subarray(header), plaintext, associatedData(prefix, header, column))
 }
 
-/**
- * Opens envelopes of one column (a result column, a COPY field): the associated
- * data buffers and the column key are kept between values, so a value costs one
- * libsodium call and the allocation of its plaintext. Every failure (not an
- * envelope, truncated, unknown key version, another column, any altered byte)
- * throws the same DecryptionError; only its `detail` differs.
- */
 /** Where an opener finds its keyring: read again whenever a value needs a key version it has not used yet, so a keyring swapped in place (key rotation) serves results already being read. */
 export interface KeyringSource {
   readonly keyring: Keyring
 }
 
+/**
+ * Opens envelopes of one column (a result column, a COPY field): the associated
+ * data buffers and the column key are kept between values, so a value costs one
+ * libsodium call. openInto and openHexInto write the plaintext into the caller's
+ * buffer (a result row being built), so a value allocates nothing. Every failure
+ * (not an envelope, truncated, unknown key version, another column, any altered
+ * byte) throws the same DecryptionError; only its `detail` differs.
+ */
 export class EnvelopeOpener {
   readonly column: string
   readonly #keys: KeyringSource
@@ -187,6 +188,9 @@ export class EnvelopeOpener {
   #keyVersion = 0
   #key: Buffer | undefined
   readonly #nonce = Buffer.allocUnsafe(XCHACHA_NONCE_LENGTH)
+  /** Where the sealed part of a hex-encoded envelope is decoded, and its views by length (no view made per value). */
+  #sealed = Buffer.allocUnsafe(256)
+  #sealedViews: Buffer[] = []
 
   constructor(keys: KeyringSource, column: string) {
     this.#keys = keys
@@ -199,32 +203,83 @@ export class EnvelopeOpener {
     return this.openRange(envelope, 0, envelope.length)
   }
 
-  /** The plaintext of the envelope at `bytes[start, end)` (a new Buffer): no view of the envelope is made. */
+  /** The plaintext of the envelope at `bytes[start, end)` (a new Buffer). */
   openRange(bytes: Uint8Array, start: number, end: number): Buffer {
+    const header = this.#checkEnvelope(bytes, start, end)
+    const plaintext = Buffer.allocUnsafe(end - start - header - XCHACHA_NONCE_LENGTH - XCHACHA_TAG_LENGTH)
+    this.#openAt(bytes, start, end, header, plaintext)
+    return plaintext
+  }
+
+  /** Opens the envelope at `bytes[start, end)` into `out` at `at`; returns the plaintext's length (at most end - start - 48). */
+  openInto(bytes: Uint8Array, start: number, end: number, out: Buffer, at: number): number {
+    const header = this.#checkEnvelope(bytes, start, end)
+    const length = end - start - header - XCHACHA_NONCE_LENGTH - XCHACHA_TAG_LENGTH
+    this.#openAt(bytes, start, end, header, out.subarray(at, at + length))
+    return length
+  }
+
+  /**
+   * Opens the envelope given as bytea hex text (`\x` and two hex digits a byte) at
+   * `text[start, end)` into `out` at `at`, decoding it into scratch space: no
+   * allocation per value. Returns the plaintext's length (less than end - start).
+   */
+  openHexInto(text: Uint8Array, start: number, end: number, out: Buffer, at: number): number {
     const column = this.column
-    if (!isEnvelopeAt(bytes, start, end)) throw new DecryptionError(`column ${column}: not a pgveil envelope (magic, format version, flags or length)`)
-    const header = headerLength(bytes[start + 3]!)
-    const version = readUint32BE(bytes, start + ENVELOPE_KEY_VERSION_OFFSET)
+    const size = (end - start - 2) / 2
+    if (text[start] !== 0x5c || text[start + 1] !== 0x78 || !Number.isInteger(size)) throw new DecryptionError(`column ${column}: malformed bytea hex text`)
+    const digits = start + 2
+    const flags = hexByte(text, digits + 6)
+    if (size < ENVELOPE_MIN_LENGTH || hexByte(text, digits) !== ENVELOPE_MAGIC[0] || hexByte(text, digits + 2) !== ENVELOPE_MAGIC[1] || hexByte(text, digits + 4) !== ENVELOPE_FORMAT_VERSION || (flags & ~ENVELOPE_FLAG_INDEX) !== 0) {
+      throw new DecryptionError(`column ${column}: not a pgveil envelope (magic, format version, flags or length)`)
+    }
+    const header = headerLength(flags)
+    const sealedLength = size - header - XCHACHA_NONCE_LENGTH
+    if (sealedLength < XCHACHA_TAG_LENGTH) throw new DecryptionError(`column ${column}: not a pgveil envelope (magic, format version, flags or length)`)
+    const aad = this.#associatedData(header)
+    let ok = decodeHexInto(text, digits, header, aad, 0)
+    ok = decodeHexInto(text, digits + 2 * header, XCHACHA_NONCE_LENGTH, this.#nonce, 0) && ok
+    if (this.#sealed.length < sealedLength) {
+      this.#sealed = Buffer.allocUnsafe(Math.max(sealedLength, this.#sealed.length * 2))
+      this.#sealedViews = []
+    }
+    ok = decodeHexInto(text, digits + 2 * (header + XCHACHA_NONCE_LENGTH), sealedLength, this.#sealed, 0) && ok
+    if (!ok) throw new DecryptionError(`column ${column}: malformed bytea hex text`)
+    const sealed = (this.#sealedViews[sealedLength] ??= this.#sealed.subarray(0, sealedLength))
+    const length = sealedLength - XCHACHA_TAG_LENGTH
+    this.#decrypt(readUint32BE(aad, ENVELOPE_KEY_VERSION_OFFSET), aad, sealed, out.subarray(at, at + length))
+    return length
+  }
+
+  /** The header's length; DecryptionError when bytes[start, end) is not an envelope. */
+  #checkEnvelope(bytes: Uint8Array, start: number, end: number): number {
+    if (!isEnvelopeAt(bytes, start, end)) throw new DecryptionError(`column ${this.column}: not a pgveil envelope (magic, format version, flags or length)`)
+    return headerLength(bytes[start + 3]!)
+  }
+
+  #openAt(bytes: Uint8Array, start: number, end: number, header: number, plaintext: Buffer): void {
+    const aad = this.#associatedData(header)
+    for (let i = 0; i < header; i++) aad[i] = bytes[start + i]!
+    const nonce = this.#nonce
+    const nonceStart = start + header
+    for (let i = 0; i < XCHACHA_NONCE_LENGTH; i++) nonce[i] = bytes[nonceStart + i]!
+    this.#decrypt(readUint32BE(bytes, start + ENVELOPE_KEY_VERSION_OFFSET), aad, bytes.subarray(nonceStart + XCHACHA_NONCE_LENGTH, end), plaintext)
+  }
+
+  #decrypt(version: number, aad: Buffer, sealed: Uint8Array, plaintext: Buffer): void {
+    const column = this.column
     if (version !== this.#keyVersion || this.#key === undefined) {
       const keyring = this.#keys.keyring
       if (!keyring.has(version)) throw new DecryptionError(`column ${column}: sealed under key version ${version}, which the keyring does not hold (have ${keyring.versions.join(', ')})`)
       this.#key = keyring.columnKey(version, column)
       this.#keyVersion = version
     }
-    const aad = this.#associatedData(header)
-    for (let i = 0; i < header; i++) aad[i] = bytes[start + i]!
-    const nonce = this.#nonce
-    const nonceStart = start + header
-    for (let i = 0; i < XCHACHA_NONCE_LENGTH; i++) nonce[i] = bytes[nonceStart + i]!
-    const sealedStart = nonceStart + XCHACHA_NONCE_LENGTH
-    const plaintext = Buffer.allocUnsafe(end - sealedStart - XCHACHA_TAG_LENGTH)
     try {
-      xchachaOpenChecked(plaintext, this.#key, nonce, bytes.subarray(sealedStart, end), aad)
+      xchachaOpenChecked(plaintext, this.#key, this.#nonce, sealed, aad)
     } catch (error) {
       if (error instanceof DecryptionError) throw new DecryptionError(`column ${column}, key version ${version}: ${error.detail}`, { cause: error.cause })
       throw error
     }
-    return plaintext
   }
 
   #associatedData(header: number): Buffer {
@@ -237,6 +292,28 @@ export class EnvelopeOpener {
     this.#name.copy(aad, header)
     return aad
   }
+}
+
+/** Hex digit → value; -256 for anything else, so a bad pair turns the whole byte negative. */
+export const HEX_VALUE = Int16Array.from({ length: 256 }, (_, byte) => {
+  const digit = String.fromCharCode(byte)
+  return /^[0-9a-fA-F]$/.test(digit) ? parseInt(digit, 16) : -256
+})
+
+/** The byte written as two hex digits at text[at] (negative when they are not hex digits). */
+function hexByte(text: Uint8Array, at: number): number {
+  return (HEX_VALUE[text[at]!]! << 4) | HEX_VALUE[text[at + 1]!]!
+}
+
+/** Decodes `count` bytes written as hex digits from text[from] into target[at]; false when a digit is not hex. */
+function decodeHexInto(text: Uint8Array, from: number, count: number, target: Uint8Array, at: number): boolean {
+  let bad = 0
+  for (let i = 0, j = from; i < count; i++, j += 2) {
+    const byte = (HEX_VALUE[text[j]!]! << 4) | HEX_VALUE[text[j + 1]!]!
+    bad |= byte
+    target[at + i] = byte
+  }
+  return bad >= 0
 }
 
 /** Opens one envelope sealed for `column` (see EnvelopeOpener, which serves many). */

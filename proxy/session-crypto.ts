@@ -31,6 +31,7 @@ import type { Metrics } from '../audit/metrics.js'
 import { ColumnAccessError, OPEN_ACCESS, type ColumnAccessView } from '../policy/access.js'
 import type { Logger } from './log.js'
 import { Pending } from './pending-queue.js'
+import { decodeByteaText, NO_PROTECTED_COLUMNS, RowDecryptor, RowSink, type GuardedField, type ProtectedField, type RowPlan } from './row-decryptor.js'
 
 /** What every session of one server shares. */
 export interface CryptoContext {
@@ -65,48 +66,6 @@ export interface PortalState {
   rowPlan: RowPlan | null
   /** The client sent a Describe for this portal before executing it. */
   described: boolean
-}
-
-interface ProtectedField {
-  readonly kind: 'decrypt'
-  /** Opens the column's envelopes (what they are bound to: ColumnPolicy.binding). */
-  readonly opener: EnvelopeOpener
-  /** schema.table.column, the name access rules use. */
-  readonly name: string
-  readonly codec: TypeCodec
-  readonly binary: boolean
-  /** The plaintext bytes are already what the client gets (text, in either format). */
-  readonly verbatim: boolean
-}
-
-/**
- * A bytea result column that does not come straight from a protected column (a view,
- * a function, an expression): it must not carry a pgveil envelope to the client.
- */
-interface GuardedField {
-  readonly kind: 'guard'
-  readonly name: string
-  readonly binary: boolean
-}
-
-/** Per result column: how to turn its cell into what the client asked for (undefined: unchanged). */
-export interface RowPlan {
-  readonly fields: readonly (ProtectedField | GuardedField | undefined)[]
-  /** Some field is decrypted (else the row is only checked, and forwarded as it came). */
-  readonly decrypts: boolean
-}
-
-/** The plan of a result with no protected or bytea column: rows pass unchanged. */
-export const NO_PROTECTED_COLUMNS: RowPlan = { fields: [], decrypts: false }
-
-/** A result column holds an envelope pgveil cannot attribute to a protected column. */
-export class UnattributedCiphertextError extends WireError {
-  constructor(column: string) {
-    super(PGVEIL_REFUSED, `result column "${column}" holds values encrypted by pgveil but does not come straight from a protected column (a view, function or expression), so pgveil cannot decrypt it`, {
-      severity: 'FATAL',
-      hint: 'select the protected column from its table through pgveil',
-    })
-  }
 }
 
 /** What rowDescription makes of a RowDescription: the frame to forward and the plan of its rows. Shared between executions: read only. */
@@ -499,111 +458,29 @@ export class SessionCrypto {
   }
 
   /**
-   * Decrypts the protected cells of one DataRow, and checks that no other bytea cell
-   * carries an envelope. Throws DecryptionError or UnattributedCiphertextError (fail closed).
+   * Decrypts the protected cells of the DataRow in frame[start, end) into `rows`
+   * (the new row is rows.buffer[rows.rowStart, rows.position)); false when the row
+   * goes on unchanged. Throws DecryptionError, UnattributedCiphertextError or
+   * ColumnAccessError (see RowDecryptor).
    */
-  decryptRow(frame: Buffer, plan: RowPlan): Buffer {
-    // One pass finds the cells and makes the new ones, a second copies the row around
-    // them: no per-cell views of unchanged cells, and one allocation for the new row.
-    const fields = plan.fields
-    const count = Math.min(frame.readUInt16BE(5), fields.length)
-    const cells = this.#cells
-    let offset = 7
-    let growth = 0
-    let decrypted = 0
-    let changed = 0
-    try {
-      for (let i = 0; i < count; i++) {
-        const length = frame.readInt32BE(offset)
-        offset += 4
-        const field = fields[i]
-        if (field !== undefined && length >= 0) {
-          if (field.kind === 'guard') {
-            if (looksLikeEnvelope(frame, offset, length, field.binary)) throw new UnattributedCiphertextError(field.name)
-          } else {
-            // Access rules, per column: NULL or an error without decrypting, a mask (text columns) after.
-            const denied = this.columnAccess.readDenied.size === 0 ? undefined : this.columnAccess.readDenied.get(field.name)
-            if (denied !== undefined && denied.kind === 'error') {
-              throw new ColumnAccessError(denied.message)
-            }
-            let cell: Buffer = NULL_CELL
-            if (denied === undefined || denied.kind === 'mask') {
-              // The cell comes in the format the client asked for: bytea text output unless binary.
-              const plaintext = field.binary ? field.opener.openRange(frame, offset, offset + length) : this.#openByteaText(field.opener, frame, offset, offset + length)
-              cell =
-                denied !== undefined ? Buffer.from(denied.mask(plaintext.toString('utf8')), 'utf8')
-                : field.verbatim ? plaintext
-                : field.binary ? field.codec.toBinary(plaintext.toString('utf8'))
-                : Buffer.from(field.codec.toText(plaintext.toString('utf8'), this.format), 'utf8')
-              decrypted++
-            }
-            cells[i] = cell
-            growth += cell.length - length
-            changed++
-          }
-        }
-        if (length > 0) offset += length
-      }
-    } catch (error) {
-      // The session may go on (an access error): no cell made for this row may be left for the next one.
-      cells.length = 0
-      throw error
-    }
-    if (changed === 0) return frame
-    if (decrypted > 0) this.#countDecrypted(decrypted)
-    const out = Buffer.allocUnsafe(frame.length + growth)
-    frame.copy(out, 0, 0, 7)
-    out.writeUInt32BE(frame.length + growth - 1, 1)
-    let from = 7
-    let to = 7
-    for (let i = 0; i < count; i++) {
-      const length = frame.readInt32BE(from)
-      const span = 4 + Math.max(length, 0)
-      const cell = cells[i]
-      if (cell === undefined) {
-        to += frame.copy(out, to, from, from + span)
-      } else {
-        to = out.writeInt32BE(cell === NULL_CELL ? -1 : cell.length, to)
-        to += cell.copy(out, to)
-        cells[i] = undefined
-      }
-      from += span
-    }
-    frame.copy(out, to, from)
-    return out
+  decryptRow(frame: Buffer, start: number, end: number, plan: RowPlan): boolean {
+    const decryptor = this.#rowDecryptor
+    const written = decryptor.decryptRow(frame, start, end, plan, this.columnAccess, this.format, this.rows)
+    // Counted in batches: a prom-client increment per row would cost more than the row.
+    if (decryptor.decrypted >= 1024) this.reportCounts()
+    return written
   }
 
-  /** Cells made by decryptRow, by column; emptied again as the row is written. */
-  readonly #cells: (Buffer | undefined)[] = []
-  #hexScratch = Buffer.allocUnsafe(256)
-  #decryptedUnreported = 0
+  /** Where decryptRow writes rows: slabs that go to the client socket as they fill. */
+  readonly rows = new RowSink()
+  readonly #rowDecryptor = new RowDecryptor()
 
-  /** Counting in batches: a prom-client increment per row would cost more than the row. */
-  #countDecrypted(values: number): void {
-    this.#decryptedUnreported += values
-    if (this.#decryptedUnreported >= 1024) this.reportCounts()
-  }
-
-  /** Adds what was counted since the last report to the metrics (at each ReadyForQuery, and every 1,024 values). */
+  /** Adds the values decrypted since the last report to the metrics (at each ReadyForQuery, and every 1,024 values). */
   reportCounts(): void {
-    if (this.#decryptedUnreported === 0) return
-    this.ctx.metrics.valuesDecryptedTotal.inc(this.#decryptedUnreported)
-    this.#decryptedUnreported = 0
-  }
-
-  /** Opens the envelope in frame[start, end) given as bytea text output (`\x…` hex, or the older escape format). */
-  #openByteaText(opener: EnvelopeOpener, frame: Buffer, start: number, end: number): Buffer {
-    if (end - start < 2 || frame[start] !== 0x5c || frame[start + 1] !== 0x78) return opener.open(decodeByteaText(frame.subarray(start, end)))
-    const length = (end - start - 2) >>> 1
-    if (this.#hexScratch.length < length) this.#hexScratch = Buffer.allocUnsafe(Math.max(length, this.#hexScratch.length * 2))
-    const out = this.#hexScratch
-    let j = start + 2
-    for (let i = 0; i < length; i++, j += 2) {
-      const byte = (HEX_VALUE[frame[j]!]! << 4) | HEX_VALUE[frame[j + 1]!]!
-      if (byte < 0) throw new DecryptionError('malformed bytea hex text in a protected column')
-      out[i] = byte
-    }
-    return opener.openRange(out, 0, length)
+    const decryptor = this.#rowDecryptor
+    if (decryptor.decrypted === 0) return
+    this.ctx.metrics.valuesDecryptedTotal.inc(decryptor.decrypted)
+    decryptor.decrypted = 0
   }
 }
 
@@ -643,26 +520,6 @@ function copyOf(analysis: SqlAnalysis): CopySpec | null {
   return null
 }
 
-/** bytea's text output: hex (`\x…`, the default) or the older escape format. */
-function decodeByteaText(cell: Buffer): Buffer {
-  if (cell.length >= 2 && cell[0] === 0x5c && cell[1] === 0x78) return Buffer.from(cell.toString('latin1', 2), 'hex')
-  const out = Buffer.allocUnsafe(cell.length)
-  let length = 0
-  for (let i = 0; i < cell.length; i++) {
-    const byte = cell[i]!
-    if (byte !== 0x5c) {
-      out[length++] = byte
-    } else if (cell[i + 1] === 0x5c) {
-      out[length++] = 0x5c
-      i++
-    } else {
-      out[length++] = parseInt(cell.toString('latin1', i + 1, i + 4), 8)
-      i += 3
-    }
-  }
-  return out.subarray(0, length)
-}
-
 function asWireError(error: unknown): WireError {
   if (error instanceof WireError) return error
   if (error instanceof DecryptionError) return new WireError(error.sqlState, error.message)
@@ -681,21 +538,3 @@ function mayCarryEnvelopes(frame: Buffer, catalog: DatabaseCatalog): boolean {
   }
   return false
 }
-
-/** The envelope magic and format version, raw (binary format) or as bytea hex text (`\x707601…`). */
-const ENVELOPE_PREFIX = Buffer.from([0x70, 0x76, 0x01])
-const ENVELOPE_PREFIX_TEXT = Buffer.from('\\x707601')
-
-function looksLikeEnvelope(frame: Buffer, start: number, length: number, binary: boolean): boolean {
-  const prefix = binary ? ENVELOPE_PREFIX : ENVELOPE_PREFIX_TEXT
-  return length >= prefix.length && frame.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0
-}
-
-/** A cell the access rules turn into SQL NULL (written as length -1, no bytes). */
-const NULL_CELL: Buffer = Buffer.alloc(0)
-
-/** Hex digit → value; -256 for anything else, so a bad pair turns the whole byte negative. */
-const HEX_VALUE = Int16Array.from({ length: 256 }, (_, byte) => {
-  const digit = String.fromCharCode(byte)
-  return /^[0-9a-fA-F]$/.test(digit) ? parseInt(digit, 16) : -256
-})

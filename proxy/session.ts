@@ -21,7 +21,8 @@ import type { Logger } from './log.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
 import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
 import type { SqlAnalyzer } from '../policy/sql-analyzer.js'
-import { NO_PROTECTED_COLUMNS, SessionCrypto, UnattributedCiphertextError, type CryptoContext, type CryptoPending, type RowPlan } from './session-crypto.js'
+import { NO_PROTECTED_COLUMNS, UnattributedCiphertextError, type RowPlan } from './row-decryptor.js'
+import { SessionCrypto, type CryptoContext, type CryptoPending } from './session-crypto.js'
 import { ClientVerdict, PASS_REPLY, SessionIdentity, type IdentityPending } from './session-identity.js'
 import { ColumnAccessError, OPEN_ACCESS, type AccessRules } from '../policy/access.js'
 import type { IdentityTrust } from '../policy/identity.js'
@@ -171,8 +172,12 @@ export class ClientSession implements CancelTarget {
 
   /** A reply pgveil makes or rewrites: the audit log sees it as the client does. */
   private replyToClient(frame: Buffer): void {
-    if (this.audit !== null) this.audit.onClientBound(frame, 0, frame.length)
-    this.toClient.push(frame)
+    this.replyRangeToClient(frame, 0, frame.length)
+  }
+
+  private replyRangeToClient(buffer: Buffer, start: number, end: number): void {
+    if (this.audit !== null) this.audit.onClientBound(buffer, start, end)
+    this.toClient.pushRange(buffer, start, end)
   }
 
   /** Read the client's held messages again (after pgveil answered one of its own commands). */
@@ -769,7 +774,11 @@ export class ClientSession implements CancelTarget {
         const plan: RowPlan | null = head === Pending.Query ? crypto.queryRowPlan : context?.kind === 'execute' ? context.portal.rowPlan : null
         if (plan !== null && plan.fields.length > 0) {
           try {
-            out = crypto.decryptRow(frame, plan)
+            if (crypto.decryptRow(frame, 0, frame.length, plan)) {
+              const rows = crypto.rows
+              this.replyRangeToClient(rows.buffer, rows.rowStart, rows.position)
+              return true
+            }
           } catch (error) {
             if (error instanceof ColumnAccessError && this.identity !== null) {
               // The result is withheld: the client gets the error, nothing more of it.
