@@ -9,7 +9,6 @@
  * (decrypt-worker.ts) for whole batches of a large result; both see the same rows.
  */
 import { ColumnAccessError, type ColumnAccessView, type ReadDenial } from '../policy/access.js'
-import { DecryptionError } from '../policy/errors.js'
 import type { EnvelopeOpener } from '../policy/envelope.js'
 import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { WireError } from '../protocol/errors.js'

@@ -24,7 +24,7 @@ import {
 } from '../protocol/backend.js'
 import { SqlState, WireError, type ErrorFields } from '../protocol/errors.js'
 import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery } from '../protocol/frontend.js'
-import { TYPE_CODECS, TypeOid, type PolicyType, type SessionFormat, type TypeCodec } from '../protocol/types.js'
+import { TYPE_CODECS, TypeOid, type PolicyType, type SessionFormat } from '../protocol/types.js'
 import type { CatalogMap, DatabaseCatalog } from './catalog.js'
 import { CopyRowError, CopyRowTransformer, type FieldTransform } from './copy-crypto.js'
 import type { Metrics } from '../audit/metrics.js'
