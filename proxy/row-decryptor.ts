@@ -4,9 +4,6 @@
  * and no allocation (the plaintext of a text column is opened into the row being
  * built; bytea hex text is decoded into the opener's scratch space). Rows that follow
  * each other in a slab go to the client as one write (FrameWriter joins their ranges).
- *
- * The session uses it for the rows it decrypts itself, the decryption workers
- * (decrypt-worker.ts) for whole batches of a large result; both see the same rows.
  */
 import { ColumnAccessError, type ColumnAccessView, type ReadDenial } from '../policy/access.js'
 import type { EnvelopeOpener } from '../policy/envelope.js'
