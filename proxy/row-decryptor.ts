@@ -58,8 +58,9 @@ const SLAB_BYTES = 64 * 1024
 
 /**
  * Where rows are built: a slab written front to back. Bytes before `rowStart` belong
- * to finished rows, which may already be queued for a socket, and are never written
- * again; when the row being built does not fit, it moves to a new slab.
+ * to finished rows, which may already be queued for a socket, and are not written
+ * again until the session has seen them all handed to the kernel (rewind); when the
+ * row being built does not fit, it moves to a new slab.
  */
 export class RowSink {
   buffer: Buffer
@@ -80,6 +81,12 @@ export class RowSink {
     row.copy(this.buffer, 0)
     this.rowStart = 0
     this.position = row.length
+  }
+
+  /** Start again at the front of the slab: only when nothing written to it is still queued for a socket. */
+  rewind(): void {
+    this.rowStart = 0
+    this.position = 0
   }
 
   copy(source: Buffer, start: number, end: number): void {

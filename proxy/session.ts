@@ -394,7 +394,12 @@ export class ClientSession implements CancelTarget {
   }
 
   private flushToClient(): void {
-    if (this.toClient.flush() || this.waitingForClientDrain) return
+    if (this.toClient.flush()) {
+      // Everything written has reached the kernel: the decrypted rows' slab can be written over.
+      if (this.crypto !== null && this.client.writableLength === 0) this.crypto.rows.rewind()
+      return
+    }
+    if (this.waitingForClientDrain) return
     this.waitingForClientDrain = true
     this.upstream?.pause()
   }
@@ -442,24 +447,6 @@ export class ClientSession implements CancelTarget {
       this.fail(new WireError(SqlState.ConnectionFailure, 'pgveil received an invalid message from the upstream PostgreSQL', { severity: 'FATAL' }))
       return
     }
-    // A read that ends inside a message is part of a larger reply (a result being
-    // streamed): its frames go out with those of the reads that follow in this turn of
-    // the event loop, in one write. A reply that ends with a whole message goes now.
-    if (this.upstreamFramer.bufferedBytes > 0 && !this.upstreamFramer.stopped) {
-      if (!this.flushScheduled) {
-        this.flushScheduled = true
-        setImmediate(this.scheduledFlush)
-      }
-      return
-    }
-    this.flushToClient()
-    if (this.draining) this.closeIfDrainedAndIdle()
-  }
-
-  private flushScheduled = false
-  private readonly scheduledFlush = (): void => {
-    this.flushScheduled = false
-    if (this.phase === Phase.Closed) return
     this.flushToClient()
     if (this.draining) this.closeIfDrainedAndIdle()
   }

@@ -110,7 +110,7 @@ describe('large results with protected columns', () => {
     const bad = ROWS - 1235
     const saved = (await direct.query<{ email: Buffer }>('SELECT email FROM people WHERE id = $1', [bad])).rows[0]!.email
     const altered = Buffer.from(saved)
-    altered[altered.length - 1] ^= 1
+    altered.writeUInt8(altered.readUInt8(altered.length - 1) ^ 1, altered.length - 1)
     await direct.query('UPDATE people SET email = $1 WHERE id = $2', [altered, bad])
     try {
       const c = await client(proxy)
