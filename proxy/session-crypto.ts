@@ -58,6 +58,8 @@ export interface StatementState {
   readonly copies: readonly ProtectedCopy[]
   /** Result fields from a Describe of the statement, once known. */
   rowFields: FieldDescription[] | null
+  /** The row plan of its last Bind, reused by the next Bind with the same result formats. */
+  boundPlan?: { readonly catalog: DatabaseCatalog; readonly fields: readonly FieldDescription[]; readonly formats: readonly number[]; readonly plan: RowPlan }
 }
 
 export interface PortalState {
@@ -454,7 +456,13 @@ export class SessionCrypto {
     if (fields === null || this.catalog === null) return null
     // Known to return no protected or bytea column: no Describe of the portal is needed before it runs.
     if (fields.length === 0) return NO_PROTECTED_COLUMNS
-    return planFields(this.ctx, this.catalog, fields, portal.resultFormats).plan ?? NO_PROTECTED_COLUMNS
+    // A statement bound again and again with the same result formats (pgbench, any prepared statement) gets the plan it had.
+    const statement = portal.statement
+    const cached = statement.boundPlan
+    if (cached !== undefined && cached.catalog === this.catalog && cached.fields === fields && sameFormats(cached.formats, portal.resultFormats)) return cached.plan
+    const plan = planFields(this.ctx, this.catalog, fields, portal.resultFormats).plan ?? NO_PROTECTED_COLUMNS
+    statement.boundPlan = { catalog: this.catalog, fields, formats: portal.resultFormats, plan }
+    return plan
   }
 
   /**
@@ -509,6 +517,13 @@ function planFields(keys: KeyringSource, catalog: DatabaseCatalog, fields: reado
     return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
   })
   return { plan: decrypts || guards ? { fields: plan, decrypts } : null, rewritten }
+}
+
+function sameFormats(a: readonly number[], b: readonly number[]): boolean {
+  if (a === b) return true
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 function refusalFields(refused: RefusePlan): ErrorFields {
