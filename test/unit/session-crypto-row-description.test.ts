@@ -8,7 +8,7 @@ import type { SqlAnalyzer } from '../../policy/sql-analyzer.js'
 import { decodeRowDescription } from '../../protocol/backend.js'
 import { DatabaseCatalog, type CatalogMap } from '../../proxy/catalog.js'
 import { silentLogger } from '../../proxy/log.js'
-import { SessionCrypto } from '../../proxy/session-crypto.js'
+import { SessionCrypto, type PortalState, type StatementState } from '../../proxy/session-crypto.js'
 
 const BYTEA = 17
 const TEXT = 25
@@ -105,5 +105,34 @@ describe('SessionCrypto.rowDescription reuses what it made of a RowDescription i
         expect(described.plan?.decrypts).toBe(t === 0)
       }
     }
+  })
+})
+
+describe('SessionCrypto.planFromStatement reuses the plan of a statement bound again', () => {
+  function portal(statement: StatementState, resultFormats: number[]): PortalState {
+    return { statement, resultFormats, rowPlan: null, described: false }
+  }
+
+  it('gives the same plan for the same result formats, a new one for other formats or after the catalog changed', () => {
+    const crypto = session()
+    const statement: StatementState = { params: new Map(), searchParams: new Map(), mayReturnProtected: true, copies: [], rowFields: decodeRowDescription(rowDescription()).fields }
+    const text = crypto.planFromStatement(portal(statement, []))
+    expect(text?.decrypts).toBe(true)
+    expect(crypto.planFromStatement(portal(statement, []))).toBe(text)
+    // Binary results: the protected cell is opened as raw bytes, so the plan must differ.
+    const binary = crypto.planFromStatement(portal(statement, [1]))
+    expect(binary).not.toBe(text)
+    expect(binary?.fields[1]).toMatchObject({ kind: 'decrypt', binary: true })
+    expect(crypto.planFromStatement(portal(statement, [1]))).toBe(binary)
+    // DDL: the refreshed catalog no longer protects the column.
+    crypto.catalog = new DatabaseCatalog([], [])
+    expect(crypto.planFromStatement(portal(statement, [1]))?.decrypts).toBe(false)
+    // The plan still decrypts what it should after reuse.
+    crypto.catalog = new DatabaseCatalog([{ tableOid: TABLE, attnum: 2, column: balance }], [])
+    const again = crypto.planFromStatement(portal(statement, []))!
+    const row = dataRow(sealColumnValue(keyring, balance, '99.95'))
+    expect(crypto.decryptRow(row, 0, row.length, again)).toBe(true)
+    const { buffer, rowStart, position } = crypto.rows
+    expect(buffer.subarray(rowStart, position).equals(textRow(['7', '99.95']))).toBe(true)
   })
 })
