@@ -206,14 +206,17 @@ describe('pgveil start', () => {
   it('proxies to a configured upstream, shows no password, and exits 0 on SIGTERM', async () => {
     const server = getTestPostgres()
     const database = await createDatabase('cli start')
-    const started = start({ env: { PGVEIL_UPSTREAM__URL: server.url(database), PGVEIL_LISTEN__PORT: '0' } })
+    // A role with a password (the harness's SCRAM role), so that there is a password not to show.
+    const role = server.configurable ? server.roles.scram : server.superuserPassword === null ? null : { user: server.superuser, password: server.superuserPassword }
+    const upstreamUrl = role === null ? server.url(database) : server.url(database, role.user, role.password)
+    const started = start({ env: { PGVEIL_UPSTREAM__URL: upstreamUrl, PGVEIL_LISTEN__PORT: '0' } })
     const { port, tryUrl } = await waitForReady(started)
     expect(tryUrl).toBe(`postgres://USER@127.0.0.1:${port}/${database}`)
-    const viaProxy = new URL(server.url(database))
+    const viaProxy = new URL(upstreamUrl)
     viaProxy.hostname = '127.0.0.1'
     viaProxy.port = String(port)
     expect(await selectThrough(viaProxy.toString())).toBe(42)
-    if (server.superuserPassword !== null) expect(started.stdout() + started.stderr()).not.toContain(server.superuserPassword)
+    if (role !== null) expect(started.stdout() + started.stderr()).not.toContain(role.password)
     started.child.kill('SIGTERM')
     expect(await started.exit).toBe(0)
   })
