@@ -47,9 +47,10 @@ const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/
 /**
  * Decodes a base64 (or base64url) 32-byte key strictly: Buffer's decoder skips
  * characters it does not know, which would turn a typo into a different key.
- * Returns a problem description (without the value) or the key.
+ * Returns a problem description (without the value) or the key. Root keys, index
+ * keys and the audit chain key are all read this way.
  */
-function decodeRootKey(text: string): Buffer | string {
+export function decodeKey(text: string): Buffer | string {
   const trimmed = text.trim()
   if (!BASE64.test(trimmed) && !BASE64URL.test(trimmed)) return 'is not base64 (expected 32 random bytes in base64, as printed by `pgveil keygen`)'
   const decoded = Buffer.from(trimmed, BASE64.test(trimmed) ? 'base64' : 'base64url')
@@ -160,7 +161,7 @@ export class Keyring {
         problems.push({ path, message: `cannot be resolved: ${error instanceof Error ? error.message : String(error)}` })
         return undefined
       }
-      const key = decodeRootKey(secret)
+      const key = decodeKey(secret)
       if (typeof key === 'string') {
         problems.push({ path, message: `(${value}) ${key}` })
         return undefined

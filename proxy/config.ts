@@ -15,7 +15,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml'
 import { KeyringError } from '../policy/errors.js'
-import { Keyring, type KeysConfig } from '../policy/keyring.js'
+import { decodeKey, Keyring, ROOT_KEY_LENGTH, type KeysConfig } from '../policy/keyring.js'
 import { INDEX_NORMALIZATIONS, Policy, splitTableName, type ColumnPolicy, type IndexNormalization } from '../policy/policy.js'
 import { AccessRules, DENIAL_KINDS, MASK_STYLES, type ClaimCondition, type ColumnAccessRule, type DenialKind, type MaskStyle } from '../policy/access.js'
 import { ASYMMETRIC_ALGORITHMS, checkJwksUri, DEFAULT_ALGORITHMS, HMAC_ALGORITHMS, type IdentityConfig, type IssuerConfig, type OnExpiry } from '../policy/identity.js'
@@ -115,7 +115,7 @@ export const DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
 export const DEFAULT_ADMIN_HOST = '127.0.0.1'
 export const DEFAULT_ADMIN_PORT = 9930
 export const DEFAULT_AUDIT_MAX_BACKLOG = 16 * 1024 * 1024
-export const AUDIT_CHAIN_KEY_BYTES = 32
+export const AUDIT_CHAIN_KEY_BYTES = ROOT_KEY_LENGTH
 
 // ---------------------------------------------------------------------------
 // Secret references
@@ -969,11 +969,8 @@ function readAudit(checker: Checker, root: RawMapping, env: NodeJS.ProcessEnv): 
 
 /** A base64 audit chain key of 32 bytes; the message never shows the value. */
 export function decodeAuditChainKey(text: string): Buffer {
-  const trimmed = text.trim()
-  const key = Buffer.from(trimmed, 'base64')
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(trimmed) || key.length !== AUDIT_CHAIN_KEY_BYTES) {
-    throw new RangeError(`the audit chain key is not base64 of ${AUDIT_CHAIN_KEY_BYTES} bytes (make one with pgveil keygen)`)
-  }
+  const key = decodeKey(text)
+  if (typeof key === 'string') throw new RangeError(`the audit chain key ${key}`)
   return key
 }
 

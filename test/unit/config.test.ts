@@ -384,8 +384,13 @@ describe('audit', () => {
     expect(problems('audit: { to: stdout }\n')).toEqual([expect.stringMatching(/^x\.yaml:1:8: audit\.chain_key: missing: every audit line is sealed with it/)])
     expect(problems(`audit: { chain_key: "${key}" }\n`)).toEqual([expect.stringMatching(/^x\.yaml:1:21: audit\.chain_key: a string is not a secret reference .*keys are never written inline/)])
     const short = problems('audit: { chain_key: "env:AUDIT_KEY" }\n', { AUDIT_KEY: 'c2hvcnQ=' })
-    expect(short).toEqual([expect.stringMatching(/audit\.chain_key: the audit chain key is not base64 of 32 bytes \(make one with pgveil keygen\)/)])
+    expect(short).toEqual([expect.stringMatching(/audit\.chain_key: the audit chain key decodes to 5 bytes \(expected exactly 32 bytes in base64, as printed by `pgveil keygen`\)/)])
     expect(short.join('')).not.toContain('c2hvcnQ=')
+    // Decoded strictly, as root keys are: a typo Buffer's decoder would skip is refused, not turned into another key.
+    const typo = `${key.slice(0, 10)}!${key.slice(11)}`
+    const typoProblems = problems('audit: { chain_key: "env:AUDIT_KEY" }\n', { AUDIT_KEY: typo })
+    expect(typoProblems).toEqual([expect.stringMatching(/audit\.chain_key: the audit chain key is not base64/)])
+    expect(typoProblems.join('')).not.toContain(typo)
     expect(problems('audit: { chain_key: "env:NOPE" }\n')).toEqual([expect.stringMatching(/environment variable NOPE is not set/)])
     expect(problems('audit: { chian_key: "env:X" }\n')).toContainEqual(expect.stringMatching(/audit\.chian_key: unknown key .*did you mean "chain_key"/))
     expect(problems('audit: { to: /no/such/dir/audit.log, chain_key: "env:K" }\n', { K: key })).toEqual([expect.stringMatching(/audit\.to: cannot write in \/no\/such\/dir: no such file/)])
