@@ -23,13 +23,14 @@ import {
   type FieldDescription,
 } from '../protocol/backend.js'
 import { SqlState, WireError, type ErrorFields } from '../protocol/errors.js'
-import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery } from '../protocol/frontend.js'
+import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeParse, encodeQuery } from '../protocol/frontend.js'
 import { TYPE_CODECS, TypeOid, type PolicyType, type SessionFormat } from '../protocol/types.js'
 import type { CatalogMap, DatabaseCatalog } from './catalog.js'
 import { CopyRowError, CopyRowTransformer, type FieldTransform } from './copy-crypto.js'
 import type { Metrics } from '../audit/metrics.js'
 import { ColumnAccessError, OPEN_ACCESS, type ColumnAccessView } from '../policy/access.js'
 import type { Logger } from './log.js'
+import { FAILING_SQL, failingExtendedFrames } from './failing-statement.js'
 import { Pending } from './pending-queue.js'
 import { decodeByteaText, NO_PROTECTED_COLUMNS, RowDecryptor, RowSink, type GuardedField, type ProtectedField, type RowPlan } from './row-decryptor.js'
 
@@ -109,8 +110,6 @@ function plainStatement(): StatementState {
   return { params: NO_PARAMS, searchParams: NO_SEARCH_PARAMS, mayReturnProtected: false, copies: [], rowFields: null }
 }
 
-/** A statement that fails in PostgreSQL with pgveil's marker SQLSTATE and nothing else in it. */
-const FAILING_SQL = `DO $pgveil$BEGIN RAISE EXCEPTION USING ERRCODE = '${PGVEIL_REFUSED}', MESSAGE = 'refused by pgveil'; END$pgveil$`
 
 export class SessionCrypto {
   private readonly ctx: CryptoContext
@@ -280,7 +279,7 @@ export class SessionCrypto {
   /** Replace a refused message by a failing statement PostgreSQL runs in its place. */
   private refuse(fields: ErrorFields): Forward {
     return {
-      frames: [encodeParse({ name: '', sql: FAILING_SQL, paramTypes: [] }), encodeBind({ portal: '', statement: '', paramFormats: [], params: [], resultFormats: [] }), encodeExecute({ portal: '', maxRows: 0 })],
+      frames: failingExtendedFrames(),
       pending: [
         [Pending.Parse, { kind: 'suppress' }],
         [Pending.Bind, { kind: 'suppress' }],

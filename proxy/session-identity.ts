@@ -27,6 +27,7 @@ import { OPEN_ACCESS, type AccessRules, type ColumnAccessView } from '../policy/
 import { mayNeedIdentityScan, scanStatements, type IdentityCommand, type IdentityTarget } from '../policy/identity-commands.js'
 import { IdentityError, type IdentityConfig, type IdentityTrust, type VerifiedIdentity } from '../policy/identity.js'
 import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
+import { FAILING_SQL, failingExtendedFrames } from './failing-statement.js'
 import { Pending } from './pending-queue.js'
 
 /** What the rest of pgveil (audit) may read about a session's identity. */
@@ -119,8 +120,6 @@ interface LocalStatement {
   readonly paramCount: number
 }
 
-/** A statement that fails in PostgreSQL with pgveil's marker SQLSTATE and nothing else in it. */
-const FAILING_SQL = `DO $pgveil$BEGIN RAISE EXCEPTION USING ERRCODE = '${PGVEIL_REFUSED}', MESSAGE = 'refused by pgveil'; END$pgveil$`
 const CLAIMS_CLEAR_STATEMENT = 'pgveil_identity_clear'
 const TEXT_OID = 25
 const MAX_CONTEXT_BYTES = 64 * 1024
@@ -515,7 +514,7 @@ export class SessionIdentity {
   private sendFailing(error: Buffer): void {
     const silent: IdentityPending = { kind: 'identity-silent' }
     this.host.sendUpstream(
-      [encodeParse({ name: '', sql: FAILING_SQL, paramTypes: [] }), encodeBind({ portal: '', statement: '', paramFormats: [], params: [], resultFormats: [] }), encodeExecute({ portal: '', maxRows: 0 })],
+      failingExtendedFrames(),
       [
         [Pending.Parse, silent],
         [Pending.Bind, silent],
