@@ -9,6 +9,7 @@ import { Policy, type ColumnPolicy } from '../../policy/policy.js'
 import { CatalogMap } from '../../proxy/catalog.js'
 import { silentLogger } from '../../proxy/log.js'
 import { parseUpstreamUrl } from '../../proxy/upstream-url.js'
+import { dependentViewProblems } from '../../proxy/view-check.js'
 import { getTestPostgres } from '../harness/pg.js'
 
 const server = getTestPostgres()
@@ -85,5 +86,29 @@ describe('CatalogMap', () => {
     const refreshed = await map.load(database)
     expect(refreshed).not.toBe(catalog)
     expect(refreshed.problems.map((p) => p.column.qualified)).not.toContain('public.users.phone')
+  })
+})
+
+describe('pgveil check: views over protected columns', () => {
+  it('reports views, views over them and materialized views that read a protected column, and nothing else', async () => {
+    const policy = new Policy([column('public', 'users', 'email'), column('billing', 'accounts', 'iban')])
+    expect(await dependentViewProblems(direct, policy)).toEqual([])
+    await direct.query(`
+      CREATE VIEW user_names AS SELECT id, username FROM users;
+      CREATE VIEW user_mail AS SELECT id, email FROM users;
+      CREATE VIEW user_mail_again AS SELECT email AS address FROM user_mail;
+      CREATE MATERIALIZED VIEW ibans AS SELECT id, iban, holder FROM billing.accounts;
+    `)
+    try {
+      const problems = await dependentViewProblems(direct, policy)
+      expect(problems).toEqual([
+        expect.stringMatching(/^materialized view public\.ibans reads protected column billing\.accounts\.iban: [^]*fix: [^]*DROP MATERIALIZED VIEW public\.ibans/),
+        expect.stringMatching(/^view public\.user_mail reads protected column public\.users\.email: pgveil cannot decrypt through a view [^]*reaches PostgreSQL as written[^]*DROP VIEW public\.user_mail /),
+        expect.stringMatching(/^view public\.user_mail_again reads protected column public\.users\.email: /),
+      ])
+    } finally {
+      await direct.query('DROP VIEW user_mail_again, user_mail, user_names; DROP MATERIALIZED VIEW ibans')
+    }
+    expect(await dependentViewProblems(direct, policy)).toEqual([])
   })
 })
