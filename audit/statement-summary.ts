@@ -30,8 +30,8 @@ export interface StatementSummary {
   readonly tables: readonly string[]
   readonly protectedRead: readonly string[]
   readonly protectedWritten: readonly string[]
-  /** The fields above as JSON object members (audit line keys), serialized once. */
-  readonly json: string
+  /** The fields above as JSON object members (audit line keys) and a comma, serialized once as UTF-8: what a statement line copies. */
+  readonly jsonBytes: Buffer
 }
 
 const DEFAULT_CACHE_ENTRIES = 4096
@@ -41,11 +41,11 @@ const MAX_CACHED_CHARS = 16 * 1024
 const EMPTY: StatementSummary = withJson({ kind: 'empty', statement: '', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
 
 /** Adds the pre-serialized members: a statement line is then assembled without serializing these again. */
-export function withJson(summary: Omit<StatementSummary, 'json'>): StatementSummary {
+export function withJson(summary: Omit<StatementSummary, 'jsonBytes'>): StatementSummary {
   const json =
     `"kind":${JSON.stringify(summary.kind)},"statement":${JSON.stringify(summary.statement)},"fingerprint":${JSON.stringify(summary.fingerprint)},` +
     `"tables":${JSON.stringify(summary.tables)},"protected_read":${JSON.stringify(summary.protectedRead)},"protected_written":${JSON.stringify(summary.protectedWritten)}`
-  return Object.freeze({ ...summary, json })
+  return Object.freeze({ ...summary, jsonBytes: Buffer.from(`${json},`) })
 }
 
 let moduleLoaded: Promise<void> | null = null

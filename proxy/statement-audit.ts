@@ -66,21 +66,24 @@ export class StatementMetrics {
 }
 
 const UNKNOWN_STATEMENT: StatementSummary = withJson({ kind: 'unknown', statement: '(unknown prepared statement)', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
-const OK_MEMBERS = '"outcome":{"status":"ok"}'
-const SIMPLE_MEMBERS = '"protocol":"simple"'
-const EXTENDED_MEMBERS = '"protocol":"extended"'
-const NO_TAG_MEMBERS = '"tag":null,"rows":null'
+// The pieces of a statement line, as UTF-8 bytes (see AuditSink.beginLine).
+const OK_OUTCOME = Buffer.from(',"outcome":{"status":"ok"}}')
+const SIMPLE_PROTOCOL = Buffer.from('"protocol":"simple",')
+const EXTENDED_PROTOCOL = Buffer.from('"protocol":"extended",')
+const NO_TAG = Buffer.from('"tag":null,"rows":null,"duration_ms":')
+/** A duration's digits: up to 16 before the point, 3 after. */
+const DURATION_MAX_BYTES = 24
 /** Command tags repeat (`SELECT 1`, `UPDATE 1`): their members are serialized once each, up to this many. */
 const MAX_CACHED_TAGS = 1024
-const tagMembersCache = new Map<string, string>()
+const tagMembersCache = new Map<string, Buffer>()
 
-/** `"tag":…,"rows":…` for a CommandComplete tag (null: the statement failed or was suspended). */
-function tagMembers(tag: string | null): string {
-  if (tag === null) return NO_TAG_MEMBERS
+/** `"tag":…,"rows":…,"duration_ms":` for a CommandComplete tag (null: the statement failed or was suspended). */
+function tagMembers(tag: string | null): Buffer {
+  if (tag === null) return NO_TAG
   let members = tagMembersCache.get(tag)
   if (members === undefined) {
     // Tags are ASCII words from PostgreSQL (no quote or backslash): no escaping needed.
-    members = `"tag":"${tagName(tag)}","rows":${String(tagRows(tag))}`
+    members = Buffer.from(`"tag":"${tagName(tag)}","rows":${String(tagRows(tag))},"duration_ms":`)
     if (tagMembersCache.size >= MAX_CACHED_TAGS) tagMembersCache.clear()
     tagMembersCache.set(tag, members)
   }
@@ -117,7 +120,7 @@ export class SessionAudit {
   private statementCount = 0
   private authenticated = false
   /** The session's members of every statement line, serialized once per change. */
-  private sessionMembers: string | null = null
+  private sessionMembers: Buffer | null = null
 
   /** `ctx` is read per statement, so a policy reload's new column list applies at once. */
   constructor(ctx: () => AuditContext, session: number, client: string) {
@@ -312,22 +315,31 @@ export class SessionAudit {
     const now = performance.now()
     const ctx = this.ctx()
     this.statementCount++
-    // The StatementEvent fields, assembled from fragments (see AuditSink.writeMembers).
-    this.sessionMembers ??= this.buildSessionMembers()
-    ctx.sink.writeMembers(
-      `"event":"statement",${this.sessionMembers},${protocol === 'simple' ? SIMPLE_MEMBERS : EXTENDED_MEMBERS},${summary.json},${tagMembers(tag)},` +
-        `"duration_ms":${round(now - start)},${outcome.status === 'ok' ? OK_MEMBERS : `"outcome":${JSON.stringify(outcome)}`}`,
+    // The StatementEvent fields in their order, from pieces serialized once per session, statement shape and tag.
+    const session = (this.sessionMembers ??= this.buildSessionMembers())
+    const protocolMembers = protocol === 'simple' ? SIMPLE_PROTOCOL : EXTENDED_PROTOCOL
+    const tagBytes = tagMembers(tag)
+    const failure = outcome.status === 'ok' ? null : `,"outcome":${JSON.stringify(outcome)}}`
+    const line = ctx.sink.beginLine(
+      session.length + protocolMembers.length + summary.jsonBytes.length + tagBytes.length + DURATION_MAX_BYTES + (failure === null ? OK_OUTCOME.length : failure.length * 3),
     )
+    if (line !== null) {
+      line.bytes(session).bytes(protocolMembers).bytes(summary.jsonBytes).bytes(tagBytes).millis(now - start)
+      if (failure === null) line.bytes(OK_OUTCOME)
+      else line.utf8(failure)
+      line.end()
+    }
     const result = outcome.status === 'ok' ? 'ok' : outcome.sqlstate === PGVEIL_REFUSED ? 'refused' : 'error'
     ctx.statementMetrics.record(summary.kind, result, (now - start) / 1000, summary.protectedRead.length > 0 || summary.protectedWritten.length > 0)
     return now
   }
 
-  private buildSessionMembers(): string {
+  /** `"event":"statement",` and the session's members, with a comma. */
+  private buildSessionMembers(): Buffer {
     const identity = this.who.identity === null ? 'null' : JSON.stringify({ iss: this.who.identity.iss, sub: this.who.identity.sub, aud: this.who.identity.aud })
-    return (
-      `"session":${this.session},"client":${JSON.stringify(this.client)},"user":${JSON.stringify(this.user)},"database":${JSON.stringify(this.database)},` +
-      `"application_name":${JSON.stringify(this.applicationName)},"identity":${identity},"context":${JSON.stringify(this.who.context) ?? 'null'}`
+    return Buffer.from(
+      `"event":"statement","session":${this.session},"client":${JSON.stringify(this.client)},"user":${JSON.stringify(this.user)},"database":${JSON.stringify(this.database)},` +
+        `"application_name":${JSON.stringify(this.applicationName)},"identity":${identity},"context":${JSON.stringify(this.who.context) ?? 'null'},`,
     )
   }
 
