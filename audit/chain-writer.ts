@@ -12,7 +12,6 @@
  */
 import { createWriteStream, openSync } from 'node:fs'
 import type { Writable } from 'node:stream'
-import { writeDigits } from './audit-line.js'
 import { CHAIN_FORMAT_VERSION, ChainSealer, SEAL_SUFFIX_BYTES } from './chain.js'
 
 const CLOSING_BRACE = 0x7d
@@ -185,3 +184,19 @@ export class ChainWriter {
   }
 }
 
+
+/** `n` (a non-negative integer) in decimal at `at`; returns the end. */
+export function writeDigits(out: Uint8Array, at: number, n: number): number {
+  if (n < 10) {
+    out[at] = 0x30 + n
+    return at + 1
+  }
+  let digits = 1
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++
+  let rest = n
+  for (let i = at + digits - 1; i >= at; i--) {
+    out[i] = 0x30 + (rest % 10)
+    rest = Math.floor(rest / 10)
+  }
+  return at + digits
+}

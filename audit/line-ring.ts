@@ -55,7 +55,8 @@ const align = (n: number): number => (n + 3) & ~3
 /** What both ends share: the views on the memory. */
 class RingViews {
   protected readonly control: Int32Array
-  protected readonly words: Uint32Array
+  /** The data area as 32-bit words (records start on a word). */
+  readonly words: Uint32Array
   /** The data area. */
   readonly bytes: Buffer
   readonly size: number

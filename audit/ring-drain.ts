@@ -1,7 +1,8 @@
 /**
- * The consuming end of the audit ring (line-ring.ts): takes the lines the proxy
- * wrote into the ring and hands them to the ChainWriter in batches, sealed from
- * the ring's memory into the writer's output buffer, then frees their space.
+ * The consuming end of the audit ring (line-ring.ts): takes the records the proxy
+ * wrote into the ring (lines, templates expanded here, fragment definitions; see
+ * line-template.ts), gathers the line bodies of a batch in one buffer, frees
+ * their space in the ring, and hands the batch to the ChainWriter to seal.
  *
  * Drop policy, this side: while the destination holds more than `destinationLimit`
  * bytes not yet written, the drain stops taking lines, so a slow destination fills
@@ -11,9 +12,11 @@
  */
 import type { ChainWriter } from './chain-writer.js'
 import type { RingReader } from './line-ring.js'
+import { RecordType, TemplateExpander } from './line-template.js'
 
 /** Lines sealed into one output chunk at most. */
 const MAX_BATCH_LINES = 1024
+const BATCH_BYTES = 512 * 1024
 
 export interface DroppedLines {
   readonly count: number
@@ -28,6 +31,9 @@ export class RingDrain {
   private readonly oversized: Buffer[] = []
   private readonly starts = new Int32Array(MAX_BATCH_LINES)
   private readonly ends = new Int32Array(MAX_BATCH_LINES)
+  /** The bodies of the batch being gathered. */
+  private batch = Buffer.allocUnsafe(BATCH_BYTES)
+  private readonly expander = new TemplateExpander()
   /** An oversized marker was reached before its message: wait for it. */
   private awaitingOversized = false
   /** Stopped because the destination is behind: resumes when a write completes. */
@@ -91,17 +97,37 @@ export class RingDrain {
 
   private take(head: number, all: boolean): void {
     const ring = this.ring
-    const writer = this.writer
+    const bytes = ring.bytes
+    const words = ring.words
     let count = 0
+    let used = 0
     for (;;) {
       const record = ring.next(head)
       if (record === 'line') {
-        this.starts[count] = ring.start
-        this.ends[count] = ring.end
+        const type = bytes[ring.start]
+        if (type === RecordType.Fragment) {
+          this.expander.define(bytes, words, ring.start, ring.end)
+          continue
+        }
+        const need = type === RecordType.Template ? this.expander.expandedBytes(words, ring.start) : ring.end - ring.start
+        if (used + need > this.batch.length) {
+          this.seal(count)
+          count = 0
+          used = 0
+          if (need > this.batch.length) this.batch = Buffer.allocUnsafe(need)
+        }
+        this.starts[count] = used
+        if (type === RecordType.Template) used = this.expander.expand(words, ring.start, this.batch, used)
+        else {
+          this.batch.set(bytes.subarray(ring.start, ring.end), used)
+          used += need
+        }
+        this.ends[count] = used
         if (++count < MAX_BATCH_LINES) continue
       } else if (record === 'oversized') {
-        writer.writeLines(ring.bytes, this.starts, this.ends, count)
+        this.seal(count)
         count = 0
+        used = 0
         const body = this.oversized.shift()
         if (body !== undefined) {
           this.sealOversized(body)
@@ -112,16 +138,21 @@ export class RingDrain {
         this.awaitingOversized = true
         break
       }
-      writer.writeLines(ring.bytes, this.starts, this.ends, count)
       ring.release()
+      this.seal(count)
       count = 0
+      used = 0
       if (record === null) break
-      if (!all && writer.backlogBytes > this.destinationLimit) {
+      if (!all && this.writer.backlogBytes > this.destinationLimit) {
         this.paused = true
         break
       }
     }
-    ring.reportDestinationBacklog(writer.backlogBytes)
+    ring.reportDestinationBacklog(this.writer.backlogBytes)
+  }
+
+  private seal(count: number): void {
+    this.writer.writeLines(this.batch, this.starts, this.ends, count)
   }
 
   private sealOversized(body: Buffer): void {

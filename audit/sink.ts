@@ -1,10 +1,11 @@
 /**
  * The audit log's sink on the proxy's side: events are serialized by pino (rare
- * events) or written in place from pre-serialized pieces (the per-statement line,
- * see AuditLine), as UTF-8 bytes straight into a shared-memory ring (line-ring.ts)
- * read by the audit worker thread (sink-worker.ts), which completes, seals
- * (chain.ts) and appends them to the destination (stdout or a file), separate
- * from the operational log. The worker is woken every few milliseconds while
+ * events) and written as UTF-8 bytes straight into a shared-memory ring
+ * (line-ring.ts); the per-statement line is a template record of a few numbers
+ * naming fragments serialized once (line-template.ts). The audit worker thread
+ * (sink-worker.ts) reads the ring, expands, completes, seals (chain.ts) and
+ * appends the lines to the destination (stdout or a file), separate from the
+ * operational log. The worker is woken every few milliseconds while
  * lines wait, or sooner once many bytes do.
  *
  * Writing never blocks the data path. Policy for a slow or full destination:
@@ -21,10 +22,10 @@ import type { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { pino, type Logger as PinoLogger } from 'pino'
-import { AuditLine } from './audit-line.js'
 import { ChainWriter } from './chain-writer.js'
 import type { AuditEvent } from './events.js'
 import { createRingMemory, RingReader, RingWriter } from './line-ring.js'
+import { FRAGMENT_HEADER_BYTES, FRAGMENT_SLOTS, RecordType, TEMPLATE_BYTES, TEMPLATE_FRAGMENTS, writeMillis, type LineFragment } from './line-template.js'
 import type { Metrics } from './metrics.js'
 import { RingDrain, type DroppedLines } from './ring-drain.js'
 import type { AuditWorkerData, FromAuditWorker, ToAuditWorker } from './sink-worker.js'
@@ -72,9 +73,6 @@ export function ringBytesFor(maxBacklogBytes: number): number {
 
 let lastMs = 0
 let lastIso = ''
-/** `{"time":"<ISO 8601>",`, rewritten once per millisecond. */
-const timePrefix = Buffer.from('{"time":"0000-00-00T00:00:00.000Z",')
-const TIME_AT = 9
 
 /** The time as ISO 8601, formatted once per millisecond. */
 function isoNow(): string {
@@ -82,8 +80,6 @@ function isoNow(): string {
   if (ms !== lastMs) {
     lastMs = ms
     lastIso = new Date(ms).toISOString()
-    // A date past year 9999 is longer: the prefix then keeps the last that fit.
-    if (lastIso.length === 24) timePrefix.write(lastIso, TIME_AT, 'latin1')
   }
   return lastIso
 }
@@ -92,6 +88,12 @@ function isoNow(): string {
 const isoTimeFirst = (): string => `"time":"${isoNow()}"`
 
 const WAKE: ToAuditWorker = { type: 'drain' }
+const TWO_TO_32 = 0x1_0000_0000
+let sinksOpened = 0
+
+/** Whether the consumer holds a fragment; ordered, so that the worst of several is their maximum. */
+const Hold = { Held: 0, NoRoom: 1, TooBig: 2 } as const
+type Hold = (typeof Hold)[keyof typeof Hold]
 
 export class AuditSink {
   private readonly options: AuditSinkOptions
@@ -102,9 +104,10 @@ export class AuditSink {
   /** The consumer in this thread (a stream given by a test, or no worker script). */
   private readonly local: RingDrain | null
   private readonly worker: Worker | null
-  private readonly line = new AuditLine((line) => this.endLine(line))
-  /** The line being written goes by message, not through the ring. */
-  private lineOversized = false
+  /** Distinguishes this sink's fragment definitions from another's (tests run several). */
+  private readonly id = ++sinksOpened
+  /** Fragment definitions written to the ring so far (the slot of the next is this modulo FRAGMENT_SLOTS). */
+  private definitions = 0
   private wakeScheduled = false
   /** Bytes put in the ring since the consumer was last woken. */
   private sinceWake = 0
@@ -162,13 +165,65 @@ export class AuditSink {
   }
 
   /**
-   * Begin a line written in place (the per-statement line): `{"time":"…",` is
-   * written; the caller writes the other members and the closing brace, at most
-   * `membersMaxBytes` bytes, then calls end(). Null when the line is dropped.
+   * Record one event given as pre-serialized JSON object members (`"event":"statement",…`),
+   * for a statement line that failed (rare: its outcome is not a fragment).
    */
-  beginLine(membersMaxBytes: number): AuditLine | null {
-    if (!this.admit()) return null
-    return this.openLine(timePrefix.length + membersMaxBytes) ? this.line.bytes(timePrefix) : null
+  writeMembers(members: string): void {
+    if (this.admit()) this.enqueue(`{"time":"${isoNow()}",${members}}`)
+  }
+
+  /**
+   * Record the line `{"time":"…",` + the four fragments + the duration in
+   * milliseconds (rounded to the microsecond) + the tail fragment, as a template
+   * record: the fragments' bytes are not copied here (line-template.ts).
+   */
+  writeTemplate(first: LineFragment, second: LineFragment, third: LineFragment, fourth: LineFragment, durationMs: number, tail: LineFragment): void {
+    if (!this.admit()) return
+    const ms = Date.now()
+    const micros = durationMs > 0 ? Math.round(durationMs * 1000) : 0
+    const held = Math.max(this.hold(first), this.hold(second), this.hold(third), this.hold(fourth), this.hold(tail))
+    if (held === Hold.TooBig) {
+      this.writeBody(composeLine(ms, [first, second, third, fourth], micros, tail))
+      return
+    }
+    const at = held === Hold.Held ? this.ring.reserve(TEMPLATE_BYTES) : -1
+    if (at < 0) {
+      this.drop()
+      return
+    }
+    const words = this.ring.words
+    const word = at >> 2
+    words[word] = RecordType.Template
+    words[word + 1] = ms >>> 0
+    words[word + 2] = Math.floor(ms / TWO_TO_32)
+    words[word + 3] = micros >>> 0
+    words[word + 4] = Math.floor(micros / TWO_TO_32)
+    words[word + 5] = first.slot
+    words[word + 6] = second.slot
+    words[word + 7] = third.slot
+    words[word + 8] = fourth.slot
+    words[word + 9] = tail.slot
+    this.ring.commit(TEMPLATE_BYTES)
+    this.handedOver(TEMPLATE_BYTES)
+  }
+
+  /** Make sure the consumer holds `fragment` until the next template is read, defining it (again) when needed. */
+  private hold(fragment: LineFragment): Hold {
+    // Up to TEMPLATE_FRAGMENTS definitions may follow before the template: its fragments must outlive them.
+    if (fragment.owner === this.id && this.definitions - fragment.definedAt <= FRAGMENT_SLOTS - TEMPLATE_FRAGMENTS) return Hold.Held
+    const bytes = FRAGMENT_HEADER_BYTES + fragment.bytes.length
+    if (bytes > this.ring.maxBody) return Hold.TooBig
+    const at = this.ring.reserve(bytes)
+    if (at < 0) return Hold.NoRoom
+    const slot = this.definitions % FRAGMENT_SLOTS
+    this.ring.words[at >> 2] = RecordType.Fragment
+    this.ring.words[(at >> 2) + 1] = slot
+    this.ring.bytes.set(fragment.bytes, at + FRAGMENT_HEADER_BYTES)
+    this.ring.commit(bytes)
+    fragment.owner = this.id
+    fragment.slot = slot
+    fragment.definedAt = this.definitions++
+    return Hold.Held
   }
 
   /** SIGUSR1: close the current chain, reopen the file (moved away by a log rotator), start a new chain. */
@@ -236,59 +291,48 @@ export class AuditSink {
     let bound = text.length * 3
     if (bound > this.ring.maxBody) bound = Buffer.byteLength(text)
     this.enqueued = false
-    const line = this.openLine(bound)
-    if (line) this.line.utf8(text).end()
-  }
-
-  /** Point the line writer at room for `bytes` bytes: in the ring, or in a buffer of its own for an oversized line. */
-  private openLine(bytes: number): boolean {
-    if (bytes > this.ring.maxBody) {
-      if (this.ring.oversizedBytes + bytes > this.maxBacklog / 2) {
-        this.drop()
-        return false
-      }
-      this.lineOversized = true
-      this.line.open(Buffer.allocUnsafe(bytes), 0, bytes)
-      return true
-    }
-    const at = this.ring.reserve(bytes)
-    if (at < 0) {
-      this.drop()
-      return false
-    }
-    this.lineOversized = false
-    this.line.open(this.ring.bytes, at, bytes)
-    return true
-  }
-
-  private endLine(line: AuditLine): void {
-    if (!line.complete) {
-      // A caller's bound was wrong: a cut line must not be sealed.
-      if (!this.lineOversized) this.ring.cancel()
-      this.drop()
-      this.onProblem('an audit line was longer than the room reserved for it; it was dropped', { bytes: line.length }, 0)
+    if (bound > this.ring.maxBody) {
+      this.writeBody(Buffer.from(text))
       return
     }
-    if (this.lineOversized) {
-      if (!this.handOverOversized(this.lineBuffer(line))) {
+    const at = this.ring.reserve(bound)
+    if (at < 0) {
+      this.drop()
+      return
+    }
+    const length = this.ring.bytes.write(text, at, bound, 'utf8')
+    this.ring.commit(length)
+    this.handedOver(length)
+  }
+
+  /** A whole line body: into the ring, or by message when it is too big for it. */
+  private writeBody(body: Buffer): void {
+    this.enqueued = false
+    if (body.length <= this.ring.maxBody) {
+      const at = this.ring.reserve(body.length)
+      if (at < 0) {
         this.drop()
         return
       }
-    } else {
-      this.ring.commit(line.length)
+      this.ring.bytes.set(body, at)
+      this.ring.commit(body.length)
+    } else if (this.ring.oversizedBytes + body.length > this.maxBacklog / 2 || !this.handOverOversized(body)) {
+      this.drop()
+      return
     }
+    this.handedOver(body.length)
+  }
+
+  /** A line is in the ring (or on its way): count it, and wake the consumer soon. */
+  private handedOver(bytes: number): void {
     this.enqueued = true
     this.uncounted++
-    this.sinceWake += line.length
+    this.sinceWake += bytes
     if (this.sinceWake >= this.wakeBytes) this.wake()
     else if (!this.wakeScheduled) {
       this.wakeScheduled = true
       setTimeout(this.wake, WAKE_INTERVAL_MS).unref()
     }
-  }
-
-  private lineBuffer(line: AuditLine): Buffer {
-    return line.buffer.subarray(line.start, line.start + line.length)
   }
 
   /** The marker goes into the ring, the bytes by message (or straight to the consumer in this thread). */
@@ -342,4 +386,12 @@ export class AuditSink {
     if (lost > 0) metrics?.auditLinesDroppedTotal.inc(lost)
     this.options.onProblem?.(message, { ...fields, lost })
   }
+}
+
+/** A templated line written out in full (a fragment too big for the ring goes by message with its line). */
+function composeLine(ms: number, fragments: readonly LineFragment[], micros: number, tail: LineFragment): Buffer {
+  const head = Buffer.from(`{"time":"${new Date(ms).toISOString()}",`)
+  const duration = Buffer.allocUnsafe(24)
+  const parts = [head, ...fragments.map((f) => f.bytes), duration.subarray(0, writeMillis(duration, 0, micros)), tail.bytes]
+  return Buffer.concat(parts)
 }
