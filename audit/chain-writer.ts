@@ -107,7 +107,8 @@ export class ChainWriter {
   private sealBodies(source: Uint8Array, starts: ArrayLike<number>, ends: ArrayLike<number>, count: number): Buffer {
     let bytes = 0
     for (let i = 0; i < count; i++) bytes += ends[i]! - starts[i]!
-    const out = Buffer.allocUnsafe(bytes + count * (CHAIN_MEMBERS_BYTES + SEAL_SUFFIX_BYTES))
+    const chunk = Buffer.allocUnsafe(bytes + count * (CHAIN_MEMBERS_BYTES + SEAL_SUFFIX_BYTES))
+    const out = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length)
     const sealer = this.sealer
     if (this.chainMembersOf !== sealer.id) {
       this.chainMembers = Buffer.from(`,"chain":"${sealer.id}","seq":`)
@@ -126,7 +127,7 @@ export class ChainWriter {
       out[written++] = CLOSING_BRACE
       written = sealer.sealInPlace(out, start, written)
     }
-    return out.subarray(0, written)
+    return chunk.subarray(0, written)
   }
 
   private sealOne(body: string): Buffer {

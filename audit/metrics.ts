@@ -104,6 +104,11 @@ export interface Metrics {
   readonly jwksFetchesTotal: Counter<'outcome'>
   readonly policyReloadsTotal: Counter<'outcome'>
   readonly auditLinesWrittenTotal: Counter
+  /**
+   * Set by the audit sink, which adds its lines to auditLinesWrittenTotal per
+   * batch rather than per line: a scrape calls it first, so it sees every line.
+   */
+  readonly auditCollect: { beforeScrape: (() => void) | null }
   readonly auditLinesDroppedTotal: Counter
   readonly auditSinkErrorsTotal: Counter
   readonly auditBacklogBytes: Gauge
@@ -118,6 +123,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const registry = new Registry()
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'pgveil_' })
   const registers = [registry]
+  const auditCollect: Metrics['auditCollect'] = { beforeScrape: null }
   return {
     registry,
     clientConnections: new Gauge({ name: MetricName.clientConnections, help: 'Client connections open now', registers }),
@@ -137,9 +143,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     jwtVerificationsTotal: new Counter({ name: MetricName.jwtVerificationsTotal, help: 'SET IDENTITY token verifications by outcome: ok, or why the token was refused', labelNames: ['outcome'], registers }),
     jwksFetchesTotal: new Counter({ name: MetricName.jwksFetchesTotal, help: 'JWKS fetches from trusted issuers by outcome: ok, error', labelNames: ['outcome'], registers }),
     policyReloadsTotal: new Counter({ name: MetricName.policyReloadsTotal, help: 'Policy reloads by outcome: applied, unchanged, refused, failed', labelNames: ['outcome'], registers }),
-    auditLinesWrittenTotal: new Counter({ name: MetricName.auditLinesWrittenTotal, help: 'Audit lines (events) handed to the audit destination, the chain_start/chain_end lines not included', registers }),
+    auditLinesWrittenTotal: new Counter({
+      name: MetricName.auditLinesWrittenTotal,
+      help: 'Audit lines (events) handed to the audit destination, the chain_start/chain_end lines not included',
+      registers,
+      collect: () => auditCollect.beforeScrape?.(),
+    }),
+    auditCollect,
     auditLinesDroppedTotal: new Counter({ name: MetricName.auditLinesDroppedTotal, help: 'Audit lines dropped because the destination was too slow or failing (each gap is announced by an audit_lines_dropped line)', registers }),
     auditSinkErrorsTotal: new Counter({ name: MetricName.auditSinkErrorsTotal, help: 'Write errors of the audit destination (full disk, closed pipe); a new chain starts after each', registers }),
-    auditBacklogBytes: new Gauge({ name: MetricName.auditBacklogBytes, help: 'Audit bytes waiting for the destination to accept them', registers }),
+    auditBacklogBytes: new Gauge({ name: MetricName.auditBacklogBytes, help: 'Audit bytes waiting for the destination to accept them', registers, collect: () => auditCollect.beforeScrape?.() }),
   }
 }

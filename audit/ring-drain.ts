@@ -31,8 +31,9 @@ export class RingDrain {
   private readonly oversized: Buffer[] = []
   private readonly starts = new Int32Array(MAX_BATCH_LINES)
   private readonly ends = new Int32Array(MAX_BATCH_LINES)
-  /** The bodies of the batch being gathered. */
+  /** The bodies of the batch being gathered, and the same memory as a plain Uint8Array (its subarrays cost less than a Buffer's). */
   private batch = Buffer.allocUnsafe(BATCH_BYTES)
+  private batchBytes = new Uint8Array(this.batch.buffer, this.batch.byteOffset, this.batch.length)
   private readonly expander = new TemplateExpander()
   /** An oversized marker was reached before its message: wait for it. */
   private awaitingOversized = false
@@ -114,7 +115,10 @@ export class RingDrain {
           this.seal(count)
           count = 0
           used = 0
-          if (need > this.batch.length) this.batch = Buffer.allocUnsafe(need)
+          if (need > this.batch.length) {
+            this.batch = Buffer.allocUnsafe(need)
+            this.batchBytes = new Uint8Array(this.batch.buffer, this.batch.byteOffset, this.batch.length)
+          }
         }
         this.starts[count] = used
         if (type === RecordType.Template) used = this.expander.expand(words, ring.start, this.batch, used)
@@ -152,7 +156,7 @@ export class RingDrain {
   }
 
   private seal(count: number): void {
-    this.writer.writeLines(this.batch, this.starts, this.ends, count)
+    this.writer.writeLines(this.batchBytes, this.starts, this.ends, count)
   }
 
   private sealOversized(body: Buffer): void {

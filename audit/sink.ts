@@ -33,10 +33,12 @@ import type { AuditWorkerData, FromAuditWorker, ToAuditWorker } from './sink-wor
 export const DEFAULT_MAX_BACKLOG_BYTES = 16 * 1024 * 1024
 /**
  * The worker is woken this often while lines wait, or sooner once WAKE_BYTES (or
- * a quarter of the ring) wait: waking it per line costs more than sealing on a
- * busy machine. A crash loses at most this window.
+ * a quarter of the ring) wait: each batch costs a message, a wake-up and a file
+ * write whatever its size, so batches of a few hundred lines keep that under
+ * ~0.2 µs a line (5 ms batches cost ~0.7 µs a line at 30,000 statements a second).
+ * A crash loses at most this window.
  */
-const WAKE_INTERVAL_MS = 5
+const WAKE_INTERVAL_MS = 20
 const WAKE_BYTES = 256 * 1024
 /** The ring takes half of maxBacklogBytes, up to this; the destination's own buffer the rest. */
 const MAX_RING_BYTES = 4 * 1024 * 1024
@@ -129,6 +131,7 @@ export class AuditSink {
     const destinationLimit = Math.max(this.maxBacklog - ringBytes, 0)
     const memory = createRingMemory(ringBytes)
     this.ring = new RingWriter(memory)
+    if (options.metrics !== undefined) options.metrics.auditCollect.beforeScrape = () => this.reportWritten()
     this.wakeBytes = Math.min(WAKE_BYTES, ringBytes / 4)
     this.pino = pino({ base: null, timestamp: isoTimeFirst, formatters: { level: () => ({}) } }, { write: (serialized: string) => this.enqueue(serialized) })
     const script = options.stream === undefined ? workerScript() : null
