@@ -131,7 +131,7 @@ export class AuditSink {
     const destinationLimit = Math.max(this.maxBacklog - ringBytes, 0)
     const memory = createRingMemory(ringBytes)
     this.ring = new RingWriter(memory)
-    if (options.metrics !== undefined) options.metrics.auditCollect.beforeScrape = () => this.reportWritten()
+    if (options.metrics !== undefined) options.metrics.beforeScrape.audit = () => this.reportWritten()
     this.wakeBytes = Math.min(WAKE_BYTES, ringBytes / 4)
     this.pino = pino({ base: null, timestamp: isoTimeFirst, formatters: { level: () => ({}) } }, { write: (serialized: string) => this.enqueue(serialized) })
     const script = options.stream === undefined ? workerScript() : null

@@ -32,15 +32,18 @@ export interface AuditContext {
 }
 
 /**
- * Statement counts are summed per event-loop turn and handed to prom-client once
- * per turn (its labelled inc hashes the labels on every call).
+ * Statement counts are summed in plain fields and handed to prom-client when
+ * Prometheus scrapes (Metrics.beforeScrape): its labelled inc hashes the labels
+ * on every call, and even once per event-loop turn that is most of a statement's
+ * bookkeeping when each turn carries one or two statements.
  */
 export class StatementMetrics {
-  /** Per kind: statements ok, failed, refused since the last apply. */
+  /** Per kind: statements ok, failed, refused since the last scrape. */
   private readonly counts = new Map<StatementKind, [number, number, number]>()
   private protectedCount = 0
-  private scheduled = false
-  constructor(private readonly metrics: Metrics) {}
+  constructor(private readonly metrics: Metrics) {
+    metrics.beforeScrape.statements = this.apply
+  }
 
   record(kind: StatementKind, outcome: 'ok' | 'error' | 'refused', seconds: number, touchesProtected: boolean): void {
     let counts = this.counts.get(kind)
@@ -48,14 +51,9 @@ export class StatementMetrics {
     counts[outcome === 'ok' ? 0 : outcome === 'error' ? 1 : 2]++
     if (touchesProtected) this.protectedCount++
     this.metrics.statementDurationSeconds.observe(kind, seconds)
-    if (!this.scheduled) {
-      this.scheduled = true
-      setImmediate(this.apply)
-    }
   }
 
   private readonly apply = (): void => {
-    this.scheduled = false
     for (const [kind, counts] of this.counts) {
       for (let i = 0; i < 3; i++) {
         if (counts[i] === 0) continue
