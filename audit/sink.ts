@@ -121,6 +121,8 @@ export class AuditSink {
   private enqueued = false
   /** The worker failed: every line is dropped and counted. */
   private broken = false
+  /** The worker thread has ended (close must not wait for it then). */
+  private workerExited = false
   private closed = false
   private whenClosed: (() => void) | null = null
 
@@ -151,6 +153,11 @@ export class AuditSink {
     this.worker = new Worker(script, { workerData })
     this.worker.unref()
     this.worker.on('message', (message: FromAuditWorker) => this.onWorkerMessage(message))
+    this.worker.once('exit', () => {
+      this.workerExited = true
+      this.broken = true
+      this.whenClosed?.()
+    })
     this.worker.on('error', (error) => {
       this.broken = true
       this.onProblem('the audit worker failed; audit lines are dropped and counted', { error: error.message }, 0)
@@ -247,10 +254,9 @@ export class AuditSink {
     this.reportWritten()
     const head = this.ring.position
     if (this.local !== null) return this.local.close(head, isoNow(), dropped)
-    const worker = this.worker!
+    if (this.workerExited) return
     await new Promise<void>((resolve) => {
       this.whenClosed = resolve
-      worker.once('exit', () => resolve())
       this.post({ type: 'close', at: isoNow(), head, dropped })
     })
   }

@@ -313,6 +313,23 @@ describe('audit sink through the ring', () => {
   })
 })
 
+describe('audit worker failure', () => {
+  it('counts lines as dropped once the worker has failed, and close does not wait for it', async () => {
+    const problems: string[] = []
+    const metrics = createMetrics({ defaultMetrics: false })
+    // A chain key BLAKE2b cannot take: the worker refuses it and ends.
+    const sink = AuditSink.open({ to: path.join(dir, 'failed.log'), chainKey: Buffer.alloc(8, 1), metrics, onProblem: (message) => problems.push(message) })
+    for (let i = 0; i < 300 && problems.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(problems).toEqual([expect.stringMatching(/audit worker could not start/)])
+    // Its exit is reported after the failure message.
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    sink.write({ event: 'statement', n: 1 })
+    sink.write({ event: 'statement', n: 2 })
+    expect(await counter(metrics, 'auditLinesDroppedTotal')).toBe(2)
+    await sink.close()
+  })
+})
+
 /** The worker writes the chain's first line once it runs (it takes a moment to start: lines meanwhile wait in the ring). */
 async function workerStarted(file: string): Promise<void> {
   for (let i = 0; i < 500; i++) {
