@@ -5,13 +5,13 @@
  * naming fragments serialized once (line-template.ts). The audit worker thread
  * (sink-worker.ts) reads the ring, expands, completes, seals (chain.ts) and
  * appends the lines to the destination (stdout or a file), separate from the
- * operational log. The worker is woken every few milliseconds while
- * lines wait, or sooner once many bytes do.
+ * operational log. The worker is woken every 20 ms while lines wait, or sooner
+ * once many bytes do.
  *
  * Writing never blocks the data path. Policy for a slow or full destination:
- * drop, with a counter and an event. The worker stops taking lines from the ring
- * while the destination holds more than its share of `maxBacklogBytes`; the ring
- * (the rest of it) then fills, and new lines are dropped before they are sealed
+ * drop, with a counter and an event. The ring takes half of `maxBacklogBytes` (at
+ * most 4 MiB); the worker stops taking lines from it while the destination holds
+ * more than the rest; the ring then fills, and new lines are dropped before they are sealed
  * (so the chain stays whole), counted in pgveil_audit_lines_dropped_total, and,
  * once the ring is half empty again, an `audit_lines_dropped` line says how many
  * and since when. A write error (full disk) counts the unconfirmed lines as lost,
