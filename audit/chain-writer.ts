@@ -5,15 +5,16 @@
  * sealing and file I/O stay off the proxy's event loop, or in the caller's
  * thread for a stream given by a test.
  *
- * A batch arrives as one buffer of bodies separated by newlines and leaves as one
- * buffer of sealed lines: each body is copied once into the output, completed and
- * sealed where it lies (ChainSealer.sealInPlace), with no string per line.
+ * A batch is a list of `{…}` bodies lying in one buffer (the audit ring) and
+ * leaves as one buffer of sealed lines: each body is copied once into the
+ * output, completed and sealed where it lies (ChainSealer.sealInPlace), with no
+ * string per line.
  */
 import { createWriteStream, openSync } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { CHAIN_FORMAT_VERSION, ChainSealer, SEAL_SUFFIX_BYTES } from './chain.js'
 
-const NEWLINE = 0x0a
+const CLOSING_BRACE = 0x7d
 /** `,"chain":"<24 hex>","seq":` + up to 16 digits + `}`, generously. */
 const CHAIN_MEMBERS_BYTES = 64
 
@@ -28,8 +29,8 @@ export interface ChainWriterOptions {
 }
 
 export interface ChainWriterEvents {
-  /** A batch reached the destination; `ack` is what the caller gave with it. */
-  written(ack: number): void
+  /** A chunk reached the destination (or failed: see problem). */
+  written(): void
   /** The destination failed: `lost` lines that were handed to it are gone. */
   problem(message: string, fields: Record<string, unknown>, lost: number): void
 }
@@ -48,6 +49,8 @@ export class ChainWriter {
   /** `,"chain":"<id>","seq":` of the current chain, and that chain's id. */
   private chainMembers = Buffer.alloc(0)
   private chainMembersOf = ''
+  private readonly bodyStarts = [0]
+  private readonly bodyEnds = [0]
 
   constructor(options: ChainWriterOptions, events: ChainWriterEvents) {
     this.options = options
@@ -62,14 +65,18 @@ export class ChainWriter {
     return this.stream.writableLength
   }
 
-  /** Seal and append lines given as `{…}` bodies (without chain and seq) separated by newlines; `ack` comes back through `written`. */
-  writeBatch(bodies: Buffer, ack = 0): void {
-    if (this.closed || this.broken || bodies.length === 0) {
-      this.events.written(ack)
-      return
-    }
-    const { chunk, lines } = this.sealBatch(bodies)
-    this.append(chunk, lines, ack)
+  /** Seal and append one line given as a `{…}` body (without chain and seq). */
+  writeLine(body: Buffer): void {
+    if (this.closed || this.broken) return
+    this.bodyStarts[0] = 0
+    this.bodyEnds[0] = body.length
+    this.append(this.sealBodies(body, this.bodyStarts, this.bodyEnds, 1), 1)
+  }
+
+  /** Seal and append the `{…}` bodies source[starts[i], ends[i]) for i < count, as one chunk. */
+  writeLines(source: Uint8Array, starts: ArrayLike<number>, ends: ArrayLike<number>, count: number): void {
+    if (this.closed || this.broken || count === 0) return
+    this.append(this.sealBodies(source, starts, ends, count), count)
   }
 
   rotate(at: string = new Date().toISOString()): void {
@@ -97,10 +104,11 @@ export class ChainWriter {
     await new Promise<void>((resolve) => stream.end(resolve))
   }
 
-  private sealBatch(bodies: Buffer): { chunk: Buffer; lines: number } {
-    let lines = 1
-    for (let at = bodies.indexOf(NEWLINE); at >= 0; at = bodies.indexOf(NEWLINE, at + 1)) lines++
-    const out = Buffer.allocUnsafe(bodies.length + lines * (CHAIN_MEMBERS_BYTES + SEAL_SUFFIX_BYTES))
+  private sealBodies(source: Uint8Array, starts: ArrayLike<number>, ends: ArrayLike<number>, count: number): Buffer {
+    let bytes = 0
+    for (let i = 0; i < count; i++) bytes += ends[i]! - starts[i]!
+    const chunk = Buffer.allocUnsafe(bytes + count * (CHAIN_MEMBERS_BYTES + SEAL_SUFFIX_BYTES))
+    const out = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length)
     const sealer = this.sealer
     if (this.chainMembersOf !== sealer.id) {
       this.chainMembers = Buffer.from(`,"chain":"${sealer.id}","seq":`)
@@ -108,31 +116,33 @@ export class ChainWriter {
     }
     const chainMembers = this.chainMembers
     let written = 0
-    let from = 0
-    while (from < bodies.length) {
-      let to = bodies.indexOf(NEWLINE, from)
-      if (to < 0) to = bodies.length
+    for (let i = 0; i < count; i++) {
       const start = written
       // The body without its closing brace, then the chain's members and the brace.
-      written += bodies.copy(out, written, from, to - 1)
-      written += chainMembers.copy(out, written)
-      written += out.write(`${sealer.seq}}`, written, 'latin1')
+      out.set(source.subarray(starts[i]!, ends[i]! - 1), written)
+      written += ends[i]! - 1 - starts[i]!
+      out.set(chainMembers, written)
+      written += chainMembers.length
+      written = writeDigits(out, written, sealer.seq)
+      out[written++] = CLOSING_BRACE
       written = sealer.sealInPlace(out, start, written)
-      from = to + 1
     }
-    return { chunk: out.subarray(0, written), lines }
+    return chunk.subarray(0, written)
   }
 
   private sealOne(body: string): Buffer {
-    return this.sealBatch(Buffer.from(body)).chunk
+    const bytes = Buffer.from(body)
+    this.bodyStarts[0] = 0
+    this.bodyEnds[0] = bytes.length
+    return this.sealBodies(bytes, this.bodyStarts, this.bodyEnds, 1)
   }
 
-  private append(chunk: Buffer, lines: number, ack = 0): void {
+  private append(chunk: Buffer, lines: number): void {
     this.unconfirmed += lines
     this.stream.write(chunk, (error?: Error | null) => {
       // Written or lost (a failure is reported by onStreamError): either way no longer waiting.
       if (error == null) this.unconfirmed -= lines
-      if (ack > 0) this.events.written(ack)
+      this.events.written()
     })
   }
 
@@ -173,4 +183,21 @@ export class ChainWriter {
     this.broken = false
     this.beginChain('sink_error', null, { lost_lines: lost, error: code })
   }
+}
+
+
+/** `n` (a non-negative integer) in decimal at `at`; returns the end. */
+export function writeDigits(out: Uint8Array, at: number, n: number): number {
+  if (n < 10) {
+    out[at] = 0x30 + n
+    return at + 1
+  }
+  let digits = 1
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) digits++
+  let rest = n
+  for (let i = at + digits - 1; i >= at; i--) {
+    out[i] = 0x30 + (rest % 10)
+    rest = Math.floor(rest / 10)
+  }
+  return at + digits
 }

@@ -146,19 +146,22 @@ export class ChainSealer {
    * `,"mac":"…"}\n`. `buffer` must have SEAL_SUFFIX_BYTES - 1 bytes free past `end`.
    * Returns where the sealed line ends.
    */
-  sealInPlace(buffer: Buffer, start: number, end: number): number {
-    this.previousMac.copy(buffer, end)
+  sealInPlace(buffer: Uint8Array, start: number, end: number): number {
+    // set() and a plain Uint8Array's subarray: cheaper than Buffer's copy() and subarray() per line.
+    buffer.set(this.previousMac, end)
     sodium.crypto_generichash(this.previousMac, buffer.subarray(start, end + MAC_BYTES), this.key)
     sodium.crypto_generichash(this.key, KEY_LABEL, this.key)
     this.nextSeq++
-    let at = end - 1 + MAC_OPEN.copy(buffer, end - 1)
+    buffer.set(MAC_OPEN, end - 1)
+    let at = end - 1 + MAC_OPEN.length
     const mac = this.previousMac
     for (let i = 0; i < MAC_BYTES; i++) {
       const byte = mac[i]!
       buffer[at++] = HEX[byte >> 4]!
       buffer[at++] = HEX[byte & 15]!
     }
-    return at + MAC_CLOSE.copy(buffer, at)
+    buffer.set(MAC_CLOSE, at)
+    return at + MAC_CLOSE.length
   }
 
   /** Forget every key (shutdown). */

@@ -104,6 +104,13 @@ export interface Metrics {
   readonly jwksFetchesTotal: Counter<'outcome'>
   readonly policyReloadsTotal: Counter<'outcome'>
   readonly auditLinesWrittenTotal: Counter
+  /**
+   * Counts kept in plain fields on hot paths and added to their metrics when
+   * Prometheus scrapes (a labelled inc hashes its labels each time): the audit
+   * sink's lines (auditLinesWrittenTotal, auditBacklogBytes) and the statement
+   * counts (statementsTotal, statementsProtectedTotal) register here.
+   */
+  readonly beforeScrape: { audit: (() => void) | null; statements: (() => void) | null }
   readonly auditLinesDroppedTotal: Counter
   readonly auditSinkErrorsTotal: Counter
   readonly auditBacklogBytes: Gauge
@@ -118,6 +125,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const registry = new Registry()
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'pgveil_' })
   const registers = [registry]
+  const beforeScrape: Metrics['beforeScrape'] = { audit: null, statements: null }
+  const collectAudit = (): void => beforeScrape.audit?.()
+  const collectStatements = (): void => beforeScrape.statements?.()
   return {
     registry,
     clientConnections: new Gauge({ name: MetricName.clientConnections, help: 'Client connections open now', registers }),
@@ -126,8 +136,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     upstreamConnections: new Gauge({ name: MetricName.upstreamConnections, help: 'Connections to the upstream PostgreSQL open now', registers }),
     upstreamConnectionsTotal: new Counter({ name: MetricName.upstreamConnectionsTotal, help: 'Connections to the upstream PostgreSQL opened', registers }),
     upstreamConnectErrorsTotal: new Counter({ name: MetricName.upstreamConnectErrorsTotal, help: 'Failed connections to the upstream PostgreSQL', registers }),
-    statementsTotal: new Counter({ name: MetricName.statementsTotal, help: 'Statements completed, by kind and outcome (ok, error, refused); counted while the audit log is on', labelNames: ['kind', 'outcome'], registers }),
-    statementsProtectedTotal: new Counter({ name: MetricName.statementsProtectedTotal, help: 'Statements that read or wrote a protected column; counted while the audit log is on', registers }),
+    statementsTotal: new Counter({
+      name: MetricName.statementsTotal,
+      help: 'Statements completed, by kind and outcome (ok, error, refused); counted while the audit log is on',
+      labelNames: ['kind', 'outcome'],
+      registers,
+      collect: collectStatements,
+    }),
+    statementsProtectedTotal: new Counter({ name: MetricName.statementsProtectedTotal, help: 'Statements that read or wrote a protected column; counted while the audit log is on', registers, collect: collectStatements }),
     statementDurationSeconds: registerMetric(registry, new StatementDurationHistogram()),
     valuesEncryptedTotal: new Counter({ name: MetricName.valuesEncryptedTotal, help: 'Values of protected columns encrypted', registers }),
     valuesDecryptedTotal: new Counter({ name: MetricName.valuesDecryptedTotal, help: 'Values of protected columns decrypted', registers }),
@@ -137,9 +153,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     jwtVerificationsTotal: new Counter({ name: MetricName.jwtVerificationsTotal, help: 'SET IDENTITY token verifications by outcome: ok, or why the token was refused', labelNames: ['outcome'], registers }),
     jwksFetchesTotal: new Counter({ name: MetricName.jwksFetchesTotal, help: 'JWKS fetches from trusted issuers by outcome: ok, error', labelNames: ['outcome'], registers }),
     policyReloadsTotal: new Counter({ name: MetricName.policyReloadsTotal, help: 'Policy reloads by outcome: applied, unchanged, refused, failed', labelNames: ['outcome'], registers }),
-    auditLinesWrittenTotal: new Counter({ name: MetricName.auditLinesWrittenTotal, help: 'Audit lines (events) handed to the audit destination, the chain_start/chain_end lines not included', registers }),
+    auditLinesWrittenTotal: new Counter({
+      name: MetricName.auditLinesWrittenTotal,
+      help: 'Audit lines (events) handed to the audit destination, the chain_start/chain_end lines not included',
+      registers,
+      collect: collectAudit,
+    }),
+    beforeScrape,
     auditLinesDroppedTotal: new Counter({ name: MetricName.auditLinesDroppedTotal, help: 'Audit lines dropped because the destination was too slow or failing (each gap is announced by an audit_lines_dropped line)', registers }),
     auditSinkErrorsTotal: new Counter({ name: MetricName.auditSinkErrorsTotal, help: 'Write errors of the audit destination (full disk, closed pipe); a new chain starts after each', registers }),
-    auditBacklogBytes: new Gauge({ name: MetricName.auditBacklogBytes, help: 'Audit bytes waiting for the destination to accept them', registers }),
+    auditBacklogBytes: new Gauge({ name: MetricName.auditBacklogBytes, help: 'Audit bytes waiting for the destination to accept them', registers, collect: collectAudit }),
   }
 }

@@ -1,34 +1,47 @@
 /**
  * The audit worker thread: owns the chain keys and the destination, so that
  * sealing (two keyed BLAKE2b computations per line) and file writes never run on the
- * proxy's event loop. Messages from AuditSink: `lines` (bodies joined by "\n"),
- * `rotate`, `close`; replies: `written`, `problem`, `closed`.
+ * proxy's event loop. Lines arrive through the shared ring (line-ring.ts); messages
+ * from AuditSink only wake the worker up (`drain`), carry a line too big for the
+ * ring (`oversized`), or `rotate` / `close` after the lines before a ring position.
+ * Replies: `problem`, `closed`, `failed`.
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { ChainWriter } from './chain-writer.js'
+import { RingReader } from './line-ring.js'
+import { RingDrain, type DroppedLines } from './ring-drain.js'
 
-export type ToAuditWorker = { type: 'lines'; text: string; bytes: number } | { type: 'rotate'; at: string } | { type: 'close'; at: string }
-export type FromAuditWorker =
-  /** `bytes`: the sum of the `bytes` of the batches written. */
-  | { type: 'written'; bytes: number }
-  | { type: 'problem'; message: string; fields: Record<string, unknown>; lost: number }
-  | { type: 'closed' }
-  | { type: 'failed'; message: string }
+export type ToAuditWorker =
+  | { type: 'drain' }
+  | { type: 'oversized'; body: Uint8Array }
+  | { type: 'rotate'; at: string; head: number }
+  | { type: 'close'; at: string; head: number; dropped: DroppedLines | null }
+export type FromAuditWorker = { type: 'problem'; message: string; fields: Record<string, unknown>; lost: number } | { type: 'closed' } | { type: 'failed'; message: string }
+
+export interface AuditWorkerData {
+  readonly to: string
+  readonly chainKey: Uint8Array
+  readonly startedAt: string
+  readonly ring: SharedArrayBuffer
+  /** Destination backlog (bytes) above which the worker stops taking lines from the ring. */
+  readonly destinationLimit: number
+}
 
 const port = parentPort
 if (port === null) throw new Error('sink-worker.js runs as a worker thread of AuditSink')
-const { to, chainKey, startedAt } = workerData as { to: string; chainKey: Uint8Array; startedAt: string }
+const { to, chainKey, startedAt, ring, destinationLimit } = workerData as AuditWorkerData
 const send = (message: FromAuditWorker): void => port.postMessage(message)
 
-let writer: ChainWriter
+let drain: RingDrain
 try {
   const key = Buffer.from(chainKey)
-  writer = new ChainWriter({ to, chainKey: key, startedAt }, {
-    written: (bytes) => send({ type: 'written', bytes }),
+  const writer = new ChainWriter({ to, chainKey: key, startedAt }, {
+    written: () => drain.written(),
     problem: (message, fields, lost) => send({ type: 'problem', message, fields, lost }),
   })
   key.fill(0)
   chainKey.fill(0)
+  drain = new RingDrain(new RingReader(ring), writer, destinationLimit)
 } catch (error) {
   send({ type: 'failed', message: (error as Error).message })
   process.exit(1)
@@ -36,14 +49,17 @@ try {
 
 port.on('message', (message: ToAuditWorker) => {
   switch (message.type) {
-    case 'lines':
-      writer.writeBatch(Buffer.from(message.text), message.bytes)
+    case 'drain':
+      drain.drain()
+      break
+    case 'oversized':
+      drain.addOversized(Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength))
       break
     case 'rotate':
-      writer.rotate(message.at)
+      drain.rotate(message.head, message.at)
       break
     case 'close':
-      void writer.close(message.at).then(() => {
+      void drain.close(message.head, message.at, message.dropped).then(() => {
         send({ type: 'closed' })
         port.close()
       })

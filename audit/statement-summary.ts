@@ -16,6 +16,7 @@
  */
 import { createHash } from 'node:crypto'
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query'
+import { LineFragment } from './line-template.js'
 import type { StatementKind } from './metrics.js'
 
 /** The protected columns of a table (stored names), or undefined when it has none. */
@@ -30,8 +31,8 @@ export interface StatementSummary {
   readonly tables: readonly string[]
   readonly protectedRead: readonly string[]
   readonly protectedWritten: readonly string[]
-  /** The fields above as JSON object members (audit line keys), serialized once. */
-  readonly json: string
+  /** The fields above as JSON object members (audit line keys) and a comma, serialized once: a statement line's fragment. */
+  readonly members: LineFragment
 }
 
 const DEFAULT_CACHE_ENTRIES = 4096
@@ -41,11 +42,11 @@ const MAX_CACHED_CHARS = 16 * 1024
 const EMPTY: StatementSummary = withJson({ kind: 'empty', statement: '', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
 
 /** Adds the pre-serialized members: a statement line is then assembled without serializing these again. */
-export function withJson(summary: Omit<StatementSummary, 'json'>): StatementSummary {
+export function withJson(summary: Omit<StatementSummary, 'members'>): StatementSummary {
   const json =
     `"kind":${JSON.stringify(summary.kind)},"statement":${JSON.stringify(summary.statement)},"fingerprint":${JSON.stringify(summary.fingerprint)},` +
     `"tables":${JSON.stringify(summary.tables)},"protected_read":${JSON.stringify(summary.protectedRead)},"protected_written":${JSON.stringify(summary.protectedWritten)}`
-  return Object.freeze({ ...summary, json })
+  return Object.freeze({ ...summary, members: new LineFragment(Buffer.from(`${json},`)) })
 }
 
 let moduleLoaded: Promise<void> | null = null

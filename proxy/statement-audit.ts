@@ -16,6 +16,7 @@ import type { IdentityTags, SessionIdentity, StatementOutcome } from '../audit/e
 import type { Metrics, StatementKind } from '../audit/metrics.js'
 import { redactErrorMessage } from '../audit/redact.js'
 import type { AuditSink } from '../audit/sink.js'
+import { LineFragment } from '../audit/line-template.js'
 import { withJson, type StatementSummarizer, type StatementSummary } from '../audit/statement-summary.js'
 import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { decodeNoticeFields } from '../protocol/errors.js'
@@ -31,60 +32,69 @@ export interface AuditContext {
 }
 
 /**
- * Statement counts are summed per event-loop turn and handed to prom-client once
- * per turn (its labelled inc hashes the labels on every call).
+ * Statement counts are summed in plain fields and handed to prom-client when
+ * Prometheus scrapes (Metrics.beforeScrape): its labelled inc hashes the labels
+ * on every call, and even once per event-loop turn that is most of a statement's
+ * bookkeeping when each turn carries one or two statements.
  */
 export class StatementMetrics {
-  private readonly counts = new Map<string, { kind: StatementKind; outcome: string; n: number }>()
+  /** Per kind: statements ok, failed, refused since the last scrape. */
+  private readonly counts = new Map<StatementKind, [number, number, number]>()
   private protectedCount = 0
-  private scheduled = false
-  constructor(private readonly metrics: Metrics) {}
+  constructor(private readonly metrics: Metrics) {
+    metrics.beforeScrape.statements = this.apply
+  }
 
   record(kind: StatementKind, outcome: 'ok' | 'error' | 'refused', seconds: number, touchesProtected: boolean): void {
-    const key = kind + outcome
-    const entry = this.counts.get(key)
-    if (entry === undefined) this.counts.set(key, { kind, outcome, n: 1 })
-    else entry.n++
+    let counts = this.counts.get(kind)
+    if (counts === undefined) this.counts.set(kind, (counts = [0, 0, 0]))
+    counts[outcome === 'ok' ? 0 : outcome === 'error' ? 1 : 2]++
     if (touchesProtected) this.protectedCount++
     this.metrics.statementDurationSeconds.observe(kind, seconds)
-    if (!this.scheduled) {
-      this.scheduled = true
-      setImmediate(this.apply)
-    }
   }
 
   private readonly apply = (): void => {
-    this.scheduled = false
-    for (const entry of this.counts.values()) {
-      if (entry.n === 0) continue
-      this.metrics.statementsTotal.inc({ kind: entry.kind, outcome: entry.outcome }, entry.n)
-      entry.n = 0
+    for (const [kind, counts] of this.counts) {
+      for (let i = 0; i < 3; i++) {
+        if (counts[i] === 0) continue
+        this.metrics.statementsTotal.inc({ kind, outcome: OUTCOMES[i]! }, counts[i])
+        counts[i] = 0
+      }
     }
     if (this.protectedCount > 0) this.metrics.statementsProtectedTotal.inc(this.protectedCount)
     this.protectedCount = 0
   }
 }
 
+const OUTCOMES = ['ok', 'error', 'refused'] as const
+
 const UNKNOWN_STATEMENT: StatementSummary = withJson({ kind: 'unknown', statement: '(unknown prepared statement)', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
-const OK_MEMBERS = '"outcome":{"status":"ok"}'
-const SIMPLE_MEMBERS = '"protocol":"simple"'
-const EXTENDED_MEMBERS = '"protocol":"extended"'
-const NO_TAG_MEMBERS = '"tag":null,"rows":null'
+// The fragments of a statement line (see AuditSink.writeTemplate), serialized once.
+const OK_OUTCOME = new LineFragment(Buffer.from(',"outcome":{"status":"ok"}}'))
+const SIMPLE_PROTOCOL = new LineFragment(Buffer.from('"protocol":"simple",'))
+const EXTENDED_PROTOCOL = new LineFragment(Buffer.from('"protocol":"extended",'))
+const NO_TAG = new LineFragment(Buffer.from('"tag":null,"rows":null,"duration_ms":'))
 /** Command tags repeat (`SELECT 1`, `UPDATE 1`): their members are serialized once each, up to this many. */
 const MAX_CACHED_TAGS = 1024
-const tagMembersCache = new Map<string, string>()
+const tagMembersCache = new Map<string, LineFragment>()
 
-/** `"tag":…,"rows":…` for a CommandComplete tag (null: the statement failed or was suspended). */
-function tagMembers(tag: string | null): string {
-  if (tag === null) return NO_TAG_MEMBERS
+/** `"tag":…,"rows":…,"duration_ms":` for a CommandComplete tag. */
+function tagMembers(tag: string): LineFragment {
   let members = tagMembersCache.get(tag)
   if (members === undefined) {
     // Tags are ASCII words from PostgreSQL (no quote or backslash): no escaping needed.
-    members = `"tag":"${tagName(tag)}","rows":${String(tagRows(tag))}`
+    members = new LineFragment(Buffer.from(`"tag":"${tagName(tag)}","rows":${String(tagRows(tag))},"duration_ms":`))
     if (tagMembersCache.size >= MAX_CACHED_TAGS) tagMembersCache.clear()
     tagMembersCache.set(tag, members)
   }
   return members
+}
+
+/** Whether buffer[start, end) holds the same bytes as `bytes` (short names and tags: a loop beats a native call). */
+function sameBytes(buffer: Buffer, start: number, end: number, bytes: Buffer): boolean {
+  if (end - start !== bytes.length) return false
+  for (let i = 0; i < bytes.length; i++) if (buffer[start + i] !== bytes[i]) return false
+  return true
 }
 
 interface QueryEntry {
@@ -106,8 +116,17 @@ export class SessionAudit {
   private readonly who: SessionIdentity = { identity: null, context: null }
   private readonly ctx: () => AuditContext
   private readonly queue = new PendingResponseQueue<Entry>()
+  /** Named prepared statements and portals; the unnamed ones (most traffic) in fields of their own. */
   private readonly statements = new Map<string, StatementSummary>()
   private readonly portals = new Map<string, StatementSummary>()
+  private unnamedStatement: StatementSummary = UNKNOWN_STATEMENT
+  private unnamedPortal: StatementSummary = UNKNOWN_STATEMENT
+  /** The named statement the last Bind used, by name bytes: Bind after Bind of one statement skips decoding the name. */
+  private lastBoundName: Buffer | null = null
+  private lastBoundSummary: StatementSummary = UNKNOWN_STATEMENT
+  /** The last CommandComplete tag's bytes and members. */
+  private lastTag: Buffer | null = null
+  private lastTagMembers: LineFragment = NO_TAG
   private readonly session: number
   private readonly client: string
   private readonly opened = performance.now()
@@ -117,7 +136,7 @@ export class SessionAudit {
   private statementCount = 0
   private authenticated = false
   /** The session's members of every statement line, serialized once per change. */
-  private sessionMembers: string | null = null
+  private sessionMembers: LineFragment | null = null
 
   /** `ctx` is read per statement, so a policy reload's new column list applies at once. */
   constructor(ctx: () => AuditContext, session: number, client: string) {
@@ -186,24 +205,28 @@ export class SessionAudit {
         break
       }
       case FrontendCode.Parse: {
-        const nameEnd = buffer.indexOf(0, start + 5)
+        const nameEnd = nulAt(buffer, start + 5)
         const sqlEnd = buffer.indexOf(0, nameEnd + 1)
         const summary = this.ctx().summarizer.summarize(buffer.toString('utf8', nameEnd + 1, sqlEnd))[0] ?? UNKNOWN_STATEMENT
-        this.statements.set(buffer.toString('latin1', start + 5, nameEnd), summary)
+        if (nameEnd === start + 5) this.unnamedStatement = summary
+        else {
+          this.statements.set(buffer.toString('latin1', start + 5, nameEnd), summary)
+          this.lastBoundName = null
+        }
         this.queue.push(Pending.Parse, { summary, start: performance.now() })
         break
       }
       case FrontendCode.Bind: {
-        const portalEnd = buffer.indexOf(0, start + 5)
-        const statementEnd = buffer.indexOf(0, portalEnd + 1)
-        const summary = this.statements.get(buffer.toString('latin1', portalEnd + 1, statementEnd)) ?? UNKNOWN_STATEMENT
-        this.portals.set(buffer.toString('latin1', start + 5, portalEnd), summary)
+        const portalEnd = nulAt(buffer, start + 5)
+        const statementEnd = nulAt(buffer, portalEnd + 1)
+        const summary = statementEnd === portalEnd + 1 ? this.unnamedStatement : this.namedStatement(buffer, portalEnd + 1, statementEnd)
+        if (portalEnd === start + 5) this.unnamedPortal = summary
+        else this.portals.set(buffer.toString('latin1', start + 5, portalEnd), summary)
         this.queue.push(Pending.Bind, { summary, start: performance.now() })
         break
       }
       case FrontendCode.Execute: {
-        const portalEnd = buffer.indexOf(0, start + 5)
-        const summary = this.portals.get(buffer.toString('latin1', start + 5, portalEnd)) ?? UNKNOWN_STATEMENT
+        const summary = buffer[start + 5] === 0 ? this.unnamedPortal : (this.portals.get(buffer.toString('latin1', start + 5, nulAt(buffer, start + 5))) ?? UNKNOWN_STATEMENT)
         this.queue.push(Pending.Execute, { summary, start: performance.now() })
         break
       }
@@ -244,15 +267,15 @@ export class SessionAudit {
       case BackendCode.PortalSuspended:
       case BackendCode.CommandComplete: {
         const head = queue.peek()
-        const tag = buffer[start] === BackendCode.CommandComplete ? buffer.toString('latin1', start + 5, end - 1) : null
+        const tag = buffer[start] === BackendCode.CommandComplete ? this.tagMembers(buffer, start + 5, end - 1) : NO_TAG
         if (head === Pending.Execute) {
           const entry = queue.peekContext() as ExtendedEntry
-          this.logStatement('extended', entry.summary, entry.start, tag, { status: 'ok' })
+          this.logStatement('extended', entry.summary, entry.start, tag, OK)
           queue.shift()
         } else if (head === Pending.Query) {
           const entry = queue.peekContext() as QueryEntry
           const summary = entry.summaries[entry.index] ?? entry.summaries[entry.summaries.length - 1] ?? UNKNOWN_STATEMENT
-          entry.start = this.logStatement('simple', summary, entry.start, tag, { status: 'ok' })
+          entry.start = this.logStatement('simple', summary, entry.start, tag, OK)
           entry.index++
         }
         break
@@ -300,40 +323,73 @@ export class SessionAudit {
     if (head === Pending.Query) {
       const query = entry as QueryEntry
       const summary = query.summaries[query.index] ?? query.summaries[query.summaries.length - 1] ?? UNKNOWN_STATEMENT
-      this.logStatement('simple', summary, query.start, null, outcome)
+      this.logStatement('simple', summary, query.start, NO_TAG, outcome)
     } else if (head === Pending.Parse || head === Pending.Bind || head === Pending.Execute) {
       const extended = entry as ExtendedEntry
-      this.logStatement('extended', extended.summary, extended.start, null, outcome)
+      this.logStatement('extended', extended.summary, extended.start, NO_TAG, outcome)
     }
   }
 
+  /** The summary of the named statement in buffer[start, end). */
+  private namedStatement(buffer: Buffer, start: number, end: number): StatementSummary {
+    const last = this.lastBoundName
+    if (last !== null && sameBytes(buffer, start, end, last)) return this.lastBoundSummary
+    const summary = this.statements.get(buffer.toString('latin1', start, end)) ?? UNKNOWN_STATEMENT
+    this.lastBoundName = Buffer.from(buffer.subarray(start, end))
+    this.lastBoundSummary = summary
+    return summary
+  }
+
+  /** The members of the CommandComplete tag in buffer[start, end). */
+  private tagMembers(buffer: Buffer, start: number, end: number): LineFragment {
+    const last = this.lastTag
+    if (last !== null && sameBytes(buffer, start, end, last)) return this.lastTagMembers
+    this.lastTag = Buffer.from(buffer.subarray(start, end))
+    this.lastTagMembers = tagMembers(buffer.toString('latin1', start, end))
+    return this.lastTagMembers
+  }
+
   /** Writes the line and counts it; returns the time it was logged (the next statement's start). */
-  private logStatement(protocol: 'simple' | 'extended', summary: StatementSummary, start: number, tag: string | null, outcome: StatementOutcome): number {
+  private logStatement(protocol: 'simple' | 'extended', summary: StatementSummary, start: number, tag: LineFragment, outcome: StatementOutcome): number {
     const now = performance.now()
     const ctx = this.ctx()
     this.statementCount++
-    // The StatementEvent fields, assembled from fragments (see AuditSink.writeMembers).
-    this.sessionMembers ??= this.buildSessionMembers()
-    ctx.sink.writeMembers(
-      `"event":"statement",${this.sessionMembers},${protocol === 'simple' ? SIMPLE_MEMBERS : EXTENDED_MEMBERS},${summary.json},${tagMembers(tag)},` +
-        `"duration_ms":${round(now - start)},${outcome.status === 'ok' ? OK_MEMBERS : `"outcome":${JSON.stringify(outcome)}`}`,
-    )
+    // The StatementEvent fields in their order, from fragments serialized once per session, protocol, statement shape and tag.
+    const session = (this.sessionMembers ??= this.buildSessionMembers())
+    const protocolMembers = protocol === 'simple' ? SIMPLE_PROTOCOL : EXTENDED_PROTOCOL
+    if (outcome.status === 'ok') ctx.sink.writeTemplate(session, protocolMembers, summary.members, tag, now - start, OK_OUTCOME)
+    else {
+      const members = [session, protocolMembers, summary.members, tag].map((f) => f.bytes.toString()).join('')
+      ctx.sink.writeMembers(`${members}${String(round(now - start))},"outcome":${JSON.stringify(outcome)}`)
+    }
     const result = outcome.status === 'ok' ? 'ok' : outcome.sqlstate === PGVEIL_REFUSED ? 'refused' : 'error'
     ctx.statementMetrics.record(summary.kind, result, (now - start) / 1000, summary.protectedRead.length > 0 || summary.protectedWritten.length > 0)
     return now
   }
 
-  private buildSessionMembers(): string {
+  /** `"event":"statement",` and the session's members, with a comma. */
+  private buildSessionMembers(): LineFragment {
     const identity = this.who.identity === null ? 'null' : JSON.stringify({ iss: this.who.identity.iss, sub: this.who.identity.sub, aud: this.who.identity.aud })
-    return (
-      `"session":${this.session},"client":${JSON.stringify(this.client)},"user":${JSON.stringify(this.user)},"database":${JSON.stringify(this.database)},` +
-      `"application_name":${JSON.stringify(this.applicationName)},"identity":${identity},"context":${JSON.stringify(this.who.context) ?? 'null'}`
+    return new LineFragment(
+      Buffer.from(
+        `"event":"statement","session":${this.session},"client":${JSON.stringify(this.client)},"user":${JSON.stringify(this.user)},"database":${JSON.stringify(this.database)},` +
+          `"application_name":${JSON.stringify(this.applicationName)},"identity":${identity},"context":${JSON.stringify(this.who.context) ?? 'null'},`,
+      ),
     )
   }
 
   private fields(): { session: number; client: string; user: string; database: string; application_name: string } {
     return { session: this.session, client: this.client, user: this.user, database: this.database, application_name: this.applicationName }
   }
+}
+
+const OK: StatementOutcome = { status: 'ok' }
+
+/** The NUL that ends a name starting at `from` (names are short: a loop before the native search). */
+function nulAt(buffer: Buffer, from: number): number {
+  const stop = Math.min(from + 64, buffer.length)
+  for (let i = from; i < stop; i++) if (buffer[i] === 0) return i
+  return buffer.indexOf(0, stop)
 }
 
 function round(ms: number): number {

@@ -66,8 +66,12 @@ describe('audit chain MAC (format 2)', () => {
     stream.on('data', (chunk: Buffer) => chunks.push(chunk))
     const writer = new ChainWriter({ to: 'test', chainKey: Buffer.from(chainKey), stream }, { written: () => {}, problem: () => {} })
     // Multi-byte characters: the MAC covers UTF-8 bytes; a long body spans several BLAKE2b blocks.
-    writer.writeBatch(Buffer.from(['{"event":"statement","n":1}', '{"event":"statement","who":"Zoë ✓"}', `{"event":"statement","pad":"${'x'.repeat(400)}"}`].join('\n')))
-    writer.writeBatch(Buffer.from('{"event":"statement","n":4}'))
+    // Three bodies lying in one buffer with bytes between them that must not be sealed, as in the audit ring.
+    const bodies = ['{"event":"statement","n":1}', '{"event":"statement","who":"Zoë ✓"}', `{"event":"statement","pad":"${'x'.repeat(400)}"}`].map((b) => Buffer.from(b))
+    const source = Buffer.concat(bodies.flatMap((b) => [Buffer.from('####'), b]))
+    const starts = [4, 4 + bodies[0]!.length + 4, 4 + bodies[0]!.length + 4 + bodies[1]!.length + 4]
+    writer.writeLines(source, starts, starts.map((s, i) => s + bodies[i]!.length), 3)
+    writer.writeLine(Buffer.from('{"event":"statement","n":4}'))
     await writer.close('2026-11-22T00:00:00.000Z')
     const text = Buffer.concat(chunks).toString('utf8')
     expect(text.endsWith('\n')).toBe(true)

@@ -1,0 +1,126 @@
+/**
+ * Templated audit lines: most of a statement line repeats (the session's members,
+ * the statement's summary, the command tag), so the proxy's thread does not copy
+ * those bytes per line. Each repeated piece is a LineFragment, defined once in the
+ * audit ring (a fragment record: its slot and bytes) and kept by the worker; a
+ * statement line is then a fixed 40-byte template record: the time, the duration
+ * and the slots of its fragments. The worker expands it into the line body
+ *
+ *   {"time":"<ISO 8601>",<fragment 0><fragment 1><fragment 2><fragment 3><duration ms><tail fragment>
+ *
+ * byte for byte what the proxy's thread would have written. Slots are reused in
+ * turn (FRAGMENT_SLOTS of them), so the worker keeps a bounded set; the proxy's
+ * side knows which definitions the worker still holds by counting them (the
+ * worker reads them in the ring's order) and defines a fragment again when its
+ * slot may have been reused.
+ */
+import { writeDigits } from './chain-writer.js'
+
+/** The first byte of a record's body: a line as is (`{`), a template, or a fragment definition. */
+export const RecordType = { Line: 0x7b, Template: 0x01, Fragment: 0x02 } as const
+
+export const FRAGMENT_SLOTS = 4096
+/** Fragments one template uses: all of them must still be held when it is expanded. */
+export const TEMPLATE_FRAGMENTS = 5
+export const TEMPLATE_BYTES = 40
+/** A fragment record: type word, slot word, bytes. */
+export const FRAGMENT_HEADER_BYTES = 8
+
+const TIME_OPEN = Buffer.from('{"time":"')
+const TIME_CLOSE = Buffer.from('",')
+const ISO_BYTES = 24
+/** `{"time":"` + ISO + `",`, and a duration's digits (16 before the point, 3 after). */
+const TEMPLATE_FIXED_BYTES = TIME_OPEN.length + ISO_BYTES + TIME_CLOSE.length + 24
+
+/** Bytes many lines share (serialized once), and where the audit ring's consumer holds them. */
+export class LineFragment {
+  readonly bytes: Buffer
+  /** The sink whose consumer holds this fragment (0: none yet). */
+  owner = 0
+  slot = 0
+  /** The sink's definition count when this fragment was defined. */
+  definedAt = 0
+
+  constructor(bytes: Buffer) {
+    this.bytes = bytes
+  }
+}
+
+/**
+ * The consumer's side: the fragments defined so far, and the expansion of
+ * template records into line bodies.
+ */
+export class TemplateExpander {
+  private readonly fragments: (Buffer | undefined)[] = new Array<Buffer | undefined>(FRAGMENT_SLOTS)
+  private lastMs = -1
+  private readonly iso = Buffer.alloc(ISO_BYTES)
+
+  /** A fragment record lying at ring[start, end). */
+  define(ring: Buffer, words: Uint32Array, start: number, end: number): void {
+    const slot = words[(start >> 2) + 1]!
+    if (slot >= FRAGMENT_SLOTS) throw new RangeError(`corrupt audit ring: fragment slot ${slot}`)
+    this.fragments[slot] = Buffer.from(ring.subarray(start + FRAGMENT_HEADER_BYTES, end))
+  }
+
+  /** Room a template at `start` needs once expanded. */
+  expandedBytes(words: Uint32Array, start: number): number {
+    let bytes = TEMPLATE_FIXED_BYTES
+    const first = (start >> 2) + 5
+    for (let i = 0; i < TEMPLATE_FRAGMENTS; i++) bytes += this.fragment(words[first + i]!).length
+    return bytes
+  }
+
+  /** Expand the template record at ring offset `start` into `out` at `at`; returns the end. */
+  expand(words: Uint32Array, start: number, out: Buffer, at: number): number {
+    const word = start >> 2
+    const ms = words[word + 1]! + words[word + 2]! * 0x1_0000_0000
+    const micros = words[word + 3]! + words[word + 4]! * 0x1_0000_0000
+    if (ms !== this.lastMs) {
+      this.lastMs = ms
+      this.iso.write(new Date(ms).toISOString(), 0, ISO_BYTES, 'latin1')
+    }
+    out.set(TIME_OPEN, at)
+    at += TIME_OPEN.length
+    out.set(this.iso, at)
+    at += ISO_BYTES
+    out.set(TIME_CLOSE, at)
+    at += TIME_CLOSE.length
+    for (let i = 0; i < TEMPLATE_FRAGMENTS - 1; i++) {
+      const fragment = this.fragment(words[word + 5 + i]!)
+      out.set(fragment, at)
+      at += fragment.length
+    }
+    at = writeMillis(out, at, micros)
+    const tail = this.fragment(words[word + 5 + TEMPLATE_FRAGMENTS - 1]!)
+    out.set(tail, at)
+    return at + tail.length
+  }
+
+  private fragment(slot: number): Buffer {
+    const fragment = this.fragments[slot]
+    if (fragment === undefined) throw new RangeError(`corrupt audit ring: template uses undefined fragment slot ${slot}`)
+    return fragment
+  }
+}
+
+/**
+ * Milliseconds given in whole microseconds, as JSON.stringify writes
+ * Math.round(ms * 1000) / 1000: `12`, `0.5`, `1.234`.
+ */
+export function writeMillis(out: Uint8Array, at: number, micros: number): number {
+  const whole = Math.floor(micros / 1000)
+  let fraction = micros - whole * 1000
+  at = writeDigits(out, at, whole)
+  if (fraction === 0) return at
+  out[at++] = 0x2e
+  let digits = 3
+  while (fraction % 10 === 0) {
+    fraction /= 10
+    digits--
+  }
+  for (let i = digits - 1; i >= 0; i--) {
+    out[at + i] = 0x30 + (fraction % 10)
+    fraction = Math.floor(fraction / 10)
+  }
+  return at + digits
+}
