@@ -68,6 +68,8 @@ export class StatementMetrics {
 
 const OUTCOMES = ['ok', 'error', 'refused'] as const
 
+/** Longer SQL texts are not remembered between messages. */
+const MAX_REMEMBERED_SQL_BYTES = 16 * 1024
 const UNKNOWN_STATEMENT: StatementSummary = withJson({ kind: 'unknown', statement: '(unknown prepared statement)', fingerprint: '', tables: [], protectedRead: [], protectedWritten: [] })
 // The fragments of a statement line (see AuditSink.writeTemplate), serialized once.
 const OK_OUTCOME = new LineFragment(Buffer.from(',"outcome":{"status":"ok"}}'))
@@ -200,14 +202,14 @@ export class SessionAudit {
     const code = buffer[start]
     switch (code) {
       case FrontendCode.Query: {
-        const sql = buffer.toString('utf8', start + 5, end - 1)
-        this.queue.push(Pending.Query, { summaries: this.ctx().summarizer.summarize(sql), index: 0, start: performance.now() })
+        // Not remembered: a simple Query's text usually differs in its literals from the last one (the summarizer's cache takes them by shape).
+        this.queue.push(Pending.Query, { summaries: this.ctx().summarizer.summarize(buffer.toString('utf8', start + 5, end - 1)), index: 0, start: performance.now() })
         break
       }
       case FrontendCode.Parse: {
         const nameEnd = nulAt(buffer, start + 5)
         const sqlEnd = buffer.indexOf(0, nameEnd + 1)
-        const summary = this.ctx().summarizer.summarize(buffer.toString('utf8', nameEnd + 1, sqlEnd))[0] ?? UNKNOWN_STATEMENT
+        const summary = this.summarizeParsed(buffer, nameEnd + 1, sqlEnd)[0] ?? UNKNOWN_STATEMENT
         if (nameEnd === start + 5) this.unnamedStatement = summary
         else {
           this.statements.set(buffer.toString('latin1', start + 5, nameEnd), summary)
@@ -246,6 +248,33 @@ export class SessionAudit {
         break
     }
   }
+
+  /**
+   * The summaries of a Parse's SQL text in buffer[start, end). The same text parsed
+   * again (drivers that parse an unnamed statement for every execution) is recognised
+   * by its bytes, without decoding or scanning it.
+   */
+  private summarizeParsed(buffer: Buffer, start: number, end: number): readonly StatementSummary[] {
+    const summarizer = this.ctx().summarizer
+    const length = end - start
+    if (summarizer === this.lastSummarizer && length === this.lastSqlLength && buffer.compare(this.lastSql, 0, length, start, end) === 0) return this.lastSummaries
+    const summaries = summarizer.summarize(buffer.toString('utf8', start, end))
+    if (length <= MAX_REMEMBERED_SQL_BYTES) {
+      if (this.lastSql.length < length) this.lastSql = Buffer.allocUnsafe(Math.max(length, 2 * this.lastSql.length))
+      buffer.copy(this.lastSql, 0, start, end)
+      this.lastSqlLength = length
+      this.lastSummaries = summaries
+      this.lastSummarizer = summarizer
+    }
+    return summaries
+  }
+
+  /** The last Parse's SQL text (its bytes, in a buffer reused from one text to the next), and what it gave. */
+  private lastSql = Buffer.allocUnsafe(256)
+  private lastSqlLength = -1
+  private lastSummaries: readonly StatementSummary[] = []
+  /** The summarizer changes when the policy is reloaded: a remembered summary is only good for its own. */
+  private lastSummarizer: StatementSummarizer | null = null
 
   /** A message the client receives (Ready phase). */
   onClientBound(buffer: Buffer, start: number, end: number): void {

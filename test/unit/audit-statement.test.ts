@@ -113,4 +113,39 @@ describe('session audit', () => {
     expect(lines.find((l) => l.event === 'identity_set')).toMatchObject({ session: 42, client: '10.0.0.9:5000', user: 'app', database: 'shop', application_name: 'api', sub: 'alice' })
     expect(lines.find((l) => l.event === 'disconnect')).toMatchObject({ session: 42, statements: 2 })
   })
+
+  it('summarizes each Parse by its own text: a text parsed again, another text, and the same text after a policy reload', async () => {
+    const stream = new PassThrough()
+    let text = ''
+    stream.on('data', (chunk: Buffer) => (text += chunk.toString()))
+    const metrics = createMetrics({ defaultMetrics: false })
+    const sink = AuditSink.open({ to: 'test', chainKey: Buffer.alloc(32, 6), stream })
+    // After a reload the policy protects nothing: the same text must then name no protected column.
+    const reloaded = await StatementSummarizer.create(null)
+    let ctx = { sink, summarizer, metrics, statementMetrics: new StatementMetrics(metrics) }
+    const audit = new SessionAudit(() => ctx, 7, '10.0.0.9:5001')
+    audit.startup('app', 'shop', 'api')
+    const execute = (sql: string): void => {
+      for (const frame of [serialize.parse({ text: sql }), serialize.bind(), serialize.execute(), serialize.sync()]) audit.onClientFrame(frame, 0, frame.length)
+      for (const frame of [Buffer.from([0x31, 0, 0, 0, 4]), Buffer.from([0x32, 0, 0, 0, 4]), Buffer.concat([Buffer.from([0x43, 0, 0, 0, 13]), Buffer.from('SELECT 1\0')]), Buffer.from([0x5a, 0, 0, 0, 5, 0x49])]) {
+        audit.onClientBound(frame, 0, frame.length)
+      }
+    }
+    execute('SELECT email FROM users WHERE id = $1')
+    execute('SELECT email FROM users WHERE id = $1')
+    execute('SELECT username FROM users WHERE id = $1')
+    execute('SELECT email FROM users WHERE id = $1')
+    ctx = { ...ctx, summarizer: reloaded }
+    execute('SELECT email FROM users WHERE id = $1')
+    audit.end()
+    await sink.close()
+    const statements = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'statement')
+    expect(statements.map((l) => [l.statement, l.protected_read])).toEqual([
+      ['SELECT email FROM users WHERE id = $1', ['public.users.email']],
+      ['SELECT email FROM users WHERE id = $1', ['public.users.email']],
+      ['SELECT username FROM users WHERE id = $1', []],
+      ['SELECT email FROM users WHERE id = $1', ['public.users.email']],
+      ['SELECT email FROM users WHERE id = $1', []],
+    ])
+  })
 })
