@@ -39,6 +39,19 @@ function collect(): { stream: PassThrough; text: () => string } {
   return { stream, text: () => Buffer.concat(chunks).toString('utf8') }
 }
 
+/** A destination that takes every chunk but confirms none until the test calls the next of `stalled`. */
+function stalledDestination(): { written: Buffer[]; stalled: (() => void)[]; slow: Writable } {
+  const written: Buffer[] = []
+  const stalled: (() => void)[] = []
+  const slow = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      written.push(chunk)
+      stalled.push(() => callback())
+    },
+  })
+  return { written, stalled, slow }
+}
+
 describe('ring records', () => {
   it('wrap around the end of the ring intact and in order, with padding skipped', () => {
     const memory = createRingMemory(4096)
@@ -181,14 +194,7 @@ describe('audit sink through the ring', () => {
   })
 
   it('drops lines while a stalled destination keeps the ring full, counts and announces them, and the chain verifies', async () => {
-    const written: Buffer[] = []
-    const stalled: (() => void)[] = []
-    const slow = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        written.push(chunk)
-        stalled.push(() => callback())
-      },
-    })
+    const { written, stalled, slow } = stalledDestination()
     const metrics = createMetrics({ defaultMetrics: false })
     const maxBacklogBytes = 64 * 1024
     const sink = AuditSink.open({ to: 'test', chainKey: Buffer.from(KEY), stream: slow, metrics, maxBacklogBytes })
@@ -229,14 +235,7 @@ describe('audit sink through the ring', () => {
   })
 
   it('announces lines still unannounced at close even when the ring is full', async () => {
-    const written: Buffer[] = []
-    const stalled: (() => void)[] = []
-    const slow = new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        written.push(chunk)
-        stalled.push(() => callback())
-      },
-    })
+    const { written, stalled, slow } = stalledDestination()
     const metrics = createMetrics({ defaultMetrics: false })
     const sink = AuditSink.open({ to: 'test', chainKey: Buffer.from(KEY), stream: slow, metrics, maxBacklogBytes: 64 * 1024 })
     for (let i = 0; i < 600; i++) {
