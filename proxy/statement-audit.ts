@@ -111,7 +111,13 @@ interface ExtendedEntry {
   readonly start: number
 }
 
-type Entry = QueryEntry | ExtendedEntry
+/** A Close of a named statement or portal: forgotten once PostgreSQL confirms it (it skips the Close after an error in the pipeline). */
+interface CloseEntry {
+  readonly closes: 'statement' | 'portal'
+  readonly name: string
+}
+
+type Entry = QueryEntry | ExtendedEntry | CloseEntry
 
 export class SessionAudit {
   /** Who is behind the session: changed only through setIdentity (statement lines cache it). */
@@ -235,9 +241,13 @@ export class SessionAudit {
       case FrontendCode.Describe:
         this.queue.push(buffer[start + 5] === 0x53 ? Pending.DescribeStatement : Pending.DescribePortal)
         break
-      case FrontendCode.Close:
-        this.queue.push(Pending.Close)
+      case FrontendCode.Close: {
+        const nameEnd = nulAt(buffer, start + 6)
+        // The unnamed ones are replaced by the next Parse or Bind: nothing to forget.
+        if (nameEnd === start + 6) this.queue.push(Pending.Close)
+        else this.queue.push(Pending.Close, { closes: buffer[start + 5] === 0x53 ? 'statement' : 'portal', name: buffer.toString('latin1', start + 6, nameEnd) })
         break
+      }
       case FrontendCode.Sync:
         this.queue.push(Pending.Sync)
         break
@@ -282,9 +292,20 @@ export class SessionAudit {
     switch (buffer[start]) {
       case BackendCode.DataRow:
         break
+      case BackendCode.CloseComplete: {
+        const entry = queue.peekContext() as CloseEntry | undefined
+        if (entry !== undefined) {
+          if (entry.closes === 'portal') this.portals.delete(entry.name)
+          else {
+            this.statements.delete(entry.name)
+            this.lastBoundName = null
+          }
+        }
+        queue.shift()
+        break
+      }
       case BackendCode.ParseComplete:
       case BackendCode.BindComplete:
-      case BackendCode.CloseComplete:
       case BackendCode.NoData:
         queue.shift()
         break

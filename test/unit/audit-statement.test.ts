@@ -148,4 +148,51 @@ describe('session audit', () => {
       ['SELECT email FROM users WHERE id = $1', []],
     ])
   })
+
+  it('forgets a named statement once PostgreSQL confirms its Close, and keeps it when the Close was skipped after an error', async () => {
+    const stream = new PassThrough()
+    let text = ''
+    stream.on('data', (chunk: Buffer) => (text += chunk.toString()))
+    const metrics = createMetrics({ defaultMetrics: false })
+    const sink = AuditSink.open({ to: 'test', chainKey: Buffer.alloc(32, 8), stream })
+    const ctx = { sink, summarizer, metrics, statementMetrics: new StatementMetrics(metrics) }
+    const audit = new SessionAudit(() => ctx, 9, '10.0.0.9:5002')
+    audit.startup('app', 'shop', 'api')
+    const client = (...frames: Buffer[]): void => frames.forEach((frame) => audit.onClientFrame(frame, 0, frame.length))
+    const server = (...frames: Buffer[]): void => frames.forEach((frame) => audit.onClientBound(frame, 0, frame.length))
+    const parseComplete = Buffer.from([0x31, 0, 0, 0, 4])
+    const bindComplete = Buffer.from([0x32, 0, 0, 0, 4])
+    const closeComplete = Buffer.from([0x33, 0, 0, 0, 4])
+    const selected = Buffer.concat([Buffer.from([0x43, 0, 0, 0, 13]), Buffer.from('SELECT 1\0')])
+    const ready = Buffer.from([0x5a, 0, 0, 0, 5, 0x49])
+    const failed = (code: string): Buffer => {
+      const body = Buffer.from(`SERROR\0C${code}\0Mfailed\0Fpostgres.c\0\0`)
+      return Buffer.concat([Buffer.from([0x45]), Buffer.from([0, 0, 0, body.length + 4]), body])
+    }
+    const run = (): void => {
+      client(serialize.bind({ statement: 's1' }), serialize.execute(), serialize.sync())
+      server(bindComplete, selected, ready)
+    }
+    client(serialize.parse({ name: 's1', text: 'SELECT email FROM users WHERE id = $1' }), serialize.sync())
+    server(parseComplete, ready)
+    run()
+    // An earlier message fails: PostgreSQL skips the Close, so s1 is still there.
+    client(serialize.parse({ name: '', text: 'SELEC oops' }), serialize.close({ type: 'S', name: 's1' }), serialize.sync())
+    server(failed('42601'), ready)
+    run()
+    // Confirmed: s1 is gone, and a Bind of it fails as PostgreSQL says.
+    client(serialize.close({ type: 'S', name: 's1' }), serialize.sync())
+    server(closeComplete, ready)
+    client(serialize.bind({ statement: 's1' }), serialize.execute(), serialize.sync())
+    server(failed('26000'), ready)
+    audit.end()
+    await sink.close()
+    const statements = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'statement')
+    expect(statements.map((l) => [l.statement, (l.outcome as { status: string; sqlstate?: string }).sqlstate ?? 'ok'])).toEqual([
+      ['SELECT email FROM users WHERE id = $1', 'ok'],
+      [expect.stringMatching(/^SELEC oops/), '42601'],
+      ['SELECT email FROM users WHERE id = $1', 'ok'],
+      ['(unknown prepared statement)', '26000'],
+    ])
+  })
 })
