@@ -6,6 +6,7 @@
  */
 import type pg from 'pg'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
+import { ViewReferences, type DependentView } from '../policy/view-references.js'
 import { TypeOid } from '../protocol/types.js'
 import type { Logger } from './log.js'
 import { connectAsPgveil } from './own-connection.js'
@@ -27,9 +28,12 @@ export class DatabaseCatalog {
   readonly problems: readonly CatalogProblem[]
   /** "schema.table" → every column of a protected table, in attribute order (for COPY without a column list). */
   private readonly columnOrder: ReadonlyMap<string, readonly string[]>
+  /** Views over protected columns: statements that read or write through them are refused. */
+  readonly views: ViewReferences
 
-  constructor(entries: { tableOid: number; attnum: number; column: ColumnPolicy }[], problems: CatalogProblem[], columnOrder: ReadonlyMap<string, readonly string[]> = new Map()) {
+  constructor(entries: { tableOid: number; attnum: number; column: ColumnPolicy }[], problems: CatalogProblem[], columnOrder: ReadonlyMap<string, readonly string[]> = new Map(), views: readonly DependentView[] = []) {
     this.columnOrder = columnOrder
+    this.views = new ViewReferences(views)
     for (const { tableOid, attnum, column } of entries) {
       let table = this.byTable.get(tableOid)
       if (table === undefined) this.byTable.set(tableOid, (table = new Map()))
@@ -71,6 +75,44 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE c.relkind IN ('r', 'p', 'f')
   AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
+
+/** Views and materialized views over protected columns, and views over those, with the protected columns each reads. */
+const DEPENDENT_VIEWS_SQL = `
+WITH RECURSIVE dependent(oid, origin) AS (
+  SELECT r.ev_class, tn.nspname || '.' || t.relname || '.' || a.attname
+    FROM pg_catalog.pg_depend d
+    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+    JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+    JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+   WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+     AND r.ev_class <> t.oid
+     AND (tn.nspname, t.relname, a.attname) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+  UNION
+  SELECT r.ev_class, dependent.origin
+    FROM dependent
+    JOIN pg_catalog.pg_depend d ON d.refobjid = dependent.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+   WHERE r.ev_class <> dependent.oid
+)
+SELECT n.nspname AS schema, c.relname AS name, c.relkind = 'm' AS materialized, string_agg(DISTINCT dependent.origin, ', ' ORDER BY dependent.origin) AS origins
+  FROM dependent
+  JOIN pg_catalog.pg_class c ON c.oid = dependent.oid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ GROUP BY n.nspname, c.relname, c.relkind
+ ORDER BY 1, 2`
+
+/** The views and materialized views of the connected database that read a protected column, directly or through other views. */
+export async function loadDependentViews(client: pg.Client, policy: Policy): Promise<DependentView[]> {
+  if (policy.isEmpty) return []
+  const columns = policy.columns
+  const result = await client.query<{ schema: string; name: string; materialized: boolean; origins: string }>(DEPENDENT_VIEWS_SQL, [
+    columns.map((column) => column.schema),
+    columns.map((column) => column.table),
+    columns.map((column) => column.column),
+  ])
+  return result.rows.map(({ schema, name, materialized, origins }) => ({ qualified: `${schema}.${name}`, materialized, origins }))
+}
 
 /** An SQL identifier, double-quoted. */
 export function quoteIdent(name: string): string {
@@ -114,7 +156,7 @@ export async function loadDatabaseCatalog(client: pg.Client, policy: Policy): Pr
     }
   }
   const orders = new Map([...columnOrder].map(([table, columns]) => [table, columns.sort((a, b) => a.attnum - b.attnum).map((c) => c.name)] as const))
-  return new DatabaseCatalog(entries, problems, orders)
+  return new DatabaseCatalog(entries, problems, orders, await loadDependentViews(client, policy))
 }
 
 export interface CatalogMapOptions {
@@ -124,10 +166,18 @@ export interface CatalogMapOptions {
   logger: Logger
 }
 
+/**
+ * A new session reads the catalog again when the cached one is older than this:
+ * views (and tables) created straight in PostgreSQL, not through pgveil, reach new
+ * sessions within this time. DDL through pgveil refreshes it at once.
+ */
+export const CATALOG_MAX_AGE_MS = 60_000
+
 /** Catalogs per database, loaded once at a time (concurrent callers share one load). */
 export class CatalogMap {
   private readonly options: CatalogMapOptions
   private readonly catalogs = new Map<string, DatabaseCatalog>()
+  private readonly loadedAt = new Map<string, number>()
   private readonly loading = new Map<string, Promise<DatabaseCatalog>>()
 
   constructor(options: CatalogMapOptions) {
@@ -140,12 +190,13 @@ export class CatalogMap {
   }
 
   /**
-   * The database's catalog: the cached one when it found every protected column, else
-   * read again (once, however many sessions ask), so tables created since are seen.
+   * The database's catalog: the cached one when it found every protected column and
+   * is younger than CATALOG_MAX_AGE_MS, else read again (once, however many sessions
+   * ask), so tables and views created since are seen.
    */
   load(database: string): Promise<DatabaseCatalog> {
     const cached = this.catalogs.get(database)
-    if (cached !== undefined && cached.problems.length === 0) return Promise.resolve(cached)
+    if (cached !== undefined && cached.problems.length === 0 && Date.now() - (this.loadedAt.get(database) ?? 0) < CATALOG_MAX_AGE_MS) return Promise.resolve(cached)
     const pending = this.loading.get(database)
     if (pending !== undefined) return pending
     const load = this.fetch(database).finally(() => this.loading.delete(database))
@@ -165,6 +216,7 @@ export class CatalogMap {
     try {
       const catalog = await loadDatabaseCatalog(client, policy)
       this.catalogs.set(database, catalog)
+      this.loadedAt.set(database, Date.now())
       for (const problem of catalog.problems) logger.warn('protected column not usable', { database, column: problem.column.qualified, problem: problem.message, fix: problem.fix })
       return catalog
     } finally {

@@ -147,6 +147,8 @@ export class SessionCrypto {
   /** A simple-protocol Query: literals encrypted, or the refused statement replaced by a failing one. */
   rewriteQuery(frame: Buffer): { frame: Buffer; refusal: Buffer | null; copy: CopySpec | null } {
     const { sql } = decodeQuery(frame)
+    const throughView = this.viewRefusal(sql)
+    if (throughView !== null) return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(throughView), copy: null }
     const analysis = this.ctx.analyzer.analyze(sql)
     if (analysis.action === 'passthrough') return { frame, refusal: null, copy: null }
     const copy = copyOf(analysis)
@@ -173,6 +175,8 @@ export class SessionCrypto {
 
   onParse(frame: Buffer): Forward {
     const parse = decodeParse(frame)
+    const throughView = this.viewRefusal(parse.sql)
+    if (throughView !== null) return this.refuse(throughView)
     const analysis = this.ctx.analyzer.analyze(parse.sql)
     if (analysis.action === 'passthrough') {
       this.statements.set(parse.name, plainStatement())
@@ -274,6 +278,21 @@ export class SessionCrypto {
   close(target: 'S' | 'P', name: string): void {
     if (target === 'S') this.statements.delete(name)
     else this.portals.delete(name)
+  }
+
+  /** The refusal of a statement that reads or writes through a view over protected columns (see policy/view-references.ts), or null. */
+  private viewRefusal(sql: string): ErrorFields | null {
+    const views = this.catalog?.views
+    if (views === undefined) return null
+    const view = views.namedIn(sql)
+    if (view === null) return null
+    const kind = view.materialized ? 'materialized view' : 'view'
+    return {
+      severity: 'ERROR',
+      code: PGVEIL_REFUSED,
+      message: `"${view.qualified}" is a ${kind} that reads encrypted column${view.origins.includes(', ') ? 's' : ''} ${view.origins}: pgveil cannot decrypt through a ${kind} or see conditions written against it`,
+      hint: 'query the table itself through pgveil',
+    }
   }
 
   /** Replace a refused message by a failing statement PostgreSQL runs in its place. */

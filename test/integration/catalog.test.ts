@@ -4,9 +4,9 @@
  * reported with the statement that fixes them.
  */
 import pg from 'pg'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Policy, type ColumnPolicy } from '../../policy/policy.js'
-import { CatalogMap } from '../../proxy/catalog.js'
+import { CATALOG_MAX_AGE_MS, CatalogMap } from '../../proxy/catalog.js'
 import { silentLogger } from '../../proxy/log.js'
 import { parseUpstreamUrl } from '../../proxy/upstream-url.js'
 import { dependentViewProblems } from '../../proxy/view-check.js'
@@ -103,12 +103,38 @@ describe('pgveil check: views over protected columns', () => {
       const problems = await dependentViewProblems(direct, policy)
       expect(problems).toEqual([
         expect.stringMatching(/^materialized view public\.ibans reads protected column billing\.accounts\.iban: [^]*fix: [^]*DROP MATERIALIZED VIEW public\.ibans/),
-        expect.stringMatching(/^view public\.user_mail reads protected column public\.users\.email: pgveil cannot decrypt through a view [^]*reaches PostgreSQL as written[^]*DROP VIEW public\.user_mail /),
+        expect.stringMatching(/^view public\.user_mail reads protected column public\.users\.email: pgveil cannot decrypt through a view, so it refuses statements that read or write through it[^]*DROP VIEW public\.user_mail /),
         expect.stringMatching(/^view public\.user_mail_again reads protected column public\.users\.email: /),
       ])
     } finally {
       await direct.query('DROP VIEW user_mail_again, user_mail, user_names; DROP MATERIALIZED VIEW ibans')
     }
     expect(await dependentViewProblems(direct, policy)).toEqual([])
+  })
+
+  it('sessions learn views created straight in PostgreSQL once the cached catalog is older than CATALOG_MAX_AGE_MS', async () => {
+    const policy = new Policy([column('public', 'users', 'email')])
+    const map = new CatalogMap({ target: parseUpstreamUrl(`${server.url(database)}?sslmode=disable`), connectTimeoutMs: 5_000, policy, logger: silentLogger })
+    const first = await map.load(database)
+    expect(first.views.namedIn('SELECT * FROM late_mail')).toBeNull()
+    await direct.query('CREATE VIEW late_mail AS SELECT email FROM users')
+    const now = Date.now()
+    const clock = vi.spyOn(Date, 'now')
+    try {
+      clock.mockReturnValue(now + CATALOG_MAX_AGE_MS - 1_000)
+      expect(await map.load(database)).toBe(first)
+      clock.mockReturnValue(now + CATALOG_MAX_AGE_MS + 1_000)
+      const fresh = await map.load(database)
+      expect(fresh).not.toBe(first)
+      expect(fresh.views.namedIn('SELECT * FROM late_mail WHERE email = $1')).toMatchObject({ qualified: 'public.late_mail', origins: 'public.users.email' })
+      // DDL on the view, and statements not going through it, are not refused.
+      expect(fresh.views.namedIn('DROP VIEW late_mail')).toBeNull()
+      expect(fresh.views.namedIn("SELECT 'late_mail' AS name FROM users")).toBeNull()
+      expect(fresh.views.namedIn('INSERT INTO late_mail (email) VALUES ($1)')).not.toBeNull()
+      expect(fresh.views.namedIn('SELEC * FROM late_mail')).not.toBeNull()
+    } finally {
+      clock.mockRestore()
+      await direct.query('DROP VIEW late_mail')
+    }
   })
 })

@@ -315,21 +315,44 @@ describe('volume, pipelines, ORMs and DDL', () => {
     expect(stored.rows[0]!.secret.includes('late secret')).toBe(false)
   })
 
-  it('never passes an envelope it cannot attribute (a view over a protected table) to the client', async () => {
-    await direct.query('CREATE OR REPLACE VIEW user_emails AS SELECT username, email FROM users')
-    await expect(through('SELECT * FROM user_emails')).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('result column "email" holds values encrypted by pgveil') })
-    await expect(through('SELECT * FROM user_emails', [], { binary: true } as pg.ClientConfig)).rejects.toMatchObject({ code: 'PV001' })
+  it('never passes an envelope it cannot attribute (a function returning a protected column) to the client', async () => {
+    // A function's result is not a view pgveil knows of: only the row check stands between its ciphertext and the client.
+    await direct.query('CREATE OR REPLACE FUNCTION user_emails() RETURNS TABLE (username text, email bytea) LANGUAGE sql AS $$SELECT username, email FROM users$$')
+    await expect(through('SELECT * FROM user_emails()')).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('result column "email" holds values encrypted by pgveil') })
+    await expect(through('SELECT * FROM user_emails()', [], { binary: true } as pg.ClientConfig)).rejects.toMatchObject({ code: 'PV001' })
     // Ordinary bytea values still pass.
-    const plain = await through<{ b: Buffer }>("SELECT '\\x0102ff'::bytea AS b, username FROM user_emails LIMIT 1")
+    const plain = await through<{ b: Buffer }>("SELECT '\\x0102ff'::bytea AS b, username FROM user_emails() LIMIT 1")
     expect(plain.rows[0]!.b).toEqual(Buffer.from([1, 2, 255]))
   })
 
-  it('keeps guarding a view over a protected table for prepared statements executed without a Describe', async () => {
-    await direct.query('CREATE OR REPLACE VIEW user_emails AS SELECT username, email FROM users')
+  it('refuses statements that read or write through a view over a protected column, in both protocols, so their values never reach PostgreSQL', async () => {
+    const client = new pg.Client({ connectionString: proxyUrl })
+    await client.connect()
+    try {
+      // DDL through pgveil: the session's catalog (and the next sessions') learn the view.
+      await client.query('CREATE VIEW user_mail AS SELECT username, email FROM users')
+      await client.query('CREATE VIEW user_mail_names AS SELECT username FROM user_mail')
+      const refusal = { code: 'PV001', message: expect.stringContaining('"public.user_mail" is a view that reads encrypted column public.users.email') }
+      await expect(client.query("SELECT username FROM user_mail WHERE email = 'leak-view-literal@example.com'")).rejects.toMatchObject(refusal)
+      await expect(client.query('SELECT username FROM public.user_mail WHERE email = $1', ['leak-view-param@example.com'])).rejects.toMatchObject(refusal)
+      await expect(through("UPDATE user_mail SET username = 'x' WHERE email = 'leak-view-update@example.com'")).rejects.toMatchObject(refusal)
+      await expect(through("SELECT * FROM user_mail_names WHERE username = 'leak-view-nested'")).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('"public.user_mail_names" is a view') })
+      await expect(through("SELECT * FROM users WHERE username IN (SELECT username FROM user_mail WHERE email = 'leak-view-sub')")).rejects.toMatchObject(refusal)
+      // Statements that do not go through the view, and DDL on it, go on.
+      expect((await client.query("SELECT email FROM users WHERE username = 'admin'")).rows).toEqual([{ email: 'admin@example.com' }])
+      await client.query('DROP VIEW user_mail_names, user_mail')
+    } finally {
+      await client.end()
+    }
+    expect(server.readLog()).not.toContain('leak-view')
+  })
+
+  it('keeps guarding a function returning a protected column for prepared statements executed without a Describe', async () => {
+    await direct.query('CREATE OR REPLACE FUNCTION user_emails() RETURNS TABLE (username text, email bytea) LANGUAGE sql AS $$SELECT username, email FROM users$$')
     const sql = postgres(proxyUrl, { max: 1, prepare: true })
     try {
       // postgres.js describes each statement once, then only binds and executes it.
-      const view = () => sql`SELECT email FROM user_emails WHERE username = ${'nobody'}`
+      const view = () => sql`SELECT email FROM user_emails() WHERE username = ${'nobody'}`
       expect(await view()).toEqual([])
       // Another statement described in between must not change what is known of the first.
       expect(await sql`SELECT ${'x'}::text AS t`).toEqual([{ t: 'x' }])
