@@ -25,7 +25,7 @@ import {
 import { SqlState, WireError, type ErrorFields } from '../protocol/errors.js'
 import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeParse, encodeQuery } from '../protocol/frontend.js'
 import { TYPE_CODECS, TypeOid, type PolicyType, type SessionFormat } from '../protocol/types.js'
-import type { CatalogMap, DatabaseCatalog } from './catalog.js'
+import { CATALOG_MAX_AGE_MS, type CatalogMap, type DatabaseCatalog } from './catalog.js'
 import { CopyRowError, CopyRowTransformer, type FieldTransform } from './copy-crypto.js'
 import type { Metrics } from '../audit/metrics.js'
 import { ColumnAccessError, OPEN_ACCESS, type ColumnAccessView } from '../policy/access.js'
@@ -131,6 +131,7 @@ export class SessionCrypto {
 
   async loadCatalog(): Promise<void> {
     this.catalog = await this.ctx.catalogs.load(this.database)
+    this.#catalogAsked = Date.now()
   }
 
   /** DDL ran: the catalog is read again before the client gets its next ReadyForQuery. */
@@ -139,8 +140,35 @@ export class SessionCrypto {
   async refreshCatalog(): Promise<void> {
     this.ctx.catalogs.invalidate(this.database)
     this.catalog = await this.ctx.catalogs.load(this.database)
+    this.#catalogAsked = Date.now()
     this.catalogStale = false
   }
+
+  /**
+   * At a ReadyForQuery: when this session last asked for its catalog over
+   * CATALOG_MAX_AGE_MS ago, it asks again in the background (the map reads the
+   * database only when its own copy is that old), so views created straight in
+   * PostgreSQL reach open sessions too. Statements meanwhile use the catalog held.
+   */
+  refreshIfOld(): void {
+    if (this.#refreshing || Date.now() - this.#catalogAsked < CATALOG_MAX_AGE_MS) return
+    this.#refreshing = true
+    this.#catalogAsked = Date.now()
+    this.ctx.catalogs.load(this.database).then(
+      (catalog) => {
+        this.catalog = catalog
+        this.#refreshing = false
+      },
+      (error: Error) => {
+        // The catalog held stays: the next ReadyForQuery a minute on tries again.
+        this.ctx.logger.warn('could not read the catalog again', { database: this.database, error: error.message })
+        this.#refreshing = false
+      },
+    )
+  }
+
+  #catalogAsked = 0
+  #refreshing = false
 
   // --- client → PostgreSQL ----------------------------------------------------
 

@@ -855,6 +855,7 @@ export class ClientSession implements CancelTarget {
         this.copyOut = null
         crypto.queryRowPlan = null
         crypto.reportCounts()
+        crypto.refreshIfOld()
         break
       case BackendCode.ParameterStatus:
         this.noteParameterStatus(crypto, frame)

@@ -12,13 +12,14 @@ import pg from 'pg'
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams'
 import { serialize } from 'pg-protocol'
 import postgres from 'postgres'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Keyring } from '../../policy/keyring.js'
 import { Policy, type ColumnPolicy } from '../../policy/policy.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { runProgram } from '../harness/programs.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
 import { RawClient } from '../harness/raw-client.js'
+import { CATALOG_MAX_AGE_MS } from '../../proxy/catalog.js'
 
 const server = getTestPostgres()
 let database: string
@@ -345,6 +346,33 @@ describe('volume, pipelines, ORMs and DDL', () => {
       await client.end()
     }
     expect(server.readLog()).not.toContain('leak-view')
+  })
+
+  it('an open session learns a view created straight in PostgreSQL once its catalog is over a minute old', async () => {
+    const client = new pg.Client({ connectionString: proxyUrl })
+    await client.connect()
+    const clock = vi.spyOn(Date, 'now')
+    try {
+      expect((await client.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }])
+      await direct.query('CREATE VIEW open_mail AS SELECT username, email FROM users')
+      // Not known yet: the row check still stands (no row here carries an envelope).
+      expect((await client.query('SELECT username FROM open_mail WHERE false')).rows).toEqual([])
+      const later = Date.now() + CATALOG_MAX_AGE_MS + 1_000
+      clock.mockReturnValue(later)
+      // The next ReadyForQuery starts the refresh in the background; statements go on meanwhile.
+      let refused = false
+      for (let attempt = 0; attempt < 50 && !refused; attempt++) {
+        refused = await client.query('SELECT username FROM open_mail WHERE false').then(() => false, (error: { code?: string }) => error.code === 'PV001')
+        if (!refused) await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      expect(refused).toBe(true)
+      await expect(client.query("SELECT username FROM open_mail WHERE email = 'leak-open-session@example.com'")).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('"public.open_mail" is a view') })
+    } finally {
+      clock.mockRestore()
+      await client.end()
+      await direct.query('DROP VIEW open_mail')
+    }
+    expect(server.readLog()).not.toContain('leak-open-session')
   })
 
   it('keeps guarding a function returning a protected column for prepared statements executed without a Describe', async () => {
