@@ -461,7 +461,9 @@ export class ClientSession implements CancelTarget {
         return true
       }
     }
-    if (this.crypto !== null) return this.onCryptoUpstreamFrame(this.crypto, buffer.subarray(start, end))
+    if (this.crypto !== null) {
+      return buffer[start] === BackendCode.DataRow ? this.onCryptoDataRow(this.crypto, buffer, start, end) : this.onCryptoUpstreamFrame(this.crypto, buffer.subarray(start, end))
+    }
     if (this.audit !== null) this.audit.onClientBound(buffer, start, end)
     this.advancePending(buffer, start, end)
     this.toClient.pushRange(buffer, start, end)
@@ -757,6 +759,39 @@ export class ClientSession implements CancelTarget {
   }
 
   /** Decides what the client gets for each reply (decrypted, rewritten, or nothing); queue bookkeeping is advancePending's. */
+  /**
+   * A DataRow, given as bytes [start, end) of the read buffer (the row of a large
+   * result is the hot path: no view of it is made): decrypted into the session's row
+   * slab, or passed on as it came.
+   */
+  private onCryptoDataRow(crypto: SessionCrypto, buffer: Buffer, start: number, end: number): boolean {
+    const head = this.pending.peek()
+    const context = this.pending.peekContext()
+    const plan: RowPlan | null = head === Pending.Query ? crypto.queryRowPlan : context?.kind === 'execute' ? context.portal.rowPlan : null
+    if (plan !== null && plan.fields.length > 0) {
+      try {
+        if (crypto.decryptRow(buffer, start, end, plan)) {
+          const rows = crypto.rows
+          this.replyRangeToClient(rows.buffer, rows.rowStart, rows.position)
+          return true
+        }
+      } catch (error) {
+        if (error instanceof ColumnAccessError && this.identity !== null) {
+          // The result is withheld: the client gets the error, nothing more of it.
+          this.identity.withholdUntilReady()
+          this.replyToClient(encodeErrorResponse(error.toFields()))
+          return true
+        }
+        if (!(error instanceof DecryptionError || error instanceof UnattributedCiphertextError)) throw error
+        this.failDecryption(error)
+        return false
+      }
+    }
+    // DataRow moves no pending entry (advancePending): only the bytes go on.
+    this.replyRangeToClient(buffer, start, end)
+    return true
+  }
+
   private onCryptoUpstreamFrame(crypto: SessionCrypto, frame: Buffer): boolean {
     const head = this.pending.peek()
     const context = this.pending.peekContext()
@@ -775,29 +810,6 @@ export class ClientSession implements CancelTarget {
       case BackendCode.CopyDone:
         this.copyOut = null
         break
-      case BackendCode.DataRow: {
-        const plan: RowPlan | null = head === Pending.Query ? crypto.queryRowPlan : context?.kind === 'execute' ? context.portal.rowPlan : null
-        if (plan !== null && plan.fields.length > 0) {
-          try {
-            if (crypto.decryptRow(frame, 0, frame.length, plan)) {
-              const rows = crypto.rows
-              this.replyRangeToClient(rows.buffer, rows.rowStart, rows.position)
-              return true
-            }
-          } catch (error) {
-            if (error instanceof ColumnAccessError && this.identity !== null) {
-              // The result is withheld: the client gets the error, nothing more of it.
-              this.identity.withholdUntilReady()
-              this.replyToClient(encodeErrorResponse(error.toFields()))
-              return true
-            }
-            if (!(error instanceof DecryptionError || error instanceof UnattributedCiphertextError)) throw error
-            this.failDecryption(error)
-            return false
-          }
-        }
-        break
-      }
       case BackendCode.ParseComplete:
       case BackendCode.CloseComplete:
         if (context?.kind === 'suppress') out = null
