@@ -462,7 +462,7 @@ export class ClientSession implements CancelTarget {
       }
     }
     if (this.crypto !== null) {
-      return buffer[start] === BackendCode.DataRow ? this.onCryptoDataRow(this.crypto, buffer, start, end) : this.onCryptoUpstreamFrame(this.crypto, buffer.subarray(start, end))
+      return buffer[start] === BackendCode.DataRow ? this.onCryptoDataRow(this.crypto, buffer, start, end) : this.onCryptoUpstreamFrame(this.crypto, buffer, start, end)
     }
     if (this.audit !== null) this.audit.onClientBound(buffer, start, end)
     this.advancePending(buffer, start, end)
@@ -638,7 +638,7 @@ export class ClientSession implements CancelTarget {
       () => crypto.refreshCatalog(),
       () => new WireError(SqlState.ConnectionFailure, `pgveil could not re-read the catalog of database "${this.database}" after DDL`, { severity: 'FATAL' }),
       readyForQuery,
-      (frame) => this.onCryptoUpstreamFrame(crypto, frame),
+      (frame) => this.onCryptoUpstreamFrame(crypto, frame, 0, frame.length),
     )
   }
 
@@ -792,7 +792,8 @@ export class ClientSession implements CancelTarget {
     return true
   }
 
-  private onCryptoUpstreamFrame(crypto: SessionCrypto, frame: Buffer): boolean {
+  private onCryptoUpstreamFrame(crypto: SessionCrypto, buffer: Buffer, start: number, end: number): boolean {
+    const frame = buffer.subarray(start, end)
     const head = this.pending.peek()
     const context = this.pending.peekContext()
     let out: Buffer | null = frame
@@ -876,7 +877,9 @@ export class ClientSession implements CancelTarget {
         break
     }
     this.advancePending(frame, 0, frame.length)
-    if (out !== null) this.replyToClient(out)
+    // A frame passed on as it came goes as a range of the read buffer, to leave in one write with its neighbours.
+    if (out === frame) this.replyRangeToClient(buffer, start, end)
+    else if (out !== null) this.replyToClient(out)
     return true
   }
 
