@@ -38,6 +38,7 @@ import type { CopySpec, ProtectedCopy } from './sql-plan.js'
 import { Refusal, refuseColumn, refuseStatement, refuseUse, USE, type ColumnUse } from './sql-refusals.js'
 import { entryFromOutput, firstProtected, NO_COLUMNS, resolveColumnRef, Scope, type Output, type OutputItem, type RangeEntry } from './sql-scope.js'
 import { foldIdentifier, type SqlTokens } from './sql-tokens.js'
+import { firstRelation } from './sql-tree.js'
 
 /** What the walker needs to know about the policy. */
 export interface PolicyView {
@@ -1218,28 +1219,10 @@ export class StatementWalker {
 
   /** The first protected column of any protected table the subtree names. */
   #findProtectedTable(node: unknown): QualifiedColumn | undefined {
-    if (Array.isArray(node)) {
-      for (const n of node) {
-        const found = this.#findProtectedTable(n)
-        if (found !== undefined) return found
-      }
-      return undefined
-    }
-    if (node === null || typeof node !== 'object') return undefined
-    const record = node as Record<string, unknown>
-    if ('RangeVar' in record) {
-      const columns = this.#tableColumns(record.RangeVar as RangeVar)
-      if (columns !== undefined) return first(columns)
-    }
-    if (typeof record.relname === 'string') {
-      const columns = this.#tableColumns(record as RangeVar)
-      if (columns !== undefined) return first(columns)
-    }
-    for (const v of Object.values(record)) {
-      const found = this.#findProtectedTable(v)
-      if (found !== undefined) return found
-    }
-    return undefined
+    return firstRelation(node, (relation) => {
+      const columns = this.#tableColumns(relation as RangeVar)
+      return columns === undefined ? undefined : first(columns)
+    })
   }
 
   // ---- expressions -----------------------------------------------------------

@@ -10,6 +10,7 @@
  */
 import { parseSync } from 'libpg-query'
 import { SqlLruCache } from './sql-lru-cache.js'
+import { firstRelation } from './sql-tree.js'
 
 /** Statements that read or write rows (their relations are what matters here). */
 const DATA_STATEMENTS = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'CopyStmt', 'ExplainStmt', 'DeclareCursorStmt', 'CreateTableAsStmt', 'PrepareStmt'])
@@ -73,29 +74,10 @@ export class ViewReferences {
     return null
   }
 
-  /**
-   * The first relation anywhere under `node` that names one of the views. A relation
-   * is a RangeVar: wrapped as `{RangeVar: {…}}` where any node may stand (FROM items),
-   * bare where the field can only be one (the target of INSERT, UPDATE, DELETE, COPY).
-   */
+  /** The first relation under `node` that names one of the views (unqualified: by name alone). */
   #inTree(node: unknown): DependentView | null {
-    if (Array.isArray(node)) {
-      for (const item of node) {
-        const found = this.#inTree(item)
-        if (found !== null) return found
-      }
-      return null
-    }
-    if (node === null || typeof node !== 'object') return null
-    const range = node as { schemaname?: unknown; relname?: unknown }
-    if (typeof range.relname === 'string') {
-      const view = typeof range.schemaname === 'string' ? this.#views.get(`${range.schemaname}.${range.relname}`) : this.#byName.get(range.relname)
-      if (view !== undefined) return view
-    }
-    for (const value of Object.values(node)) {
-      const found = this.#inTree(value)
-      if (found !== null) return found
-    }
-    return null
+    return (
+      firstRelation(node, (relation) => (typeof relation.schemaname === 'string' ? this.#views.get(`${relation.schemaname}.${relation.relname}`) : this.#byName.get(relation.relname))) ?? null
+    )
   }
 }

@@ -81,6 +81,17 @@ describe('error message redaction', () => {
   })
 })
 
+/** An audit sink sealing into memory, and the statement lines written to it. */
+function auditToMemory(keyByte: number): { sink: AuditSink; metrics: ReturnType<typeof createMetrics>; statementLines: () => Record<string, unknown>[] } {
+  const stream = new PassThrough()
+  let text = ''
+  stream.on('data', (chunk: Buffer) => (text += chunk.toString()))
+  const metrics = createMetrics({ defaultMetrics: false })
+  const sink = AuditSink.open({ to: 'test', chainKey: Buffer.alloc(32, keyByte), stream })
+  const statementLines = (): Record<string, unknown>[] => text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'statement')
+  return { sink, metrics, statementLines }
+}
+
 describe('session audit', () => {
   it('carries the identity tags the session supplies into later statement lines, and writes session events', async () => {
     const stream = new PassThrough()
@@ -115,11 +126,7 @@ describe('session audit', () => {
   })
 
   it('summarizes each Parse by its own text: a text parsed again, another text, and the same text after a policy reload', async () => {
-    const stream = new PassThrough()
-    let text = ''
-    stream.on('data', (chunk: Buffer) => (text += chunk.toString()))
-    const metrics = createMetrics({ defaultMetrics: false })
-    const sink = AuditSink.open({ to: 'test', chainKey: Buffer.alloc(32, 6), stream })
+    const { sink, metrics, statementLines } = auditToMemory(6)
     // After a reload the policy protects nothing: the same text must then name no protected column.
     const reloaded = await StatementSummarizer.create(null)
     let ctx = { sink, summarizer, metrics, statementMetrics: new StatementMetrics(metrics) }
@@ -139,7 +146,7 @@ describe('session audit', () => {
     execute('SELECT email FROM users WHERE id = $1')
     audit.end()
     await sink.close()
-    const statements = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'statement')
+    const statements = statementLines()
     expect(statements.map((l) => [l.statement, l.protected_read])).toEqual([
       ['SELECT email FROM users WHERE id = $1', ['public.users.email']],
       ['SELECT email FROM users WHERE id = $1', ['public.users.email']],
@@ -150,11 +157,7 @@ describe('session audit', () => {
   })
 
   it('forgets a named statement once PostgreSQL confirms its Close, and keeps it when the Close was skipped after an error', async () => {
-    const stream = new PassThrough()
-    let text = ''
-    stream.on('data', (chunk: Buffer) => (text += chunk.toString()))
-    const metrics = createMetrics({ defaultMetrics: false })
-    const sink = AuditSink.open({ to: 'test', chainKey: Buffer.alloc(32, 8), stream })
+    const { sink, metrics, statementLines } = auditToMemory(8)
     const ctx = { sink, summarizer, metrics, statementMetrics: new StatementMetrics(metrics) }
     const audit = new SessionAudit(() => ctx, 9, '10.0.0.9:5002')
     audit.startup('app', 'shop', 'api')
@@ -187,7 +190,7 @@ describe('session audit', () => {
     server(failed('26000'), ready)
     audit.end()
     await sink.close()
-    const statements = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'statement')
+    const statements = statementLines()
     expect(statements.map((l) => [l.statement, (l.outcome as { status: string; sqlstate?: string }).sqlstate ?? 'ok'])).toEqual([
       ['SELECT email FROM users WHERE id = $1', 'ok'],
       [expect.stringMatching(/^SELEC oops/), '42601'],
