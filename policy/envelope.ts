@@ -200,14 +200,9 @@ export class EnvelopeOpener {
 
   /** The plaintext of `envelope` (a new Buffer). */
   open(envelope: Uint8Array): Buffer {
-    return this.openRange(envelope, 0, envelope.length)
-  }
-
-  /** The plaintext of the envelope at `bytes[start, end)` (a new Buffer). */
-  openRange(bytes: Uint8Array, start: number, end: number): Buffer {
-    const header = this.#checkEnvelope(bytes, start, end)
-    const plaintext = Buffer.allocUnsafe(end - start - header - XCHACHA_NONCE_LENGTH - XCHACHA_TAG_LENGTH)
-    this.#openAt(bytes, start, end, header, plaintext)
+    const header = this.#checkEnvelope(envelope, 0, envelope.length)
+    const plaintext = Buffer.allocUnsafe(envelope.length - header - XCHACHA_NONCE_LENGTH - XCHACHA_TAG_LENGTH)
+    this.#openAt(envelope, 0, envelope.length, header, plaintext)
     return plaintext
   }
 
@@ -295,7 +290,7 @@ export class EnvelopeOpener {
 }
 
 /** Hex digit → value; -256 for anything else, so a bad pair turns the whole byte negative. */
-export const HEX_VALUE = Int16Array.from({ length: 256 }, (_, byte) => {
+const HEX_VALUE = Int16Array.from({ length: 256 }, (_, byte) => {
   const digit = String.fromCharCode(byte)
   return /^[0-9a-fA-F]$/.test(digit) ? parseInt(digit, 16) : -256
 })

@@ -176,8 +176,8 @@ export const CATALOG_MAX_AGE_MS = 60_000
 /** Catalogs per database, loaded once at a time (concurrent callers share one load). */
 export class CatalogMap {
   private readonly options: CatalogMapOptions
-  private readonly catalogs = new Map<string, DatabaseCatalog>()
-  private readonly loadedAt = new Map<string, number>()
+  /** Per database, the catalog and when it was read. */
+  private readonly catalogs = new Map<string, { readonly catalog: DatabaseCatalog; readonly loadedAt: number }>()
   private readonly loading = new Map<string, Promise<DatabaseCatalog>>()
 
   constructor(options: CatalogMapOptions) {
@@ -186,7 +186,7 @@ export class CatalogMap {
 
   /** The loaded catalog of a database, if any (synchronous: for the data path). */
   get(database: string): DatabaseCatalog | undefined {
-    return this.catalogs.get(database)
+    return this.catalogs.get(database)?.catalog
   }
 
   /**
@@ -196,7 +196,7 @@ export class CatalogMap {
    */
   load(database: string): Promise<DatabaseCatalog> {
     const cached = this.catalogs.get(database)
-    if (cached !== undefined && cached.problems.length === 0 && Date.now() - (this.loadedAt.get(database) ?? 0) < CATALOG_MAX_AGE_MS) return Promise.resolve(cached)
+    if (cached !== undefined && cached.catalog.problems.length === 0 && Date.now() - cached.loadedAt < CATALOG_MAX_AGE_MS) return Promise.resolve(cached.catalog)
     const pending = this.loading.get(database)
     if (pending !== undefined) return pending
     const load = this.fetch(database).finally(() => this.loading.delete(database))
@@ -215,8 +215,7 @@ export class CatalogMap {
     const { client } = await connectAsPgveil(target, { database, timeoutMs: connectTimeoutMs, applicationName: 'pgveil catalog' })
     try {
       const catalog = await loadDatabaseCatalog(client, policy)
-      this.catalogs.set(database, catalog)
-      this.loadedAt.set(database, Date.now())
+      this.catalogs.set(database, { catalog, loadedAt: Date.now() })
       for (const problem of catalog.problems) logger.warn('protected column not usable', { database, column: problem.column.qualified, problem: problem.message, fix: problem.fix })
       return catalog
     } finally {

@@ -169,7 +169,7 @@ export class RowDecryptor {
     const length =
       field.binary ? opener.openInto(frame, start, end, buffer, valueAt)
       : end - start >= 2 && frame[start] === 0x5c && frame[start + 1] === 0x78 ? opener.openHexInto(frame, start, end, buffer, valueAt)
-      : openDecoded(opener, decodeByteaText(frame.subarray(start, end)), buffer, valueAt)
+      : opener.open(decodeByteaText(frame.subarray(start, end))).copy(buffer, valueAt)
     if (denied === undefined && field.verbatim) {
       buffer.writeInt32BE(length, lengthAt)
       sink.position = valueAt + length
@@ -184,10 +184,6 @@ export class RowDecryptor {
     sink.position = sink.buffer.writeInt32BE(cell.length, sink.position)
     sink.position += cell.copy(sink.buffer, sink.position)
   }
-}
-
-function openDecoded(opener: EnvelopeOpener, envelope: Buffer, out: Buffer, at: number): number {
-  return opener.openInto(envelope, 0, envelope.length, out, at)
 }
 
 /** bytea's text output: hex (`\x…`, the default) or the older escape format (`bytea_output = escape`). */

@@ -6,6 +6,7 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload, type CryptoKey } from 'jose'
+import type { IdentityConfig } from '../../policy/identity.js'
 
 export type TestAlgorithm = 'RS256' | 'ES256' | 'EdDSA'
 
@@ -43,6 +44,22 @@ export class TestJwksServer {
 
   get jwksUri(): string {
     return `${this.issuer}/.well-known/jwks.json`
+  }
+
+  /** An identity: section trusting this server (audience api.test, every test algorithm), with `overrides`. */
+  identityConfig(overrides: Partial<IdentityConfig> = {}): IdentityConfig {
+    return {
+      require: false,
+      issuers: [{ issuer: this.issuer, audience: ['api.test'], jwksUri: this.jwksUri, algorithms: ['RS256', 'ES256', 'EdDSA'], secret: null }],
+      clockToleranceSeconds: 0,
+      maxTokenBytes: 4096,
+      onExpiry: 'refuse',
+      forwardClaims: false,
+      jwksRefreshMs: 300_000,
+      jwksCooldownMs: 1,
+      jwksTimeoutMs: 2_000,
+      ...overrides,
+    }
   }
 
   async newKey(alg: TestAlgorithm): Promise<TestKey> {

@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AccessRules } from '../../policy/access.js'
-import type { IdentityConfig } from '../../policy/identity.js'
 import { Keyring } from '../../policy/keyring.js'
 import { Policy, type ColumnPolicy } from '../../policy/policy.js'
 import { getTestPostgres } from '../harness/pg.js'
@@ -25,20 +24,6 @@ const clients: pg.Client[] = []
 function column(table: string, name: string, type: string): ColumnPolicy {
   const qualified = `public.${table}.${name}`
   return { schema: 'public', table, column: name, qualified, type, binding: qualified }
-}
-
-function identityConfig(forwardClaims: boolean): IdentityConfig {
-  return {
-    require: false,
-    issuers: [{ issuer: jwks.issuer, audience: ['api.test'], jwksUri: jwks.jwksUri, algorithms: ['RS256', 'ES256', 'EdDSA'], secret: null }],
-    clockToleranceSeconds: 0,
-    maxTokenBytes: 8192,
-    onExpiry: 'refuse',
-    forwardClaims,
-    jwksRefreshMs: 300_000,
-    jwksCooldownMs: 1_000,
-    jwksTimeoutMs: 2_000,
-  }
 }
 
 async function connect(to: TestProxy = proxy): Promise<pg.Client> {
@@ -79,7 +64,7 @@ beforeAll(async () => {
     upstreamUrl: `${server.url(database)}?sslmode=disable`,
     policy,
     keyring: new Keyring(new Map([[1, randomBytes(32)]]), 1),
-    identity: identityConfig(true),
+    identity: jwks.identityConfig({ maxTokenBytes: 8192, forwardClaims: true, jwksCooldownMs: 1_000 }),
     access,
   })
   const writer = await connect()

@@ -10,7 +10,6 @@ import pg from 'pg'
 import postgres from 'postgres'
 import { serialize } from 'pg-protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { IdentityConfig } from '../../policy/identity.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { runProgram } from '../harness/programs.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
@@ -22,21 +21,6 @@ let database: string
 let jwks: TestJwksServer
 let proxy: TestProxy
 const clients: pg.Client[] = []
-
-function identityConfig(overrides: Partial<IdentityConfig> = {}): IdentityConfig {
-  return {
-    require: false,
-    issuers: [{ issuer: jwks.issuer, audience: ['api.test'], jwksUri: jwks.jwksUri, algorithms: ['RS256', 'ES256', 'EdDSA'], secret: null }],
-    clockToleranceSeconds: 0,
-    maxTokenBytes: 4096,
-    onExpiry: 'refuse',
-    forwardClaims: false,
-    jwksRefreshMs: 300_000,
-    jwksCooldownMs: 1,
-    jwksTimeoutMs: 2_000,
-    ...overrides,
-  }
-}
 
 async function connect(to: TestProxy = proxy): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: to.url(database) })
@@ -63,7 +47,7 @@ async function refusal(promise: Promise<unknown>): Promise<{ code: string; messa
 beforeAll(async () => {
   database = await server.createDatabase('identity')
   jwks = await TestJwksServer.start()
-  proxy = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, identity: identityConfig() })
+  proxy = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, identity: jwks.identityConfig() })
 })
 
 afterAll(async () => {
@@ -398,7 +382,7 @@ describe('JWKS', () => {
   it('refuses every token of an issuer whose JWKS was never reachable', async () => {
     const unreachable = await startTestProxy({
       upstreamUrl: `${server.url(database)}?sslmode=disable`,
-      identity: identityConfig({ issuers: [{ issuer: jwks.issuer, audience: null, jwksUri: 'http://127.0.0.1:1/jwks.json', algorithms: ['RS256'], secret: null }] }),
+      identity: jwks.identityConfig({ issuers: [{ issuer: jwks.issuer, audience: null, jwksUri: 'http://127.0.0.1:1/jwks.json', algorithms: ['RS256'], secret: null }] }),
     })
     try {
       const client = await connect(unreachable)
@@ -478,7 +462,7 @@ describe('lifecycle', () => {
   })
 
   it('on_expiry: clear drops the identity and runs the statement without it', async () => {
-    const clearing = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, identity: identityConfig({ onExpiry: 'clear', forwardClaims: true }) })
+    const clearing = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, identity: jwks.identityConfig({ onExpiry: 'clear', forwardClaims: true }) })
     try {
       const client = await connect(clearing)
       await client.query(`SET IDENTITY TO '${await jwks.token({ sub: 'short', exp: Math.floor(Date.now() / 1000) + 2 })}'`)
@@ -501,7 +485,7 @@ describe('lifecycle', () => {
 describe('identity.require', () => {
   let required: TestProxy
   beforeAll(async () => {
-    required = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, identity: identityConfig({ require: true }) })
+    required = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, identity: jwks.identityConfig({ require: true }) })
   })
   afterAll(async () => {
     await required.close()
@@ -530,7 +514,7 @@ describe('audit log', () => {
     const file = join(dir, 'audit.log')
     const audited = await startTestProxy({
       upstreamUrl: `${server.url(database)}?sslmode=disable`,
-      identity: identityConfig(),
+      identity: jwks.identityConfig(),
       audit: { to: file, chainKey: randomBytes(32), maxBacklogBytes: 16 * 1024 * 1024 },
     })
     const good = await jwks.token({ sub: 'audited', aud: ['api.test', 'other'] })

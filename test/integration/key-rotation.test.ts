@@ -71,6 +71,26 @@ async function storedVersions(): Promise<Record<number, [number, number]>> {
   return Object.fromEntries(rows.rows.map((r) => [r.id, [r.email.readUInt32BE(4), r.email.readUInt32BE(8)]]))
 }
 
+/** `pgveil start --config file`, listening on `port`, and a client connected through it; `stop` ends both. */
+async function connectThroughCli(file: string, port: number): Promise<{ client: pg.Client; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, [CLI, 'start', '--config', file], { env: env(), stdio: ['ignore', 'pipe', 'ignore'] })
+  let stdout = ''
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+  const client = new pg.Client({ connectionString: `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable` })
+  const stop = async (): Promise<void> => {
+    await client.end().catch(() => {})
+    child.kill('SIGKILL')
+  }
+  try {
+    await eventually(() => stdout.includes('pgveil listening on'), 20_000)
+    await client.connect()
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return { client, stop }
+}
+
 describe('key rotation scenario', () => {
   it('writes under v1, rotates the data key then the index key by hot reload, and reads and finds everything', async () => {
     const port = await freePort()
@@ -186,13 +206,8 @@ describe('key rotation scenario', () => {
 
     const port = await freePort()
     writeFileSync(configFile, config(port, V2_ONLY))
-    const child = spawn(process.execPath, [CLI, 'start', '--config', configFile], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    const client = new pg.Client({ connectionString: `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable` })
+    const { client, stop } = await connectThroughCli(configFile, port)
     try {
-      await eventually(() => stdout.includes('pgveil listening on'), 20_000)
-      await client.connect()
       expect((await client.query('SELECT id, email, balance FROM accounts ORDER BY id')).rows).toEqual([
         { id: 1, email: 'one@example.com', balance: '10.50' },
         { id: 2, email: 'two@example.com', balance: '20' },
@@ -203,8 +218,7 @@ describe('key rotation scenario', () => {
       // One index key version again: comparing index values with each other is exact, so allowed.
       expect((await client.query('SELECT count(DISTINCT email)::int AS n FROM accounts')).rows).toEqual([{ n: 3 }])
     } finally {
-      await client.end().catch(() => {})
-      child.kill('SIGKILL')
+      await stop()
     }
   }, 60_000)
 })
@@ -224,17 +238,11 @@ describe('pgveil migrate of existing plaintext into a searchable column', () => 
     const port = await freePort()
     const file = path.join(dir, 'legacy.yaml')
     writeFileSync(file, text(port))
-    const child = spawn(process.execPath, [CLI, 'start', '--config', file], { env: env(), stdio: ['ignore', 'pipe', 'ignore'] })
-    let stdout = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    const client = new pg.Client({ connectionString: `postgres://${server.superuser}@127.0.0.1:${port}/${database}?sslmode=disable` })
+    const { client, stop } = await connectThroughCli(file, port)
     try {
-      await eventually(() => stdout.includes('pgveil listening on'), 20_000)
-      await client.connect()
       expect((await client.query('SELECT id, email FROM legacy WHERE email = $1', ['old@example.com'])).rows).toEqual([{ id: 1, email: 'Old@Example.com' }])
     } finally {
-      await client.end().catch(() => {})
-      child.kill('SIGKILL')
+      await stop()
     }
   }, 60_000)
 })
