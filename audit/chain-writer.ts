@@ -5,10 +5,11 @@
  * sealing and file I/O stay off the proxy's event loop, or in the caller's
  * thread for a stream given by a test.
  *
- * A batch is a list of `{…}` bodies lying in one buffer (the audit ring) and
- * leaves as one buffer of sealed lines: each body is copied once into the
- * output, completed and sealed where it lies (ChainSealer.sealInPlace), with no
- * string per line.
+ * Lines are gathered in an output chunk and leave as one write: a body is put
+ * (or expanded, by the audit ring's drain) straight into the chunk with
+ * reserve() / out / end, then completed and sealed where it lies
+ * (completeLine(), ChainSealer.sealInPlace), with no string and no copy per
+ * line; flush() hands the chunk to the destination.
  */
 import { createWriteStream, openSync } from 'node:fs'
 import type { Writable } from 'node:stream'
@@ -17,6 +18,10 @@ import { CHAIN_FORMAT_VERSION, ChainSealer, SEAL_SUFFIX_BYTES } from './chain.js
 const CLOSING_BRACE = 0x7d
 /** `,"chain":"<24 hex>","seq":` + up to 16 digits + `}`, generously. */
 const CHAIN_MEMBERS_BYTES = 64
+/** What completing and sealing adds to a body at most: room to reserve past it. */
+export const LINE_TRAILER_BYTES = CHAIN_MEMBERS_BYTES + SEAL_SUFFIX_BYTES
+/** Output chunk size: one write per chunk at most. */
+const CHUNK_BYTES = 512 * 1024
 
 export interface ChainWriterOptions {
   /** `stdout`, or a file path (opened for appending). */
@@ -33,6 +38,8 @@ export interface ChainWriterEvents {
   written(): void
   /** The destination failed: `lost` lines that were handed to it are gone. */
   problem(message: string, fields: Record<string, unknown>, lost: number): void
+  /** `lines` more were dropped because the destination had failed and was not reopened (counted, logged once by problem). */
+  dropped(lines: number): void
 }
 
 type ChainStartReason = 'startup' | 'rotation' | 'sink_error'
@@ -49,8 +56,13 @@ export class ChainWriter {
   /** `,"chain":"<id>","seq":` of the current chain, and that chain's id. */
   private chainMembers = Buffer.alloc(0)
   private chainMembersOf = ''
-  private readonly bodyStarts = [0]
-  private readonly bodyEnds = [0]
+  /** The chunk being filled, the same memory as a plain Uint8Array (its subarrays cost less than a Buffer's), its end and its lines. */
+  private chunk = Buffer.allocUnsafe(0)
+  private chunkBytes = new Uint8Array(0)
+  private chunkEnd = 0
+  private chunkLines = 0
+  /** Lines refused while the destination is unavailable, not reported yet. */
+  private discarded = 0
 
   constructor(options: ChainWriterOptions, events: ChainWriterEvents) {
     this.options = options
@@ -65,18 +77,78 @@ export class ChainWriter {
     return this.stream.writableLength
   }
 
-  /** Seal and append one line given as a `{…}` body (without chain and seq). */
-  writeLine(body: Buffer): void {
-    if (this.closed || this.broken) return
-    this.bodyStarts[0] = 0
-    this.bodyEnds[0] = body.length
-    this.append(this.sealBodies(body, this.bodyStarts, this.bodyEnds, 1), 1)
+  /** Lines are taken (not closed, and the destination is not broken); otherwise they are dropped. */
+  get accepting(): boolean {
+    return !this.closed && !this.broken
   }
 
-  /** Seal and append the `{…}` bodies source[starts[i], ends[i]) for i < count, as one chunk. */
-  writeLines(source: Uint8Array, starts: ArrayLike<number>, ends: ArrayLike<number>, count: number): void {
-    if (this.closed || this.broken || count === 0) return
-    this.append(this.sealBodies(source, starts, ends, count), count)
+  /** Make room for a body of up to `bodyBytes` at `end` (writing out the chunk filled so far when it is short). */
+  reserve(bodyBytes: number): void {
+    const need = bodyBytes + LINE_TRAILER_BYTES
+    if (this.chunkEnd + need <= this.chunk.length) return
+    this.flush()
+    this.chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, need))
+    this.chunkBytes = new Uint8Array(this.chunk.buffer, this.chunk.byteOffset, this.chunk.length)
+    this.chunkEnd = 0
+  }
+
+  /** The chunk: a body goes at `end`, in room made by reserve(). */
+  get out(): Uint8Array {
+    return this.chunkBytes
+  }
+
+  get end(): number {
+    return this.chunkEnd
+  }
+
+  /** The `{…}` body at out[end, bodyEnd) (without chain and seq): complete and seal it where it lies. */
+  completeLine(bodyEnd: number): void {
+    const out = this.chunkBytes
+    const sealer = this.sealer
+    if (this.chainMembersOf !== sealer.id) {
+      this.chainMembers = Buffer.from(`,"chain":"${sealer.id}","seq":`)
+      this.chainMembersOf = sealer.id
+    }
+    const start = this.chunkEnd
+    // The body's closing brace gives way to the chain's members, then the brace again.
+    let at = bodyEnd - 1
+    out.set(this.chainMembers, at)
+    at += this.chainMembers.length
+    at = writeDigits(out, at, sealer.seq)
+    out[at++] = CLOSING_BRACE
+    this.chunkEnd = sealer.sealInPlace(out, start, at)
+    this.chunkLines++
+  }
+
+  /** A line comes while the writer is not accepting: it is dropped, and reported with the next flush. */
+  discard(): void {
+    this.discarded++
+  }
+
+  /** Hand the lines sealed so far to the destination, as one write. */
+  flush(): void {
+    if (this.discarded > 0) {
+      this.events.dropped(this.discarded)
+      this.discarded = 0
+    }
+    if (this.chunkLines === 0) return
+    const chunk = this.chunk.subarray(0, this.chunkEnd)
+    const lines = this.chunkLines
+    // The rest of the chunk is free for the next lines: the write holds only its own part.
+    this.chunk = this.chunk.subarray(this.chunkEnd)
+    this.chunkBytes = this.chunkBytes.subarray(this.chunkEnd)
+    this.chunkEnd = 0
+    this.chunkLines = 0
+    this.append(chunk, lines)
+  }
+
+  /** Seal and append one line given as a `{…}` body (without chain and seq), with the lines before it. */
+  writeLine(body: Uint8Array): void {
+    if (!this.accepting) return
+    this.reserve(body.length)
+    this.chunkBytes.set(body, this.chunkEnd)
+    this.completeLine(this.chunkEnd + body.length)
+    this.flush()
   }
 
   rotate(at: string = new Date().toISOString()): void {
@@ -104,39 +176,6 @@ export class ChainWriter {
     await new Promise<void>((resolve) => stream.end(resolve))
   }
 
-  private sealBodies(source: Uint8Array, starts: ArrayLike<number>, ends: ArrayLike<number>, count: number): Buffer {
-    let bytes = 0
-    for (let i = 0; i < count; i++) bytes += ends[i]! - starts[i]!
-    const chunk = Buffer.allocUnsafe(bytes + count * (CHAIN_MEMBERS_BYTES + SEAL_SUFFIX_BYTES))
-    const out = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length)
-    const sealer = this.sealer
-    if (this.chainMembersOf !== sealer.id) {
-      this.chainMembers = Buffer.from(`,"chain":"${sealer.id}","seq":`)
-      this.chainMembersOf = sealer.id
-    }
-    const chainMembers = this.chainMembers
-    let written = 0
-    for (let i = 0; i < count; i++) {
-      const start = written
-      // The body without its closing brace, then the chain's members and the brace.
-      out.set(source.subarray(starts[i]!, ends[i]! - 1), written)
-      written += ends[i]! - 1 - starts[i]!
-      out.set(chainMembers, written)
-      written += chainMembers.length
-      written = writeDigits(out, written, sealer.seq)
-      out[written++] = CLOSING_BRACE
-      written = sealer.sealInPlace(out, start, written)
-    }
-    return chunk.subarray(0, written)
-  }
-
-  private sealOne(body: string): Buffer {
-    const bytes = Buffer.from(body)
-    this.bodyStarts[0] = 0
-    this.bodyEnds[0] = bytes.length
-    return this.sealBodies(bytes, this.bodyStarts, this.bodyEnds, 1)
-  }
-
   private append(chunk: Buffer, lines: number): void {
     this.unconfirmed += lines
     this.stream.write(chunk, (error?: Error | null) => {
@@ -148,12 +187,12 @@ export class ChainWriter {
 
   private beginChain(reason: ChainStartReason, previous: { chain: string; lines: number; mac: string } | null, extra: Record<string, unknown> = {}, at = new Date().toISOString()): void {
     const { epoch } = this.sealer.begin()
-    const body = JSON.stringify({ time: at, event: 'chain_start', version: CHAIN_FORMAT_VERSION, epoch, reason, previous, ...extra })
-    this.append(this.sealOne(body), 1)
+    this.writeLine(Buffer.from(JSON.stringify({ time: at, event: 'chain_start', version: CHAIN_FORMAT_VERSION, epoch, reason, previous, ...extra })))
   }
 
   private endChain(at: string): { chain: string; lines: number; mac: string } {
-    if (!this.broken) this.append(this.sealOne(JSON.stringify({ time: at, event: 'chain_end', lines: this.sealer.lines })), 1)
+    this.flush()
+    if (!this.broken) this.writeLine(Buffer.from(JSON.stringify({ time: at, event: 'chain_end', lines: this.sealer.lines })))
     return { chain: this.sealer.id, lines: this.sealer.lines, mac: this.sealer.lastMac }
   }
 
@@ -168,8 +207,11 @@ export class ChainWriter {
 
   private onStreamError(stream: Writable, error: NodeJS.ErrnoException): void {
     if (stream !== this.stream || this.closed) return
-    const lost = this.unconfirmed
+    // Lines sealed but not handed over yet went with the chain that failed.
+    const lost = this.unconfirmed + this.chunkLines
     this.unconfirmed = 0
+    this.chunkEnd = 0
+    this.chunkLines = 0
     this.broken = true
     const code = error.code ?? error.message
     this.events.problem('the audit destination failed; lines not yet written are lost', { to: this.options.to, error: code }, lost)

@@ -71,7 +71,7 @@ export class TemplateExpander {
   }
 
   /** Expand the template record at ring offset `start` into `out` at `at`; returns the end. */
-  expand(words: Uint32Array, start: number, out: Buffer, at: number): number {
+  expand(words: Uint32Array, start: number, out: Uint8Array, at: number): number {
     const word = start >> 2
     const ms = words[word + 1]! + words[word + 2]! * 0x1_0000_0000
     const micros = words[word + 3]! + words[word + 4]! * 0x1_0000_0000

@@ -1,8 +1,9 @@
 /**
  * The consuming end of the audit ring (line-ring.ts): takes the records the proxy
  * wrote into the ring (lines, templates expanded here, fragment definitions; see
- * line-template.ts), gathers the line bodies of a batch in one buffer, frees
- * their space in the ring, and hands the batch to the ChainWriter to seal.
+ * line-template.ts), puts each line body straight into the ChainWriter's output
+ * chunk to be sealed where it lies, frees their space in the ring, and has the
+ * writer write the batch.
  *
  * Drop policy, this side: while the destination holds more than `destinationLimit`
  * bytes not yet written, the drain stops taking lines, so a slow destination fills
@@ -14,9 +15,8 @@ import type { ChainWriter } from './chain-writer.js'
 import type { RingReader } from './line-ring.js'
 import { RecordType, TemplateExpander } from './line-template.js'
 
-/** Lines sealed into one output chunk at most. */
-const MAX_BATCH_LINES = 1024
-const BATCH_BYTES = 512 * 1024
+/** Lines taken between two releases of their ring space (and writes of the destination). */
+const LINES_PER_RELEASE = 1024
 
 export interface DroppedLines {
   readonly count: number
@@ -29,32 +29,40 @@ export class RingDrain {
   private readonly destinationLimit: number
   /** Lines too big for the ring, in the order they arrived (their markers are in the ring). */
   private readonly oversized: Buffer[] = []
-  private readonly starts = new Int32Array(MAX_BATCH_LINES)
-  private readonly ends = new Int32Array(MAX_BATCH_LINES)
-  /** The bodies of the batch being gathered, and the same memory as a plain Uint8Array (its subarrays cost less than a Buffer's). */
-  private batch = Buffer.allocUnsafe(BATCH_BYTES)
-  private batchBytes = new Uint8Array(this.batch.buffer, this.batch.byteOffset, this.batch.length)
   private readonly expander = new TemplateExpander()
   /** An oversized marker was reached before its message: wait for it. */
   private awaitingOversized = false
   /** Stopped because the destination is behind: resumes when a write completes. */
   private paused = false
+  /**
+   * How far the proxy has said lines may be taken: the ring position of its last
+   * message. Not the live head: a wake-up handled after a rotation was asked for
+   * must not take lines written after it into the chain that rotation closes.
+   */
+  private limit: number
 
   constructor(ring: RingReader, writer: ChainWriter, destinationLimit: number) {
     this.ring = ring
     this.writer = writer
     this.destinationLimit = destinationLimit
+    this.limit = ring.head
   }
 
-  /** New lines may be waiting (the proxy's periodic wake-up, or a write completed). */
-  drain(): void {
+  /** The proxy's wake-up: lines before `head` are waiting. */
+  drain(head: number): void {
+    this.limit = head
+    this.resume()
+  }
+
+  /** Take the lines allowed so far, unless the destination is too far behind. */
+  private resume(): void {
     if (this.awaitingOversized) return
     if (this.writer.backlogBytes > this.destinationLimit) {
       this.paused = true
       return
     }
     this.paused = false
-    this.take(this.ring.head, false)
+    this.take(this.limit, false)
   }
 
   /** A line that did not fit in the ring arrived (its marker is, or will be, in the ring). */
@@ -65,7 +73,7 @@ export class RingDrain {
     }
     this.awaitingOversized = false
     this.sealOversized(body)
-    this.drain()
+    this.resume()
   }
 
   /**
@@ -75,11 +83,12 @@ export class RingDrain {
    */
   written(): void {
     this.ring.reportDestinationBacklog(this.writer.backlogBytes)
-    if (this.paused) this.drain()
+    if (this.paused) this.resume()
   }
 
   /** Every line written before `head`, whatever the destination's backlog. */
   private drainTo(head: number): void {
+    this.limit = head
     if (!this.awaitingOversized) this.take(head, true)
   }
 
@@ -98,10 +107,10 @@ export class RingDrain {
 
   private take(head: number, all: boolean): void {
     const ring = this.ring
+    const writer = this.writer
     const bytes = ring.bytes
     const words = ring.words
-    let count = 0
-    let used = 0
+    let lines = 0
     for (;;) {
       const record = ring.next(head)
       if (record === 'line') {
@@ -110,28 +119,22 @@ export class RingDrain {
           this.expander.define(bytes, words, ring.start, ring.end)
           continue
         }
-        const need = type === RecordType.Template ? this.expander.expandedBytes(words, ring.start) : ring.end - ring.start
-        if (used + need > this.batch.length) {
-          this.seal(count)
-          count = 0
-          used = 0
-          if (need > this.batch.length) {
-            this.batch = Buffer.allocUnsafe(need)
-            this.batchBytes = new Uint8Array(this.batch.buffer, this.batch.byteOffset, this.batch.length)
-          }
+        // A destination that failed and was not reopened takes nothing: counted as dropped.
+        if (!writer.accepting) {
+          writer.discard()
+          continue
         }
-        this.starts[count] = used
-        if (type === RecordType.Template) used = this.expander.expand(words, ring.start, this.batch, used)
-        else {
-          this.batch.set(bytes.subarray(ring.start, ring.end), used)
-          used += need
+        if (type === RecordType.Template) {
+          writer.reserve(this.expander.expandedBytes(words, ring.start))
+          writer.completeLine(this.expander.expand(words, ring.start, writer.out, writer.end))
+        } else {
+          writer.reserve(ring.end - ring.start)
+          writer.out.set(bytes.subarray(ring.start, ring.end), writer.end)
+          writer.completeLine(writer.end + ring.end - ring.start)
         }
-        this.ends[count] = used
-        if (++count < MAX_BATCH_LINES) continue
+        if (++lines < LINES_PER_RELEASE) continue
       } else if (record === 'oversized') {
-        this.seal(count)
-        count = 0
-        used = 0
+        writer.flush()
         const body = this.oversized.shift()
         if (body !== undefined) {
           this.sealOversized(body)
@@ -143,20 +146,15 @@ export class RingDrain {
         break
       }
       ring.release()
-      this.seal(count)
-      count = 0
-      used = 0
+      writer.flush()
+      lines = 0
       if (record === null) break
-      if (!all && this.writer.backlogBytes > this.destinationLimit) {
+      if (!all && writer.backlogBytes > this.destinationLimit) {
         this.paused = true
         break
       }
     }
     ring.reportDestinationBacklog(this.writer.backlogBytes)
-  }
-
-  private seal(count: number): void {
-    this.writer.writeLines(this.batchBytes, this.starts, this.ends, count)
   }
 
   private sealOversized(body: Buffer): void {

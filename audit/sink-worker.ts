@@ -2,9 +2,9 @@
  * The audit worker thread: owns the chain keys and the destination, so that
  * sealing (two keyed BLAKE2b computations per line) and file writes never run on the
  * proxy's event loop. Lines arrive through the shared ring (line-ring.ts); messages
- * from AuditSink only wake the worker up (`drain`), carry a line too big for the
+ * from AuditSink only wake the worker up (`drain`, up to the ring position it gives), carry a line too big for the
  * ring (`oversized`), or `rotate` / `close` after the lines before a ring position.
- * Replies: `problem`, `closed`, `failed`.
+ * Replies: `problem`, `dropped`, `closed`, `failed`.
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { ChainWriter } from './chain-writer.js'
@@ -12,11 +12,15 @@ import { RingReader } from './line-ring.js'
 import { RingDrain, type DroppedLines } from './ring-drain.js'
 
 export type ToAuditWorker =
-  | { type: 'drain' }
+  | { type: 'drain'; head: number }
   | { type: 'oversized'; body: Uint8Array }
   | { type: 'rotate'; at: string; head: number }
   | { type: 'close'; at: string; head: number; dropped: DroppedLines | null }
-export type FromAuditWorker = { type: 'problem'; message: string; fields: Record<string, unknown>; lost: number } | { type: 'closed' } | { type: 'failed'; message: string }
+export type FromAuditWorker =
+  | { type: 'problem'; message: string; fields: Record<string, unknown>; lost: number }
+  | { type: 'dropped'; lines: number }
+  | { type: 'closed' }
+  | { type: 'failed'; message: string }
 
 export interface AuditWorkerData {
   readonly to: string
@@ -38,6 +42,7 @@ try {
   const writer = new ChainWriter({ to, chainKey: key, startedAt }, {
     written: () => drain.written(),
     problem: (message, fields, lost) => send({ type: 'problem', message, fields, lost }),
+    dropped: (lines) => send({ type: 'dropped', lines }),
   })
   key.fill(0)
   chainKey.fill(0)
@@ -50,7 +55,7 @@ try {
 port.on('message', (message: ToAuditWorker) => {
   switch (message.type) {
     case 'drain':
-      drain.drain()
+      drain.drain(message.head)
       break
     case 'oversized':
       drain.addOversized(Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength))

@@ -89,7 +89,6 @@ function isoNow(): string {
 /** No level or pid: every audit line is an event. With the level gone, the time must not start with pino's comma. */
 const isoTimeFirst = (): string => `"time":"${isoNow()}"`
 
-const WAKE: ToAuditWorker = { type: 'drain' }
 const TWO_TO_32 = 0x1_0000_0000
 let sinksOpened = 0
 
@@ -142,6 +141,7 @@ export class AuditSink {
       const writer = new ChainWriter(options.stream === undefined ? { to: options.to, chainKey: options.chainKey } : { to: options.to, chainKey: options.chainKey, stream: options.stream }, {
         written: () => this.local?.written(),
         problem: (message, fields, lost) => this.onProblem(message, fields, lost),
+        dropped: (lines) => this.options.metrics?.auditLinesDroppedTotal.inc(lines),
       })
       this.local = new RingDrain(new RingReader(memory), writer, destinationLimit)
       return
@@ -357,8 +357,10 @@ export class AuditSink {
     this.wakeScheduled = false
     if (this.sinceWake === 0) return
     this.sinceWake = 0
-    if (this.local !== null) this.local.drain()
-    else this.post(WAKE)
+    // The head as of now: a wake-up handled after a later rotate() must not take lines past the rotation.
+    const head = this.ring.position
+    if (this.local !== null) this.local.drain(head)
+    else this.post({ type: 'drain', head })
     this.reportWritten()
   }
 
@@ -378,6 +380,9 @@ export class AuditSink {
     switch (message.type) {
       case 'problem':
         this.onProblem(message.message, message.fields, message.lost)
+        break
+      case 'dropped':
+        this.options.metrics?.auditLinesDroppedTotal.inc(message.lines)
         break
       case 'failed':
         this.broken = true

@@ -4,7 +4,7 @@
  * deleted or reordered (a sequence gap, a broken MAC chain, a chain with no
  * start), truncated (a cut line, or a chain that never closes).
  */
-import { CHAIN_FORMAT_VERSION, firstLineKey, lineMac, MAX_EPOCH, nextLineKey, nextSeed, splitMac } from './chain.js'
+import { chainKeys, MAX_EPOCH, nextSeed, splitMac, VERIFIED_FORMATS, type ChainKeys } from './chain.js'
 
 export interface VerifyProblem {
   readonly file: string
@@ -32,7 +32,7 @@ interface OpenChain {
   id: string
   file: string
   startLine: number
-  key: Buffer
+  keys: ChainKeys
   /** The previous line's MAC (null before the first line). */
   previousMac: Buffer | null
   seq: number
@@ -92,7 +92,9 @@ export function verifyAuditLog(files: readonly AuditFile[], chainKey: Buffer, op
       if (typeof fields.chain !== 'string' || typeof fields.seq !== 'number') return fail(name, lineNo, 'no chain id or sequence number (edited)')
 
       if (fields.event === 'chain_start') {
-        if (fields.version !== CHAIN_FORMAT_VERSION) return fail(name, lineNo, `chain format version ${String(fields.version)} is not one this pgveil knows (${CHAIN_FORMAT_VERSION})`)
+        if (typeof fields.version !== 'number' || !VERIFIED_FORMATS.includes(fields.version)) {
+          return fail(name, lineNo, `chain format version ${String(fields.version)} is not one this pgveil knows (${VERIFIED_FORMATS.join(', ')})`)
+        }
         if (fields.seq !== 0) return fail(name, lineNo, 'a chain start with a sequence number other than 0 (edited)')
         if (typeof fields.epoch !== 'number' || !Number.isInteger(fields.epoch) || fields.epoch < 0 || fields.epoch > MAX_EPOCH) return fail(name, lineNo, 'a chain start without a valid epoch (edited)')
         const open: OpenChain | null = current
@@ -107,7 +109,7 @@ export function verifyAuditLog(files: readonly AuditFile[], chainKey: Buffer, op
         if (open !== null && previous != null && previous.chain === open.id && (previous.lines !== open.seq || previous.mac !== (open.previousMac?.toString('hex') ?? ''))) {
           return fail(name, lineNo, `chain ${open.id} ended differently from what this chain start records (lines at its end were deleted or edited)`)
         }
-        current = { id: fields.chain, file: name, startLine: lineNo, key: firstLineKey(seeds.at(fields.epoch), fields.chain), previousMac: null, seq: 0, closed: false }
+        current = { id: fields.chain, file: name, startLine: lineNo, keys: chainKeys(fields.version, seeds.at(fields.epoch), fields.chain), previousMac: null, seq: 0, closed: false }
         chains++
       } else {
         if (current === null || current.closed) return fail(name, lineNo, 'a line outside any chain: its chain start was deleted, or lines were reordered')
@@ -117,9 +119,8 @@ export function verifyAuditLog(files: readonly AuditFile[], chainKey: Buffer, op
         }
       }
       const chain: OpenChain = current
-      const mac = lineMac(chain.key, chain.previousMac, Buffer.from(split.body))
+      const mac = chain.keys.nextMac(Buffer.from(split.body), chain.previousMac)
       if (mac.toString('hex') !== split.mac) return fail(name, lineNo, 'MAC mismatch: the line was edited (or a line before it was replaced)')
-      chain.key = nextLineKey(chain.key)
       chain.previousMac = mac
       chain.seq++
       lines++

@@ -22,6 +22,14 @@ declare module 'sodium-native' {
     crypto_hash_sha256_update(state: Uint8Array, input: Uint8Array): void
     /** Writes the digest into `out` (32 bytes). */
     crypto_hash_sha256_final(state: Uint8Array, out: Uint8Array): void
+    readonly crypto_stream_chacha20_KEYBYTES: number
+    readonly crypto_stream_chacha20_NONCEBYTES: number
+    /** Fills `c` with the original ChaCha20 keystream (8-byte nonce, 64-bit block counter from 0) under `k`. */
+    crypto_stream_chacha20(c: Uint8Array, n: Uint8Array, k: Uint8Array): void
+    readonly crypto_onetimeauth_BYTES: number
+    readonly crypto_onetimeauth_KEYBYTES: number
+    /** Poly1305 of `input` under the one-time key `k` (32 bytes) into `out` (16 bytes). */
+    crypto_onetimeauth(out: Uint8Array, input: Uint8Array, k: Uint8Array): void
   }
   const sodium: SodiumNative
   export default sodium

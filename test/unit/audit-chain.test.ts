@@ -42,9 +42,9 @@ describe('audit chain', () => {
     const text = await writeLog(5)
     const rows = lines(text)
     expect(rows).toHaveLength(7)
-    expect(JSON.parse(rows[0]!)).toMatchObject({ event: 'chain_start', seq: 0, epoch: 0, reason: 'startup', version: 2 })
+    expect(JSON.parse(rows[0]!)).toMatchObject({ event: 'chain_start', seq: 0, epoch: 0, reason: 'startup', version: 3 })
     expect(JSON.parse(rows[6]!)).toMatchObject({ event: 'chain_end', seq: 6, lines: 6 })
-    expect(JSON.parse(rows[3]!)).toMatchObject({ event: 'statement', n: 2, seq: 3, mac: expect.stringMatching(/^[0-9a-f]{64}$/) })
+    expect(JSON.parse(rows[3]!)).toMatchObject({ event: 'statement', n: 2, seq: 3, mac: expect.stringMatching(/^[0-9a-f]{32}$/) })
     expect(verify(text)).toMatchObject({ ok: true, lines: 7, chains: 1, problem: null })
   })
 
@@ -137,5 +137,28 @@ describe('audit sink under a slow destination', () => {
     expect(verify(text)).toMatchObject({ ok: true })
     // Every line but the chain's own start and end lines.
     expect((await metrics.auditLinesWrittenTotal.get()).values[0]?.value).toBe(lines(text).length - 2)
+  })
+})
+
+describe('audit sink after its destination failed', () => {
+  it('counts every later line as dropped instead of losing it silently', async () => {
+    const problems: string[] = []
+    const failing = new Writable({
+      write(_chunk: Buffer, _encoding, callback) {
+        callback(Object.assign(new Error('disk gone'), { code: 'EIO' }))
+      },
+    })
+    failing.on('error', () => {})
+    const metrics = createMetrics({ defaultMetrics: false })
+    const sink = AuditSink.open({ to: 'test', chainKey: Buffer.from(KEY), stream: failing, metrics, onProblem: (message) => problems.push(message) })
+    sink.write({ event: 'statement', n: 0 })
+    // The first batch goes out and fails.
+    for (let i = 0; i < 100 && problems.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(problems).toEqual([expect.stringMatching(/audit destination failed/)])
+    for (let i = 1; i <= 10; i++) sink.write({ event: 'statement', n: i })
+    await sink.close()
+    // The chain's start, lost with the write that failed, and the 11 statements, refused after it.
+    expect((await metrics.auditLinesDroppedTotal.get()).values[0]?.value).toBe(12)
+    expect(problems).toHaveLength(1)
   })
 })
