@@ -48,9 +48,12 @@
  * canonical form (say the policy type changed after values were stored) fails with
  * XX001. jsonb's canonical form is not re-parsed on output, for speed.
  *
- * Output limitations: text output is exact for DateStyle ISO (any field order); under
- * the SQL, Postgres or German styles dates and timestamps are still printed in ISO
- * (callers should refuse or warn, see `isIsoDateStyle`). Session time zones are IANA
+ * Output follows the session's DateStyle (ISO, SQL, Postgres, German; the DMY field
+ * order where it matters) as PostgreSQL's EncodeDateOnly / EncodeDateTime do. The SQL,
+ * Postgres and German styles print a timestamptz with its zone's abbreviation, which
+ * PostgreSQL takes from its tzdata: pgveil knows it only for zones with one fixed
+ * abbreviation (the UTC and GMT names, Etc/GMT±N, POSIX fixed zones such as '<+02>-02'
+ * or 'EST5') and refuses the rest with 0A000 (see `zoneAbbreviation`). Session time zones are IANA
  * names (offsets come from Node.js's ICU data, which may differ from PostgreSQL's tzdata
  * for zones whose history changed between releases), fixed offsets ('<+02>-02', 'UTC0',
  * '+02' hours as in `SET TIME ZONE`) and `posix/` names; POSIX strings with DST rules
@@ -96,7 +99,7 @@ export const ArrayTypeOid = {
 export interface SessionFormat {
   /** TimeZone as PostgreSQL reports it: 'UTC', 'Europe/Paris', '<+02>-02', 'posix/Europe/Paris'. */
   readonly timeZone: string
-  /** DateStyle, e.g. 'ISO, MDY'; only ISO output is exact (see `isIsoDateStyle`). */
+  /** DateStyle as PostgreSQL reports it: 'ISO, MDY', 'SQL, DMY', 'Postgres, MDY', 'German, DMY'. */
   readonly dateStyle: string
   /** Not used: no supported type prints intervals. */
   readonly intervalStyle?: string
@@ -764,8 +767,7 @@ function isValidJulian(year: number, month: number): boolean {
 
 /** ISO date text of an astronomical year: 4+ digit year, ' BC' for year <= 0. */
 function formatDate(year: number, month: number, day: number): string {
-  const shown = year > 0 ? year : 1 - year
-  return `${String(shown).padStart(4, '0')}-${pad2(month)}-${pad2(day)}${year > 0 ? '' : ' BC'}`
+  return formatDateIn(ISO_OUTPUT, year, month, day)
 }
 
 function fieldOverflow(input: string, datestyleHint = false): WireError {
@@ -791,13 +793,53 @@ function validateDate(year: number, month: number, day: number, bc: boolean, inp
 /** PostgreSQL's `SET TIME ZONE` spellings of UTC, for the zero-cost path. */
 const UTC_NAMES = new Set(['utc', 'etc/utc', 'gmt', 'etc/gmt', 'uct', 'etc/uct', 'universal', 'etc/universal', 'zulu', 'etc/zulu', 'greenwich', 'etc/greenwich', 'gmt0', 'etc/gmt0', 'gmt+0', 'gmt-0', 'etc/gmt+0', 'etc/gmt-0'])
 
+/** How a DateStyle prints dates: the style, and whether the day comes before the month. */
+export interface DateOutput {
+  readonly style: 'ISO' | 'SQL' | 'Postgres' | 'German'
+  readonly dayFirst: boolean
+}
+
+const ISO_OUTPUT: DateOutput = { style: 'ISO', dayFirst: false }
+const dateOutputs = new Map<string, DateOutput>()
+
 /**
- * Whether `dateStyle` (a DateStyle ParameterStatus) has ISO output, which is the only
- * output style these codecs print exactly; dates and timestamps are printed in ISO
- * under the other styles too.
+ * The output of a DateStyle ParameterStatus ('SQL, DMY'): PostgreSQL always reports
+ * the style first and the field order second. Unknown words count as ISO and MDY.
  */
-export function isIsoDateStyle(dateStyle: string): boolean {
-  return /^\s*iso\b/i.test(dateStyle)
+export function dateOutput(dateStyle: string): DateOutput {
+  let output = dateOutputs.get(dateStyle)
+  if (output === undefined) {
+    const words = dateStyle.toLowerCase().split(/[\s,]+/)
+    const style = words.includes('sql') ? 'SQL' : words.includes('postgres') ? 'Postgres' : words.includes('german') ? 'German' : 'ISO'
+    // The field order only matters to SQL and Postgres output (German is always day first).
+    output = style === 'ISO' ? ISO_OUTPUT : { style, dayFirst: words.includes('dmy') }
+    if (dateOutputs.size >= 64) dateOutputs.clear()
+    dateOutputs.set(dateStyle, output)
+  }
+  return output
+}
+
+const MONTH_ABBREVIATIONS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'] as const
+const DAY_ABBREVIATIONS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const
+
+/** The year as PostgreSQL prints it: AD years as they are, year 0 as 1 (BC), at least 4 digits. */
+function shownYear(year: number): string {
+  return String(year > 0 ? year : 1 - year).padStart(4, '0')
+}
+
+/** EncodeDateOnly: a date (astronomical year) in a DateStyle. */
+function formatDateIn(output: DateOutput, year: number, month: number, day: number): string {
+  const bc = year > 0 ? '' : ' BC'
+  switch (output.style) {
+    case 'ISO':
+      return `${shownYear(year)}-${pad2(month)}-${pad2(day)}${bc}`
+    case 'SQL':
+      return `${output.dayFirst ? `${pad2(day)}/${pad2(month)}` : `${pad2(month)}/${pad2(day)}`}/${shownYear(year)}${bc}`
+    case 'German':
+      return `${pad2(day)}.${pad2(month)}.${shownYear(year)}${bc}`
+    case 'Postgres':
+      return `${output.dayFirst ? `${pad2(day)}-${pad2(month)}` : `${pad2(month)}-${pad2(day)}`}-${shownYear(year)}${bc}`
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -915,6 +957,39 @@ function sessionZone(timeZone: string): ZoneRules {
   return rules
 }
 
+const UTC_ABBREVIATED = new Set(['utc', 'etc/utc', 'uct', 'etc/uct', 'universal', 'etc/universal', 'zulu', 'etc/zulu'])
+/** Etc/GMT+5 is five hours west: its abbreviation is '-05'. */
+const ETC_GMT_ZONE = /^(?:posix\/)?etc\/gmt([+-])(\d{1,2})$/
+/** A POSIX TZ's standard-time name: '<+02>' or letters, before its offset. */
+const POSIX_ZONE_NAME = /^(?:<([A-Za-z0-9:+-]+)>|([A-Za-z]{3,}))[+-]?\d/
+
+/**
+ * The abbreviation PostgreSQL prints after a timestamptz in the SQL, German and
+ * Postgres DateStyles, for zones where it is one fixed string; null for the others
+ * (IANA zones with a history of abbreviations, which PostgreSQL takes from its tzdata).
+ */
+export function zoneAbbreviation(timeZone: string): string | null {
+  const lower = timeZone.toLowerCase()
+  if (UTC_ABBREVIATED.has(lower) || UTC_ABBREVIATED.has(lower.replace(/^posix\//, ''))) return 'UTC'
+  if (UTC_NAMES.has(lower) || UTC_NAMES.has(lower.replace(/^posix\//, ''))) return 'GMT'
+  const etc = ETC_GMT_ZONE.exec(lower)
+  if (etc !== null) return `${etc[1] === '+' ? '-' : '+'}${etc[2]!.padStart(2, '0')}`
+  // A POSIX fixed zone ('<+02>-02', 'EST5', 'UTC0'), unless ICU knows the name as an IANA zone.
+  const posix = POSIX_ZONE_NAME.exec(timeZone)
+  if (posix !== null && zoneRules(timeZone)?.fixedOffset !== undefined) return posix[1] ?? posix[2]!
+  return null
+}
+
+function abbreviationFor(session: SessionFormat): string {
+  const abbreviation = zoneAbbreviation(session.timeZone)
+  if (abbreviation === null) {
+    throw new WireError(SqlState.FeatureNotSupported, `pgveil cannot print encrypted timestamptz values under DateStyle "${session.dateStyle}" in time zone "${session.timeZone}": PostgreSQL prints that zone's abbreviation from its own tzdata`, {
+      hint: 'SET DateStyle = ISO (or read the column in binary format, or SET TimeZone = UTC) for sessions that read encrypted timestamptz columns',
+    })
+  }
+  return abbreviation
+}
+
 /**
  * DetermineTimeZoneOffset: local wall-clock seconds → Unix seconds. A time skipped by a
  * spring-forward transition takes the offset before it; a repeated time in a fall-back
@@ -1021,10 +1096,12 @@ const dateCodec: TypeCodec = {
     }
     return dateFromDays(days)
   },
-  // ISO output whatever the DateStyle (see the module comment).
-  toText(canonical) {
-    canonicalDateDays(canonical)
-    return canonical
+  toText(canonical, session) {
+    const days = canonicalDateDays(canonical)
+    const output = dateOutput(session.dateStyle)
+    if (output === ISO_OUTPUT || days === DATE_NOEND || days === DATE_NOBEGIN) return canonical
+    const [year, month, day] = j2date(days + POSTGRES_EPOCH_JDATE)
+    return formatDateIn(output, year, month, day)
   },
   toBinary(canonical) {
     const out = Buffer.allocUnsafe(4)
@@ -1176,6 +1253,23 @@ function formatTimestamp(ts: Timestamp, offset: number): string {
   return year > 0 ? text : `${text} BC`
 }
 
+/** EncodeDateTime in the SQL, German and Postgres styles: local time at `offset`, then the zone's abbreviation. */
+function formatTimestampIn(output: DateOutput, ts: Timestamp, offset: number, abbreviation: string): string {
+  const local = ts.sec + offset
+  const days = Math.floor(local / SECS_PER_DAY)
+  const secondOfDay = local - days * SECS_PER_DAY
+  const [year, month, day] = j2date(days + POSTGRES_EPOCH_JDATE)
+  let time = `${pad2(Math.floor(secondOfDay / 3600))}:${pad2(Math.floor((secondOfDay % 3600) / 60))}:${pad2(secondOfDay % 60)}`
+  if (ts.usec !== 0) time += `.${String(ts.usec).padStart(6, '0').replace(/0+$/, '')}`
+  const bc = year > 0 ? '' : ' BC'
+  if (output.style !== 'Postgres') return `${formatDateIn(output, year, month, day).slice(0, year > 0 ? undefined : -3)} ${time} ${abbreviation}${bc}`
+  // j2day: 2000-01-01 (day 0) was a Saturday.
+  const weekday = DAY_ABBREVIATIONS[(((days + 6) % 7) + 7) % 7]!
+  const monthName = MONTH_ABBREVIATIONS[month - 1]!
+  const dayMonth = output.dayFirst ? `${pad2(day)} ${monthName}` : `${monthName} ${pad2(day)}`
+  return `${weekday} ${dayMonth} ${time} ${shownYear(year)} ${abbreviation}${bc}`
+}
+
 /** Canonical timestamptz → instant; undefined for the infinities. */
 function parseCanonicalTimestamp(canonical: string): Timestamp {
   const match = CANONICAL_TIMESTAMP.exec(canonical)
@@ -1213,13 +1307,14 @@ const timestamptzCodec: TypeCodec = {
     if (ts.sec < MIN_TIMESTAMP_SEC || ts.sec >= END_TIMESTAMP_SEC) throw new WireError(SqlState.DatetimeFieldOverflow, 'timestamp out of range')
     return formatTimestamp(ts, 0)
   },
-  // ISO output whatever the DateStyle (see the module comment).
   toText(canonical, session) {
     if (canonical === 'infinity' || canonical === '-infinity') return canonical
     const ts = parseCanonicalTimestamp(canonical)
     const zone = sessionZone(session.timeZone)
     const offset = zone.fixedOffset ?? zone.offsetAt(ts.sec + POSTGRES_EPOCH_UNIX)
-    return offset === 0 ? canonical : formatTimestamp(ts, offset)
+    const output = dateOutput(session.dateStyle)
+    if (output === ISO_OUTPUT) return offset === 0 ? canonical : formatTimestamp(ts, offset)
+    return formatTimestampIn(output, ts, offset, abbreviationFor(session))
   },
   toBinary(canonical) {
     const out = Buffer.allocUnsafe(8)

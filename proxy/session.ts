@@ -782,8 +782,13 @@ export class ClientSession implements CancelTarget {
           this.replyToClient(encodeErrorResponse(error.toFields()))
           return true
         }
-        if (!(error instanceof DecryptionError || error instanceof UnattributedCiphertextError)) throw error
-        this.failDecryption(error)
+        if (error instanceof DecryptionError || error instanceof UnattributedCiphertextError) {
+          this.failDecryption(error)
+          return false
+        }
+        // A value pgveil cannot print the way this session asked (its DateStyle and time zone): the result cannot go on.
+        if (!(error instanceof WireError)) throw error
+        this.failDecryption(new WireError(error.sqlState, error.message, { severity: 'FATAL', ...(error.hint === undefined ? {} : { hint: error.hint }) }))
         return false
       }
     }

@@ -190,6 +190,27 @@ describe('typed columns', () => {
     await direct.query('DELETE FROM copied WHERE id = 901')
   })
 
+  it('prints dates and timestamps in the session\'s DateStyle as PostgreSQL prints plaintext ones, and refuses one it cannot follow', async () => {
+    const same = "SELECT t_date, '2024-02-29'::date, t_ts, '2024-03-31 01:30:00.123456+00'::timestamptz FROM typed WHERE id = 1"
+    // Each -c is a Query of its own: PostgreSQL reports a changed setting (ParameterStatus) when a query string ends.
+    const result = await runProgram('psql', [proxyUrl, '-X', '-At', '-v', 'ON_ERROR_STOP=1',
+      '-c', "SET DateStyle = 'SQL, DMY'", '-c', same, '-c', "SET DateStyle = 'Postgres, MDY'", '-c', "SET TimeZone = 'Etc/GMT+5'", '-c', same, '-c', 'SET DateStyle = German', '-c', same])
+    expect(result.stderr).toBe('')
+    const rows = result.stdout.trim().split('\n').filter((line) => line !== 'SET')
+    expect(rows).toEqual([
+      '29/02/2024|29/02/2024|31/03/2024 01:30:00.123456 UTC|31/03/2024 01:30:00.123456 UTC',
+      '02-29-2024|02-29-2024|Sat Mar 30 20:30:00.123456 2024 -05|Sat Mar 30 20:30:00.123456 2024 -05',
+      '29.02.2024|29.02.2024|30.03.2024 20:30:00.123456 -05|30.03.2024 20:30:00.123456 -05',
+    ])
+    // Europe/Paris's abbreviations (CET, CEST) come from PostgreSQL's tzdata: pgveil refuses rather than print another text.
+    const refused = await runProgram('psql', [proxyUrl, '-X', '-At', '-c', "SET DateStyle = 'SQL, DMY'", '-c', "SET TimeZone = 'Europe/Paris'", '-c', 'SELECT t_date FROM typed WHERE id = 1', '-c', 'SELECT t_ts FROM typed WHERE id = 1'])
+    expect(refused.stdout).toContain('29/02/2024')
+    expect(refused.stderr).toMatch(/FATAL: {2}pgveil cannot print encrypted timestamptz values under DateStyle "SQL, DMY" in time zone "Europe\/Paris"/)
+    expect(refused.stderr).toMatch(/HINT: {2}SET DateStyle = ISO/)
+    // The proxy goes on serving.
+    expect((await through<{ t_date: Date }>('SELECT t_date FROM typed WHERE id = 1')).rows).toHaveLength(1)
+  })
+
   it('encrypts parameters sent in binary format', async () => {
     const client = await RawClient.startup(proxy.port, { user: server.superuser, database })
     try {

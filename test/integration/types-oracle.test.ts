@@ -520,6 +520,48 @@ describe('timestamptz in session time zones', () => {
   })
 })
 
+describe('dates and timestamptz under the SQL, Postgres and German DateStyles', () => {
+  const STYLES = ['SQL, MDY', 'SQL, DMY', 'Postgres, MDY', 'Postgres, DMY', 'German, DMY']
+  /** Canonical (ISO) values, which PostgreSQL reads the same under every DateStyle: across the whole range, BC, leap days, the infinities. */
+  const dateCanonicals = [
+    ...sample(fc.integer({ min: -2451545, max: 2147483494 - 2451545 - 1 }), 200, 14).map((days) => {
+      const bytes = Buffer.alloc(4)
+      bytes.writeInt32BE(days)
+      return TYPE_CODECS.date.canonicalFromBinary(bytes)
+    }),
+    '2024-02-29', '0001-01-01', '0001-12-31 BC', '0044-03-15 BC', '4714-11-24 BC', '5874897-12-31', '1999-01-08', 'infinity', '-infinity',
+  ]
+  const timestampCanonicals = [
+    ...sample(fc.bigInt({ min: -211813488000000000n, max: 9223371331199999999n }), 150, 15),
+    ...sample(fc.bigInt({ min: -2208988800000000n, max: 2145916800000000n }), 100, 16),
+    -211813488000000000n, 9223371331199999999n, 0n, -1n, 500000n, -63113904000000000n,
+  ].map((us) => {
+    const bytes = Buffer.alloc(8)
+    bytes.writeBigInt64BE(us)
+    return TYPE_CODECS.timestamptz.canonicalFromBinary(bytes)
+  })
+
+  it.each(STYLES)('dates print as PostgreSQL prints them under %s', async (style) => {
+    const session = await setSession('UTC', style)
+    expectNoMismatches(await compareTextInputs('date', dateCanonicals, session))
+  })
+
+  // Zones whose abbreviation is one fixed string: PostgreSQL's names for UTC, Etc/GMT±N, POSIX fixed zones.
+  const zones = ['UTC', 'GMT', 'Etc/UCT', 'Etc/GMT+5', 'Etc/GMT-14', '+02', '-3.5', 'UTC0', 'EST5', 'posix/Etc/GMT-3']
+  it.each(STYLES.flatMap((style) => zones.map((zone) => [style, zone])))('timestamptz prints as PostgreSQL prints it under %s in %s', async (style, zone) => {
+    const session = await setSession(zone, style)
+    expectNoMismatches(await compareTextInputs('timestamptz', [...timestampCanonicals, 'infinity', '-infinity'], session))
+  })
+
+  it('refuses (0A000) to print timestamptz under another style in a zone whose abbreviations come from tzdata', async () => {
+    const session = await setSession('Europe/Paris', 'SQL, DMY')
+    const { rows } = await client.query<{ output: string }>("SELECT '2024-07-05 12:00:00+00'::timestamptz::text AS output")
+    expect(rows[0]!.output).toBe('05/07/2024 14:00:00 CEST')
+    expect(() => TYPE_CODECS.timestamptz.toText('2024-07-05 12:00:00+00', session)).toThrow(expect.objectContaining({ sqlState: '0A000' }))
+    await setSession('UTC')
+  })
+})
+
 describe('binary result columns on the wire', () => {
   const server = getTestPostgres()
   // A protocol-level client authenticates with trust only; an external server may want a password.

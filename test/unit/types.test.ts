@@ -12,8 +12,9 @@ import {
   POLICY_TYPES,
   TYPE_CODECS,
   TypeOid,
-  isIsoDateStyle,
+  dateOutput,
   isSupportedTimeZone,
+  zoneAbbreviation,
   policyTypeFromName,
   type PolicyType,
   type SessionFormat,
@@ -99,13 +100,34 @@ describe('registry', () => {
     expect(policyTypeFromName(name)).toBeUndefined()
   })
 
-  it('knows which DateStyles print ISO', () => {
-    expect(isIsoDateStyle('ISO, MDY')).toBe(true)
-    expect(isIsoDateStyle('ISO, DMY')).toBe(true)
-    expect(isIsoDateStyle('iso')).toBe(true)
-    expect(isIsoDateStyle('SQL, DMY')).toBe(false)
-    expect(isIsoDateStyle('Postgres, MDY')).toBe(false)
-    expect(isIsoDateStyle('German, DMY')).toBe(false)
+  it('reads the output style and field order of a DateStyle', () => {
+    expect(dateOutput('ISO, MDY')).toEqual({ style: 'ISO', dayFirst: false })
+    expect(dateOutput('ISO, DMY')).toEqual({ style: 'ISO', dayFirst: false })
+    expect(dateOutput('SQL, DMY')).toEqual({ style: 'SQL', dayFirst: true })
+    expect(dateOutput('SQL, MDY')).toEqual({ style: 'SQL', dayFirst: false })
+    expect(dateOutput('Postgres, YMD')).toEqual({ style: 'Postgres', dayFirst: false })
+    expect(dateOutput('German, DMY')).toEqual({ style: 'German', dayFirst: true })
+  })
+
+  it.each([
+    ['UTC', 'UTC'],
+    ['Etc/UCT', 'UTC'],
+    ['Zulu', 'UTC'],
+    ['posix/UTC', 'UTC'],
+    ['GMT', 'GMT'],
+    ['Greenwich', 'GMT'],
+    ['Etc/GMT+5', '-05'],
+    ['Etc/GMT-14', '+14'],
+    ['posix/Etc/GMT-3', '+03'],
+    ['<+02>-02', '+02'],
+    ['<-03:30>+03:30', '-03:30'],
+    ['EST5', 'EST'],
+    ['UTC0', 'UTC'],
+    ['Europe/Paris', null],
+    ['America/New_York', null],
+    ['EST5EDT', null],
+  ])('zoneAbbreviation(%j) is %j', (zone, abbreviation) => {
+    expect(zoneAbbreviation(zone)).toBe(abbreviation)
   })
 
   it.each([
@@ -370,8 +392,17 @@ describe('date', () => {
     expect(TYPE_CODECS.date.canonicalFromText('0005-02-29 BC')).toBe('0005-02-29 BC')
   })
 
-  it('prints ISO whatever the DateStyle (a documented limitation)', () => {
-    expect(TYPE_CODECS.date.toText('2024-02-29', { ...UTC, dateStyle: 'SQL, DMY' })).toBe('2024-02-29')
+  it.each([
+    ['SQL, DMY', '29/02/2024', '15/03/0044 BC'],
+    ['SQL, MDY', '02/29/2024', '03/15/0044 BC'],
+    ['Postgres, DMY', '29-02-2024', '15-03-0044 BC'],
+    ['Postgres, MDY', '02-29-2024', '03-15-0044 BC'],
+    ['German, DMY', '29.02.2024', '15.03.0044 BC'],
+    ['ISO, DMY', '2024-02-29', '0044-03-15 BC'],
+  ])('prints dates under DateStyle %j as PostgreSQL does', (dateStyle, leap, bc) => {
+    expect(TYPE_CODECS.date.toText('2024-02-29', { ...UTC, dateStyle })).toBe(leap)
+    expect(TYPE_CODECS.date.toText('0044-03-15 BC', { ...UTC, dateStyle })).toBe(bc)
+    expect(TYPE_CODECS.date.toText('infinity', { ...UTC, dateStyle })).toBe('infinity')
   })
 
   it.each([
@@ -522,8 +553,27 @@ describe('timestamptz', () => {
     expect(TYPE_CODECS.timestamptz.toText(canonical, inZone(zone))).toBe(text)
   })
 
-  it('prints ISO whatever the DateStyle (a documented limitation)', () => {
-    expect(TYPE_CODECS.timestamptz.toText('2024-01-05 12:00:00+00', { ...inZone('Europe/Paris'), dateStyle: 'SQL, DMY' })).toBe('2024-01-05 13:00:00+01')
+  it.each([
+    ['SQL, MDY', 'UTC', '12/17/1997 07:37:16.5 UTC'],
+    ['SQL, DMY', 'Etc/GMT+5', '17/12/1997 02:37:16.5 -05'],
+    ['German, DMY', '<+02>-02', '17.12.1997 09:37:16.5 +02'],
+    ['Postgres, MDY', 'UTC', 'Wed Dec 17 07:37:16.5 1997 UTC'],
+    ['Postgres, DMY', 'GMT', 'Wed 17 Dec 07:37:16.5 1997 GMT'],
+  ])('prints timestamptz under DateStyle %j in %s as PostgreSQL does', (dateStyle, zone, text) => {
+    expect(TYPE_CODECS.timestamptz.toText('1997-12-17 07:37:16.5+00', { ...inZone(zone), dateStyle })).toBe(text)
+  })
+
+  it('prints BC timestamps and the weekday of early dates under the Postgres style', () => {
+    expect(TYPE_CODECS.timestamptz.toText('0010-03-15 12:00:00+00 BC', { ...UTC, dateStyle: 'Postgres, MDY' })).toBe('Fri Mar 15 12:00:00 0010 UTC BC')
+    expect(TYPE_CODECS.timestamptz.toText('0010-03-15 12:00:00+00 BC', { ...UTC, dateStyle: 'SQL, MDY' })).toBe('03/15/0010 12:00:00 UTC BC')
+    expect(TYPE_CODECS.timestamptz.toText('0001-01-01 00:00:00+00', { ...UTC, dateStyle: 'Postgres, MDY' })).toBe('Mon Jan 01 00:00:00 0001 UTC')
+  })
+
+  it('refuses with 0A000 a non-ISO DateStyle in a zone whose abbreviation only tzdata knows', () => {
+    expect(() => TYPE_CODECS.timestamptz.toText('2024-01-05 12:00:00+00', { ...inZone('Europe/Paris'), dateStyle: 'SQL, DMY' })).toThrow(
+      expect.objectContaining({ sqlState: '0A000', message: expect.stringMatching(/DateStyle "SQL, DMY" in time zone "Europe\/Paris"/) }),
+    )
+    expect(TYPE_CODECS.timestamptz.toText('2024-01-05 12:00:00+00', { ...inZone('Europe/Paris'), dateStyle: 'ISO, DMY' })).toBe('2024-01-05 13:00:00+01')
   })
 
   it.each([
