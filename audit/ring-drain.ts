@@ -50,8 +50,13 @@ export class RingDrain {
 
   /** The proxy's wake-up: lines before `head` are waiting. */
   drain(head: number): void {
-    this.limit = head
+    this.allowTo(head)
     this.resume()
+  }
+
+  /** Positions are 32-bit counters that wrap: the limit only moves forward (never below what was taken). */
+  private allowTo(head: number): void {
+    if (((head - this.limit) | 0) > 0) this.limit = head
   }
 
   /** Take the lines allowed so far, unless the destination is too far behind. */
@@ -88,7 +93,7 @@ export class RingDrain {
 
   /** Every line written before `head`, whatever the destination's backlog. */
   private drainTo(head: number): void {
-    this.limit = head
+    this.allowTo(head)
     if (!this.awaitingOversized) this.take(head, true)
   }
 
