@@ -26,6 +26,10 @@
  *   partition directly, is not recognised unless that relation is in the policy.
  *   Function and DO bodies that name a protected table are refused; SQL built
  *   dynamically inside PostgreSQL (EXECUTE in PL/pgSQL) cannot be seen at all.
+ * - A statement naming a protected table after a SET of TimeZone or DateStyle (or
+ *   RESET ALL, DISCARD ALL) in the same query string is refused when dates or
+ *   timestamps are protected: PostgreSQL reports the new setting only when the
+ *   string ends, and pgveil prints those values with the reported one.
  * - The client's strings are read with `standard_conforming_strings = on` and
  *   UTF-8; statements setting otherwise are refused (the proxy must also watch
  *   ParameterStatus for values set at startup or by `ALTER ROLE … SET`).
@@ -144,15 +148,23 @@ class PolicyAdapter implements PolicyView {
   readonly #tablePattern: RegExp | undefined
   readonly otherSchemas: ReadonlySet<string>
   readonly tableNames: ReadonlySet<string>
+  /** Some protected column is a date or timestamptz: printed through the session's DateStyle and TimeZone. */
+  readonly hasDatetimeColumns: boolean
 
   constructor(source: ProtectedColumns) {
     this.#source = source
     const names = new Set<string>()
     const schemas = new Set<string>()
+    let datetime = false
     for (const t of source.tables()) {
       names.add(t.name)
       if (t.schema !== 'public') schemas.add(t.schema)
+      for (const column of source.table(t.schema, t.name)?.values() ?? []) {
+        const type = policyTypeFromName(column.type)
+        if (type === 'date' || type === 'timestamptz') datetime = true
+      }
     }
+    this.hasDatetimeColumns = datetime
     this.tableNames = names
     this.otherSchemas = schemas
     this.#tablePattern = names.size === 0 ? undefined : new RegExp([...names].map(escapeRegExp).join('|'), 'i')
@@ -267,7 +279,31 @@ export class SqlAnalyzer {
       }
       statements.push({ ...plan, start, end })
     }
+    if (statements.length > 1 && this.#policy.hasDatetimeColumns) this.#refuseAfterFormatChange(stmts, statements, (i) => (bytes ??= Buffer.from(sql)).toString('utf8', statements[i]!.start, statements[i]!.end))
     return { ...worst(statements), statements }
+  }
+
+  /**
+   * PostgreSQL reports a new TimeZone or DateStyle (ParameterStatus) when the query
+   * string ends, and pgveil prints protected dates and timestamps with what was
+   * reported: a statement naming a protected table after such a SET in the same
+   * query string would get the old setting. It is refused (the SET and what comes
+   * before it run, as before any error).
+   */
+  #refuseAfterFormatChange(stmts: readonly { stmt?: Node }[], statements: AnalyzedStatement[], text: (i: number) => string): void {
+    let change: string | undefined
+    for (let i = 0; i < statements.length; i++) {
+      const statement = statements[i]!
+      if (change !== undefined && statement.action !== 'refuse' && this.#policy.mentionsProtected(text(i))) {
+        const plan = refusalPlan(
+          `pgveil prints encrypted dates and timestamps with the TimeZone and DateStyle PostgreSQL reports when a query string ends, so a statement on a table with encrypted columns cannot follow ${change} in the same query string`,
+          `send ${change} as a query of its own, before this one`,
+        )
+        statements[i] = { ...plan, start: statement.start, end: statement.end }
+        return
+      }
+      change ??= formatChange(stmts[i]?.stmt)
+    }
   }
 
   #unparseable(sql: string, error: unknown): SqlAnalysis {
@@ -287,6 +323,20 @@ export class SqlAnalyzer {
     const statement: RefusePlan & ByteRange = { ...plan, start: 0, end: Buffer.byteLength(sql) }
     return { action: 'refuse', statements: [statement], refusal: statement }
   }
+}
+
+/** The statement's name when it changes the session's TimeZone or DateStyle: `SET TimeZone`, `RESET ALL`, `DISCARD ALL`. */
+function formatChange(node: Node | undefined): string | undefined {
+  if (node === undefined) return undefined
+  if ('VariableSetStmt' in node) {
+    const set = node.VariableSetStmt
+    if (set.kind === 'VAR_RESET_ALL') return 'RESET ALL'
+    const name = set.name?.toLowerCase()
+    if (name === 'timezone' || name === 'datestyle') return `${set.kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name === 'timezone' ? 'TimeZone' : 'DateStyle'}`
+    return undefined
+  }
+  if ('DiscardStmt' in node && node.DiscardStmt.target === 'DISCARD_ALL') return 'DISCARD ALL'
+  return undefined
 }
 
 function refusalPlan(message: string, advice: string): RefusePlan {

@@ -207,6 +207,11 @@ describe('typed columns', () => {
     expect(refused.stdout).toContain('29/02/2024')
     expect(refused.stderr).toMatch(/FATAL: {2}pgveil cannot print encrypted timestamptz values under DateStyle "SQL, DMY" in time zone "Europe\/Paris"/)
     expect(refused.stderr).toMatch(/HINT: {2}SET DateStyle = ISO/)
+    // In one query string the SELECT would come before PostgreSQL reports the new zone: refused, the SET itself runs.
+    const combined = await runProgram('psql', [proxyUrl, '-X', '-At', '-c', "SET TimeZone = 'Etc/GMT+5'; SELECT t_ts FROM typed WHERE id = 1"])
+    expect(combined.stderr).toMatch(/ERROR: {2}pgveil prints encrypted dates and timestamps with the TimeZone and DateStyle PostgreSQL reports when a query string ends, so a statement on a table with encrypted columns cannot follow SET TimeZone/)
+    expect(combined.stderr).toMatch(/HINT: {2}Send SET TimeZone as a query of its own, before this one\./)
+    expect(combined.stdout).not.toContain('2024')
     // The proxy goes on serving.
     expect((await through<{ t_date: Date }>('SELECT t_date FROM typed WHERE id = 1')).rows).toHaveLength(1)
   })

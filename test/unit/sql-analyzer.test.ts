@@ -492,6 +492,31 @@ describe('SqlAnalyzer: several statements in one Query', () => {
     expect(spliced(sql, analysis)).toBe("INSERT INTO users (email) VALUES (<email>); SELECT '😀'; UPDATE users SET ssn = <ssn> WHERE id = 1")
   })
 
+  it('refuses a statement on a protected table after a SET of TimeZone or DateStyle in the same text, when dates or timestamps are protected', async () => {
+    const dated = await SqlAnalyzer.create(protectedColumns([{ table: 'events', columns: { at: { type: 'timestamptz' } } }, { table: 'notes', columns: { body: { type: 'text' } } }]))
+    for (const [sql, change] of [
+      ["SET TimeZone = 'Europe/Paris'; SELECT at FROM events", 'SET TimeZone'],
+      ['SET TIME ZONE 2; SELECT 1; SELECT at FROM events', 'SET TimeZone'],
+      ["SET LOCAL datestyle TO 'SQL, DMY'; SELECT body FROM notes", 'SET DateStyle'],
+      ['RESET timezone; SELECT at FROM events', 'RESET TimeZone'],
+      ['RESET ALL; SELECT at FROM events', 'RESET ALL'],
+      ['DISCARD ALL; SELECT at FROM events', 'DISCARD ALL'],
+    ] as const) {
+      const analysis = dated.analyze(sql)
+      expect(analysis.action, sql).toBe('refuse')
+      expect(analysis.refusal?.message, sql).toContain(`cannot follow ${change} in the same query string`)
+      expect(analysis.refusal?.hint, sql).toBe(`Send ${change} as a query of its own, before this one.`)
+      // The SET itself runs: the refusal is the statement after it.
+      expect(analysis.statements[0]!.action, sql).toBe('passthrough')
+    }
+    // Before the change, on its own, or without a protected table after it: nothing to refuse.
+    for (const sql of ["SELECT at FROM events; SET TimeZone = 'UTC'", "SET TimeZone = 'UTC'", 'SET search_path = public; SELECT at FROM events', "SET TimeZone = 'UTC'; SELECT 1 FROM pg_class; SELECT 2"]) {
+      expect(dated.analyze(sql).action, sql).not.toBe('refuse')
+    }
+    // A policy without date or timestamptz columns prints nothing through those settings.
+    expect(analyzer.analyze("SET TimeZone = 'UTC'; SELECT ssn FROM users").action).not.toBe('refuse')
+  })
+
   it('passes a text naming no protected table through whole, without splitting it', () => {
     const sql = 'SELECT 1; SELECT 2'
     expect(analyzer.analyze(sql)).toEqual({ action: 'passthrough', statements: [{ action: 'passthrough', start: 0, end: 18 }] })
