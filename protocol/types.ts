@@ -103,6 +103,12 @@ export interface SessionFormat {
   readonly dateStyle: string
   /** Not used: no supported type prints intervals. */
   readonly intervalStyle?: string
+  /**
+   * Set between a statement that changed TimeZone or DateStyle (its name: 'SET TimeZone')
+   * and the ParameterStatus that reports the new value (at the batch's Sync): dates and
+   * timestamps cannot be printed meanwhile.
+   */
+  readonly staleAfter?: string | undefined
   /** Always on since PostgreSQL 10; floating-point datetimes are not supported. */
   readonly integerDatetimes: true
 }
@@ -980,6 +986,12 @@ export function zoneAbbreviation(timeZone: string): string | null {
   return null
 }
 
+function staleFormat(change: string): WireError {
+  return new WireError(SqlState.FeatureNotSupported, `pgveil cannot print encrypted dates and timestamps after ${change} in the same batch: PostgreSQL reports the new setting only at Sync`, {
+    hint: `send Sync after ${change} (run it as a query of its own) before reading encrypted date or timestamptz columns in text format`,
+  })
+}
+
 function abbreviationFor(session: SessionFormat): string {
   const abbreviation = zoneAbbreviation(session.timeZone)
   if (abbreviation === null) {
@@ -1098,6 +1110,7 @@ const dateCodec: TypeCodec = {
   },
   toText(canonical, session) {
     const days = canonicalDateDays(canonical)
+    if (session.staleAfter !== undefined) throw staleFormat(session.staleAfter)
     const output = dateOutput(session.dateStyle)
     if (output === ISO_OUTPUT || days === DATE_NOEND || days === DATE_NOBEGIN) return canonical
     const [year, month, day] = j2date(days + POSTGRES_EPOCH_JDATE)
@@ -1308,6 +1321,7 @@ const timestamptzCodec: TypeCodec = {
     return formatTimestamp(ts, 0)
   },
   toText(canonical, session) {
+    if (session.staleAfter !== undefined) throw staleFormat(session.staleAfter)
     if (canonical === 'infinity' || canonical === '-infinity') return canonical
     const ts = parseCanonicalTimestamp(canonical)
     const zone = sessionZone(session.timeZone)

@@ -61,6 +61,8 @@ export interface StatementState {
   rowFields: FieldDescription[] | null
   /** The row plan of its last Bind, reused by the next Bind with the same result formats. */
   boundPlan?: { readonly catalog: DatabaseCatalog; readonly fields: readonly FieldDescription[]; readonly formats: readonly number[]; readonly plan: RowPlan }
+  /** It changes TimeZone or DateStyle ('SET TimeZone', 'RESET ALL', …): dates print with the new value only after the next Sync. */
+  readonly changesFormat?: string
 }
 
 export interface PortalState {
@@ -106,8 +108,22 @@ const NO_PARAMS: ReadonlyMap<number, QualifiedColumn> = new Map()
 const NO_SEARCH_PARAMS: ReadonlyMap<number, SearchParam> = new Map()
 
 /** A statement pgveil does not rewrite. Its own object: a Describe fills in its rowFields. */
-function plainStatement(): StatementState {
-  return { params: NO_PARAMS, searchParams: NO_SEARCH_PARAMS, mayReturnProtected: false, copies: [], rowFields: null }
+function plainStatement(changesFormat?: string): StatementState {
+  const statement: StatementState = { params: NO_PARAMS, searchParams: NO_SEARCH_PARAMS, mayReturnProtected: false, copies: [], rowFields: null }
+  return changesFormat === undefined ? statement : { ...statement, changesFormat }
+}
+
+/** `SET [SESSION|LOCAL] TimeZone|TIME ZONE|DateStyle`, `RESET TimeZone|DateStyle|ALL`, `DISCARD ALL`, leading whitespace and comments aside. */
+const FORMAT_CHANGE = /^(?:\s|--[^\n]*\n|\/\*[^]*?\*\/)*(?:set\s+(?:session\s+|local\s+)?(time\s*zone|timezone|datestyle)\b|reset\s+(timezone|datestyle|all)\b|(discard\s+all)\b)/i
+
+/** The statement's name when a Parse's text changes TimeZone or DateStyle. */
+export function formatChangeOf(sql: string): string | undefined {
+  const match = FORMAT_CHANGE.exec(sql)
+  if (match === null) return undefined
+  if (match[3] !== undefined) return 'DISCARD ALL'
+  const setting = (match[1] ?? match[2]!).toLowerCase()
+  if (setting === 'all') return 'RESET ALL'
+  return `${match[1] !== undefined ? 'SET' : 'RESET'} ${setting === 'datestyle' ? 'DateStyle' : 'TimeZone'}`
 }
 
 
@@ -207,7 +223,7 @@ export class SessionCrypto {
     if (throughView !== null) return this.refuse(throughView)
     const analysis = this.ctx.analyzer.analyze(parse.sql)
     if (analysis.action === 'passthrough') {
-      this.statements.set(parse.name, plainStatement())
+      this.statements.set(parse.name, plainStatement(formatChangeOf(parse.sql)))
       return { frames: [frame], pending: [], dropUntilSync: false }
     }
     if (analysis.action === 'refuse') {

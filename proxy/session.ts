@@ -852,6 +852,8 @@ export class ClientSession implements CancelTarget {
       case BackendCode.CommandComplete:
       case BackendCode.EmptyQueryResponse:
         if (head === Pending.Query) crypto.queryRowPlan = null
+        // PostgreSQL reports the new TimeZone or DateStyle at Sync: until then dates cannot be printed.
+        else if (context?.kind === 'execute' && context.portal.statement.changesFormat !== undefined) crypto.format = { ...crypto.format, staleAfter: context.portal.statement.changesFormat }
         if (frame[0] === BackendCode.CommandComplete && DDL_TAG.test(decodeCommandComplete(frame).tag)) crypto.catalogStale = true
         break
       case BackendCode.ErrorResponse:
@@ -872,6 +874,8 @@ export class ClientSession implements CancelTarget {
         this.copyIn = null
         this.copyOut = null
         crypto.queryRowPlan = null
+        // The ParameterStatus of a SET in this batch came just before.
+        if (crypto.format.staleAfter !== undefined) crypto.format = { ...crypto.format, staleAfter: undefined }
         crypto.reportCounts()
         crypto.refreshIfOld()
         break

@@ -588,6 +588,38 @@ describe('pipelined extended protocol with protected columns (raw)', () => {
   })
 })
 
+describe('TimeZone changed in the middle of an extended-protocol batch (raw)', () => {
+  it('ends the session rather than print a protected timestamp with the setting PostgreSQL has not reported yet', async () => {
+    const client = await RawClient.startup(proxy.port, { user: server.superuser, database })
+    try {
+      const from = client.received.length
+      client.send(
+        serialize.parse({ text: "SET TimeZone = 'Etc/GMT+5'" }), serialize.bind({}), serialize.execute({}),
+        serialize.parse({ text: 'SELECT t_ts FROM typed WHERE id = 1' }), serialize.bind({}), serialize.describe({ type: 'P' }), serialize.execute({}),
+        serialize.sync(),
+      )
+      const error = await client.waitFor((m) => m.name === 'error', { from })
+      expect(error).toMatchObject({ severity: 'FATAL', code: '0A000', message: expect.stringMatching(/cannot print encrypted dates and timestamps after SET TimeZone in the same batch/) })
+      expect(client.received.slice(from).some((m) => m.name === 'dataRow')).toBe(false)
+    } finally {
+      client.close()
+    }
+    // With a Sync after the SET (what drivers send for a query of its own), the new zone applies.
+    const next = await RawClient.startup(proxy.port, { user: server.superuser, database })
+    try {
+      let from = next.received.length
+      next.send(serialize.parse({ text: "SET TimeZone = 'Etc/GMT+5'" }), serialize.bind({}), serialize.execute({}), serialize.sync())
+      await next.untilReady(from)
+      from = next.received.length
+      next.send(serialize.parse({ text: 'SELECT t_ts FROM typed WHERE id = 1' }), serialize.bind({}), serialize.execute({}), serialize.sync())
+      const rows = await next.untilReady(from)
+      expect((rows.find((m) => m.name === 'dataRow') as unknown as { fields: unknown[] }).fields[0]).toBe('2024-03-30 20:30:00.123456-05')
+    } finally {
+      next.close()
+    }
+  })
+})
+
 describe('fail closed', () => {
   // Each refused form carries a distinctive value; none may appear in PostgreSQL's statement log.
   const refused = [
