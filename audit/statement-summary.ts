@@ -323,3 +323,65 @@ export function literalShape(sql: string): string {
   }
   return from === 0 ? sql : out + sql.slice(from)
 }
+
+/**
+ * Whether the UTF-8 text bytes a[aStart, aEnd) and b[0, bLength) have the same
+ * literal shape, compared in place: a conservative, allocation-free test that
+ * implies `literalShape(a) === literalShape(b)` (it answers false for E'…' and
+ * dollar-quoted strings and unterminated literals, which the full path handles).
+ * Lets a session reuse the last simple Query's summaries for a text that differs
+ * only in its numbers and strings (pgbench, most ORMs' inlined values).
+ */
+export function sameLiteralShape(a: Uint8Array, aStart: number, aEnd: number, b: Uint8Array, bLength: number): boolean {
+  let i = aStart
+  let j = 0
+  while (i < aEnd && j < bLength) {
+    const c = a[i]!
+    const d = b[j]!
+    const before = i > aStart ? a[i - 1]! : 0
+    if (c === QUOTE || d === QUOTE) {
+      if (c !== d) return false
+      // E'…' strings read backslash escapes: left to the full path.
+      if (before === 0x45 || before === 0x65) return false
+      const aClose = stringEnd(a, i + 1, aEnd)
+      const bClose = stringEnd(b, j + 1, bLength)
+      if (aClose < 0 || bClose < 0) return false
+      i = aClose + 1
+      j = bClose + 1
+    } else if (c === DOUBLE_QUOTE) {
+      // A quoted identifier is part of the shape: the same bytes up to its closing quote.
+      if (d !== DOUBLE_QUOTE) return false
+      do {
+        i++
+        j++
+        if (i >= aEnd || j >= bLength || a[i] !== b[j]) return false
+      } while (a[i] !== DOUBLE_QUOTE)
+      i++
+      j++
+    } else if (c === DOLLAR && !isDigit(a[i + 1] ?? 0)) {
+      // Possibly a dollar quote: left to the full path.
+      return false
+    } else if (isDigit(c) && !(isIdentifierChar(before) || before === DOLLAR)) {
+      if (!isDigit(d) || (j > 0 && (isIdentifierChar(b[j - 1]!) || b[j - 1] === DOLLAR))) return false
+      do i++
+      while (i < aEnd && (isIdentifierChar(a[i]!) || a[i] === 0x2e))
+      do j++
+      while (j < bLength && (isIdentifierChar(b[j]!) || b[j] === 0x2e))
+    } else {
+      if (c !== d) return false
+      i++
+      j++
+    }
+  }
+  return i === aEnd && j === bLength
+}
+
+/** The closing quote of a standard string whose content starts at `from` (`''` is a quote inside it); -1 when it does not close. */
+function stringEnd(bytes: Uint8Array, from: number, end: number): number {
+  for (let k = from; k < end; k++) {
+    if (bytes[k] !== QUOTE) continue
+    if (k + 1 < end && bytes[k + 1] === QUOTE) k++
+    else return k
+  }
+  return -1
+}

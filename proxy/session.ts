@@ -241,6 +241,7 @@ export class ClientSession implements CancelTarget {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.phase === Phase.Closed) return
+    this.audit?.clientRead()
     try {
       this.clientFramer.pushRanges(chunk, this.onClientFrame)
     } catch (error) {

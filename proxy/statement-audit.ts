@@ -17,7 +17,7 @@ import type { Metrics, StatementKind } from '../audit/metrics.js'
 import { redactErrorMessage } from '../audit/redact.js'
 import type { AuditSink } from '../audit/sink.js'
 import { LineFragment } from '../audit/line-template.js'
-import { withJson, type StatementSummarizer, type StatementSummary } from '../audit/statement-summary.js'
+import { sameLiteralShape, withJson, type StatementSummarizer, type StatementSummary } from '../audit/statement-summary.js'
 import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { decodeNoticeFields } from '../protocol/errors.js'
 import { BackendCode, FrontendCode } from '../protocol/message-codes.js'
@@ -92,6 +92,13 @@ function tagMembers(tag: string): LineFragment {
   return members
 }
 
+/** Whether buffer[start, start + length) holds the first `length` bytes of `text`: a loop for the usual short SQL text, the native compare beyond. */
+function sameText(buffer: Buffer, start: number, text: Buffer, length: number): boolean {
+  if (length > 256) return buffer.compare(text, 0, length, start, start + length) === 0
+  for (let i = 0; i < length; i++) if (buffer[start + i] !== text[i]) return false
+  return true
+}
+
 /** Whether buffer[start, end) holds the same bytes as `bytes` (short names and tags: a loop beats a native call). */
 function sameBytes(buffer: Buffer, start: number, end: number, bytes: Buffer): boolean {
   if (end - start !== bytes.length) return false
@@ -138,6 +145,8 @@ export class SessionAudit {
   private readonly session: number
   private readonly client: string
   private readonly opened = performance.now()
+  /** When the client's last read arrived: the start of the statements its messages begin (one clock read per read, not per message). */
+  private arrived = this.opened
   private user = ''
   private database = ''
   private applicationName = ''
@@ -203,15 +212,18 @@ export class SessionAudit {
     ctx.sink.write({ event: 'disconnect', ...this.fields(), statements: this.statementCount, duration_ms: round(performance.now() - this.opened) })
   }
 
-  /** A message from the client (Ready phase). */
+  /** Bytes from the client arrived: the messages in them start now. */
+  clientRead(): void {
+    this.arrived = performance.now()
+  }
+
+  /** A message from the client (Ready phase), read at the last clientRead(). */
   onClientFrame(buffer: Buffer, start: number, end: number): void {
     const code = buffer[start]
     switch (code) {
-      case FrontendCode.Query: {
-        // Not remembered: a simple Query's text usually differs in its literals from the last one (the summarizer's cache takes them by shape).
-        this.queue.push(Pending.Query, { summaries: this.ctx().summarizer.summarize(buffer.toString('utf8', start + 5, end - 1)), index: 0, start: performance.now() })
+      case FrontendCode.Query:
+        this.queue.push(Pending.Query, { summaries: this.summarizeQuery(buffer, start + 5, end - 1), index: 0, start: this.arrived })
         break
-      }
       case FrontendCode.Parse: {
         const nameEnd = nulAt(buffer, start + 5)
         const sqlEnd = buffer.indexOf(0, nameEnd + 1)
@@ -221,7 +233,7 @@ export class SessionAudit {
           this.statements.set(buffer.toString('latin1', start + 5, nameEnd), summary)
           this.lastBoundName = null
         }
-        this.queue.push(Pending.Parse, { summary, start: performance.now() })
+        this.queue.push(Pending.Parse, { summary, start: this.arrived })
         break
       }
       case FrontendCode.Bind: {
@@ -230,12 +242,12 @@ export class SessionAudit {
         const summary = statementEnd === portalEnd + 1 ? this.unnamedStatement : this.namedStatement(buffer, portalEnd + 1, statementEnd)
         if (portalEnd === start + 5) this.unnamedPortal = summary
         else this.portals.set(buffer.toString('latin1', start + 5, portalEnd), summary)
-        this.queue.push(Pending.Bind, { summary, start: performance.now() })
+        this.queue.push(Pending.Bind, { summary, start: this.arrived })
         break
       }
       case FrontendCode.Execute: {
         const summary = buffer[start + 5] === 0 ? this.unnamedPortal : (this.portals.get(buffer.toString('latin1', start + 5, nulAt(buffer, start + 5))) ?? UNKNOWN_STATEMENT)
-        this.queue.push(Pending.Execute, { summary, start: performance.now() })
+        this.queue.push(Pending.Execute, { summary, start: this.arrived })
         break
       }
       case FrontendCode.Describe:
@@ -267,7 +279,7 @@ export class SessionAudit {
   private summarizeParsed(buffer: Buffer, start: number, end: number): readonly StatementSummary[] {
     const summarizer = this.ctx().summarizer
     const length = end - start
-    if (summarizer === this.lastSummarizer && length === this.lastSqlLength && buffer.compare(this.lastSql, 0, length, start, end) === 0) return this.lastSummaries
+    if (summarizer === this.lastSummarizer && length === this.lastSqlLength && sameText(buffer, start, this.lastSql, length)) return this.lastSummaries
     const summaries = summarizer.summarize(buffer.toString('utf8', start, end))
     if (length <= MAX_REMEMBERED_SQL_BYTES) {
       if (this.lastSql.length < length) this.lastSql = Buffer.allocUnsafe(Math.max(length, 2 * this.lastSql.length))
@@ -278,6 +290,33 @@ export class SessionAudit {
     }
     return summaries
   }
+
+  /**
+   * The summaries of a simple Query's text in buffer[start, end). A text of the same
+   * literal shape as the last one (the same statement with other numbers or strings,
+   * as pgbench and inlining ORMs send) is recognised in place, without decoding it or
+   * computing its shape; the summarizer's cache, keyed by shape, would give the same.
+   */
+  private summarizeQuery(buffer: Buffer, start: number, end: number): readonly StatementSummary[] {
+    const summarizer = this.ctx().summarizer
+    if (summarizer === this.lastQuerySummarizer && sameLiteralShape(buffer, start, end, this.lastQuery, this.lastQueryLength)) return this.lastQuerySummaries
+    const summaries = summarizer.summarize(buffer.toString('utf8', start, end))
+    const length = end - start
+    if (length <= MAX_REMEMBERED_SQL_BYTES) {
+      if (this.lastQuery.length < length) this.lastQuery = Buffer.allocUnsafe(Math.max(length, 2 * this.lastQuery.length))
+      buffer.copy(this.lastQuery, 0, start, end)
+      this.lastQueryLength = length
+      this.lastQuerySummaries = summaries
+      this.lastQuerySummarizer = summarizer
+    }
+    return summaries
+  }
+
+  /** The last simple Query's text, and what it gave. */
+  private lastQuery = Buffer.allocUnsafe(256)
+  private lastQueryLength = -1
+  private lastQuerySummaries: readonly StatementSummary[] = []
+  private lastQuerySummarizer: StatementSummarizer | null = null
 
   /** The last Parse's SQL text (its bytes, in a buffer reused from one text to the next), and what it gave. */
   private lastSql = Buffer.allocUnsafe(256)

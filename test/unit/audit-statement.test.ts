@@ -6,11 +6,12 @@
  */
 import { PassThrough } from 'node:stream'
 import { serialize } from 'pg-protocol'
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { createMetrics } from '../../audit/metrics.js'
 import { redactErrorMessage } from '../../audit/redact.js'
 import { AuditSink } from '../../audit/sink.js'
-import { literalShape, StatementSummarizer } from '../../audit/statement-summary.js'
+import { literalShape, sameLiteralShape, StatementSummarizer } from '../../audit/statement-summary.js'
 import { SessionAudit, StatementMetrics } from '../../proxy/statement-audit.js'
 
 const summarizer = await StatementSummarizer.create({ columnsOf: (schema, table) => (schema === 'public' && table === 'users' ? ['email', 'ssn'] : undefined) })
@@ -50,6 +51,45 @@ describe('statement summaries', () => {
       expect(summary!.fingerprint).toMatch(/^x[0-9a-f]{15}$/)
     }
     expect(summarizer.summarize('SELEC $1, "Quoted" FROM t')[0]!.statement).toBe('SELEC $1, ?…')
+  })
+
+  it('recognises two texts of one literal shape in place, and never calls texts of different shapes the same', () => {
+    const same = (a: string, b: string): boolean => {
+      const bytes = Buffer.from(`##${a}#`)
+      const other = Buffer.from(b)
+      return sameLiteralShape(bytes, 2, bytes.length - 1, other, other.length)
+    }
+    expect(same('SELECT abalance FROM pgbench_accounts WHERE aid = 12345;', 'SELECT abalance FROM pgbench_accounts WHERE aid = 7;')).toBe(true)
+    expect(same("UPDATE t SET v = 'héllo', n = 1.5e3 WHERE k = 'a''b'", "UPDATE t SET v = '', n = 2 WHERE k = 'ü'")).toBe(true)
+    expect(same('SELECT "col 1", t1.c2, $1 FROM "T"', 'SELECT "col 1", t1.c2, $1 FROM "T"')).toBe(true)
+    expect(same('SELECT 1', 'SELECT a')).toBe(false)
+    expect(same('SELECT t1 FROM t', 'SELECT t2 FROM t')).toBe(false)
+    expect(same('SELECT $1', 'SELECT $2')).toBe(false)
+    expect(same('SELECT "a1"', 'SELECT "a2"')).toBe(false)
+    expect(same('SELECT 1', 'SELECT 1, 2')).toBe(false)
+    // Left to the full path: E strings, dollar quotes, unterminated literals.
+    expect(same("SELECT E'a'", "SELECT E'b'")).toBe(false)
+    expect(same('SELECT $q$a$q$', 'SELECT $q$b$q$')).toBe(false)
+    expect(same("SELECT 'open", "SELECT 'open")).toBe(false)
+    // Whatever the texts, the same shape in place means the same literalShape.
+    const piece = fc.constantFrom('SELECT ', 'a', 't1', '1', '42', '3.5', "'x'", "'it''s'", "''", '"Q"', '"q 1"', '$1', '$q$', ' ', ',', 'E', "E'z'", 'é', '.', '=', "'")
+    const text = fc.array(piece, { maxLength: 12 }).map((parts) => parts.join(''))
+    fc.assert(
+      fc.property(text, text, (a, b) => {
+        if (same(a, b)) expect(literalShape(a)).toBe(literalShape(b))
+      }),
+      { numRuns: 3000 },
+    )
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom('SELECT ', 'a', '1', '42', "'x'", "'y''z'", ' ', ',', '=', '"Q"'), { maxLength: 10 }), (parts) => {
+        // Pieces apart, so that a number is a literal, not the end of a name.
+        const a = parts.join(' ')
+        const b = parts.map((p) => (/^\d+$/.test(p) ? '7' : p.startsWith("'") ? "'other'" : p)).join(' ')
+        expect(literalShape(a)).toBe(literalShape(b))
+        expect(same(a, b)).toBe(true)
+      }),
+      { numRuns: 1000 },
+    )
   })
 
   it('gives texts that differ only in literals one shape, and others different ones', () => {
