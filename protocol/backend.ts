@@ -460,10 +460,19 @@ export function encodeEmptyQueryResponse(): Buffer {
 
 /** ErrorResponse of an error pgveil raises itself (S, V, C, M, then D and H when set). */
 export function encodeErrorResponse(fields: ErrorFields): Buffer {
+  return encodeErrorResponseFields(fieldMap(fields))
+}
+
+/** NoticeResponse of a warning or notice pgveil raises itself (fields as for encodeErrorResponse). */
+export function encodeNoticeResponse(fields: ErrorFields): Buffer {
+  return encodeNoticeResponseFields(fieldMap(fields))
+}
+
+function fieldMap(fields: ErrorFields): Map<string, string> {
   const map = new Map([['S', fields.severity], ['V', fields.severity], ['C', fields.code], ['M', fields.message]])
   if (fields.detail !== undefined) map.set('D', fields.detail)
   if (fields.hint !== undefined) map.set('H', fields.hint)
-  return encodeErrorResponseFields(map)
+  return map
 }
 
 /** ErrorResponse from decoded fields. */

@@ -24,7 +24,7 @@ import {
 } from '../protocol/backend.js'
 import { SqlState, WireError, type ErrorFields } from '../protocol/errors.js'
 import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeParse, encodeQuery } from '../protocol/frontend.js'
-import { TYPE_CODECS, TypeOid, type PolicyType, type SessionFormat } from '../protocol/types.js'
+import { dateOutput, policyTypeFromName, TYPE_CODECS, TypeOid, zoneAbbreviation, type PolicyType, type SessionFormat } from '../protocol/types.js'
 import { CATALOG_MAX_AGE_MS, type CatalogMap, type DatabaseCatalog } from './catalog.js'
 import { CopyRowError, CopyRowTransformer, type FieldTransform } from './copy-crypto.js'
 import type { Metrics } from '../audit/metrics.js'
@@ -137,6 +137,28 @@ export class SessionCrypto {
   queryRowPlan: RowPlan | null = null
   /** From the session's ParameterStatus (TimeZone, DateStyle); read for every value, so kept as one object. */
   format: SessionFormat = { timeZone: 'UTC', dateStyle: 'ISO, MDY', integerDatetimes: true }
+  /** The DateStyle and TimeZone last warned about (see formatWarning). */
+  #warnedFormat = ''
+
+  /**
+   * The session's TimeZone or DateStyle changed (ParameterStatus): a warning for the
+   * client when protected timestamptz values can no longer be printed in text format
+   * (a non-ISO DateStyle in a zone whose abbreviation only tzdata knows), once per
+   * such setting, so the FATAL error a read would then end in is no surprise.
+   */
+  formatWarning(): ErrorFields | null {
+    const { dateStyle, timeZone } = this.format
+    if (dateOutput(dateStyle).style === 'ISO' || zoneAbbreviation(timeZone) !== null) return null
+    const key = `${dateStyle}\u0000${timeZone}`
+    if (key === this.#warnedFormat || !this.ctx.policy.columns.some((column) => policyTypeFromName(column.type) === 'timestamptz')) return null
+    this.#warnedFormat = key
+    return {
+      severity: 'WARNING',
+      code: '01000',
+      message: `pgveil cannot print encrypted timestamptz values under DateStyle "${dateStyle}" in time zone "${timeZone}": reading one in text format will end the session`,
+      hint: 'SET DateStyle = ISO (or read such columns in binary format, or SET TimeZone = UTC)',
+    }
+  }
   /** What the session's identity may read and write (access rules); set by the session when the identity changes. */
   columnAccess: ColumnAccessView = OPEN_ACCESS
 

@@ -5,7 +5,7 @@
  */
 import type net from 'node:net'
 import tls from 'node:tls'
-import { encodeBackendKeyData, encodeAuthenticationSASL, encodeErrorResponse, authenticationCode, readyForQueryStatus, decodeBackendMessage, decodeCommandComplete, decodeParameterStatus } from '../protocol/backend.js'
+import { encodeBackendKeyData, encodeAuthenticationSASL, encodeErrorResponse, encodeNoticeResponse, authenticationCode, readyForQueryStatus, decodeBackendMessage, decodeCommandComplete, decodeParameterStatus } from '../protocol/backend.js'
 import { DecryptionError } from '../policy/errors.js'
 import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { SqlState, WireError, ProtocolError, decodeNoticeFields } from '../protocol/errors.js'
@@ -533,9 +533,15 @@ export class ClientSession implements CancelTarget {
         this.upstreamSentFatal = true
         this.audit?.authenticationFailed(frame)
         break
-      case BackendCode.ParameterStatus:
-        if (this.crypto !== null) this.noteParameterStatus(this.crypto, frame)
+      case BackendCode.ParameterStatus: {
+        const warning = this.crypto === null ? null : this.noteParameterStatus(this.crypto, frame)
+        if (warning !== null) {
+          this.toClient.push(frame)
+          this.toClient.push(warning)
+          return true
+        }
         break
+      }
       case BackendCode.ReadyForQuery:
         if (this.crypto !== null && this.crypto.catalog === null) {
           // Protected columns are recognised through the catalog: have it before the first statement.
@@ -643,10 +649,14 @@ export class ClientSession implements CancelTarget {
     )
   }
 
-  private noteParameterStatus(crypto: SessionCrypto, frame: Buffer): void {
+  /** Follows TimeZone and DateStyle; returns a NoticeResponse for the client after this ParameterStatus, if the new setting deserves a warning. */
+  private noteParameterStatus(crypto: SessionCrypto, frame: Buffer): Buffer | null {
     const { name, value } = decodeParameterStatus(frame)
     if (name === 'TimeZone') crypto.format = { ...crypto.format, timeZone: value }
     else if (name === 'DateStyle') crypto.format = { ...crypto.format, dateStyle: value }
+    else return null
+    const warning = crypto.formatWarning()
+    return warning === null ? null : encodeNoticeResponse(warning)
   }
 
   private forward(frames: Buffer[], entries: [number, CryptoPending | IdentityPending | undefined][]): void {
@@ -803,6 +813,7 @@ export class ClientSession implements CancelTarget {
     const head = this.pending.peek()
     const context = this.pending.peekContext()
     let out: Buffer | null = frame
+    let notice: Buffer | null = null
     switch (frame[0]) {
       case BackendCode.CopyData:
         if (this.copyOut !== null) {
@@ -881,7 +892,7 @@ export class ClientSession implements CancelTarget {
         crypto.refreshIfOld()
         break
       case BackendCode.ParameterStatus:
-        this.noteParameterStatus(crypto, frame)
+        notice = this.noteParameterStatus(crypto, frame)
         break
       default:
         break
@@ -890,6 +901,7 @@ export class ClientSession implements CancelTarget {
     // A frame passed on as it came goes as a range of the read buffer, to leave in one write with its neighbours.
     if (out === frame) this.replyRangeToClient(buffer, start, end)
     else if (out !== null) this.replyToClient(out)
+    if (notice !== null) this.replyToClient(notice)
     return true
   }
 

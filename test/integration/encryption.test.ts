@@ -207,6 +207,13 @@ describe('typed columns', () => {
     expect(refused.stdout).toContain('29/02/2024')
     expect(refused.stderr).toMatch(/FATAL: {2}pgveil cannot print encrypted timestamptz values under DateStyle "SQL, DMY" in time zone "Europe\/Paris"/)
     expect(refused.stderr).toMatch(/HINT: {2}SET DateStyle = ISO/)
+    // The setting itself was met with a warning, before any read.
+    expect(refused.stderr).toMatch(/WARNING: {2}pgveil cannot print encrypted timestamptz values under DateStyle "SQL, DMY" in time zone "Europe\/Paris": reading one in text format will end the session/)
+    expect(refused.stderr.indexOf('WARNING')).toBeLessThan(refused.stderr.indexOf('FATAL'))
+    // Set at connection time (PGOPTIONS): the warning comes with the connection; dates still print.
+    const atStartup = await runProgram('psql', [proxyUrl, '-X', '-At', '-c', 'SELECT t_date FROM typed WHERE id = 1'], { ...process.env, PGOPTIONS: '-c DateStyle=German -c TimeZone=Europe/Paris' })
+    expect(atStartup.stdout.trim()).toBe('29.02.2024')
+    expect(atStartup.stderr).toMatch(/WARNING: {2}pgveil cannot print encrypted timestamptz values under DateStyle "German, DMY" in time zone "Europe\/Paris"/)
     // In one query string the SELECT would come before PostgreSQL reports the new zone: refused, the SET itself runs.
     const combined = await runProgram('psql', [proxyUrl, '-X', '-At', '-c', "SET TimeZone = 'Etc/GMT+5'; SELECT t_ts FROM typed WHERE id = 1"])
     expect(combined.stderr).toMatch(/ERROR: {2}pgveil prints encrypted dates and timestamps with the TimeZone and DateStyle PostgreSQL reports when a query string ends, so a statement on a table with encrypted columns cannot follow SET TimeZone/)
