@@ -606,13 +606,21 @@ function budgetLine(rows: readonly ThroughputRow[], modes: readonly Mode[], targ
 }
 
 function auditBudgetLine(rows: readonly ThroughputRow[], modes: readonly Mode[], targets: readonly Target[]): string {
-  return ratioBudgetLine(rows, modes, targets, {
+  const line = ratioBudgetLine(rows, modes, targets, {
     label: `pgveil + audit / pgveil >= ${AUDIT_BUDGET}`,
     budget: AUDIT_BUDGET,
     measured: 'pgveil-audit',
     baseline: 'pgveil',
     required: [['pgveil', 'pgveil'], ['pgveil-audit', 'pgveil-audit']],
   })
+  // The CPU the audit log adds per statement (a pgbench -S transaction is one): steadier from run to run than the TPS ratio.
+  const added = modes.map((mode) => {
+    const cpu = (name: TargetName): number | null | undefined => rows.find((row) => row.mode === mode && row.target === name)?.cpuMicros
+    const on = cpu('pgveil-audit')
+    const off = cpu('pgveil')
+    return on == null || off == null ? null : `${mode} ${fixed(on - off, 1)} µs`
+  })
+  return added.every((value) => value !== null) ? `${line}\n  audit log CPU per statement (pgveil + audit − pgveil): ${added.join(', ')}` : line
 }
 
 /**
