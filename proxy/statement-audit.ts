@@ -126,6 +126,36 @@ interface CloseEntry {
 
 type Entry = QueryEntry | ExtendedEntry | CloseEntry
 
+/**
+ * The last SQL text a session summarized (its bytes, in a buffer reused from one text
+ * to the next) and what it gave: a text that `same` says matches it gets those
+ * summaries again without being decoded or scanned.
+ */
+class SummaryMemo {
+  private text = Buffer.allocUnsafe(256)
+  private length = -1
+  private summaries: readonly StatementSummary[] = []
+  /** The summarizer changes when the policy is reloaded: remembered summaries are only good for their own. */
+  private summarizer: StatementSummarizer | null = null
+
+  constructor(private readonly same: (buffer: Buffer, start: number, end: number, text: Buffer, length: number) => boolean) {}
+
+  /** The summaries of the SQL text in buffer[start, end). */
+  summarize(summarizer: StatementSummarizer, buffer: Buffer, start: number, end: number): readonly StatementSummary[] {
+    if (summarizer === this.summarizer && this.same(buffer, start, end, this.text, this.length)) return this.summaries
+    const summaries = summarizer.summarize(buffer.toString('utf8', start, end))
+    const length = end - start
+    if (length <= MAX_REMEMBERED_SQL_BYTES) {
+      if (this.text.length < length) this.text = Buffer.allocUnsafe(Math.max(length, 2 * this.text.length))
+      buffer.copy(this.text, 0, start, end)
+      this.length = length
+      this.summaries = summaries
+      this.summarizer = summarizer
+    }
+    return summaries
+  }
+}
+
 export class SessionAudit {
   /** Who is behind the session: changed only through setIdentity (statement lines cache it). */
   private readonly who: SessionIdentity = { identity: null, context: null }
@@ -154,6 +184,14 @@ export class SessionAudit {
   private authenticated = false
   /** The session's members of every statement line, serialized once per change. */
   private sessionMembers: LineFragment | null = null
+  /** The last Parse's text: drivers that parse an unnamed statement for every execution send the same bytes again. */
+  private readonly parsed = new SummaryMemo((buffer, start, end, text, length) => end - start === length && sameText(buffer, start, text, length))
+  /**
+   * The last simple Query's text: the same statement with other numbers or strings (as
+   * pgbench and inlining ORMs send) has the same literal shape, recognised in place;
+   * the summarizer's cache, keyed by shape, would give the same summaries.
+   */
+  private readonly queried = new SummaryMemo(sameLiteralShape)
 
   /** `ctx` is read per statement, so a policy reload's new column list applies at once. */
   constructor(ctx: () => AuditContext, session: number, client: string) {
@@ -222,12 +260,12 @@ export class SessionAudit {
     const code = buffer[start]
     switch (code) {
       case FrontendCode.Query:
-        this.queue.push(Pending.Query, { summaries: this.summarizeQuery(buffer, start + 5, end - 1), index: 0, start: this.arrived })
+        this.queue.push(Pending.Query, { summaries: this.queried.summarize(this.ctx().summarizer, buffer, start + 5, end - 1), index: 0, start: this.arrived })
         break
       case FrontendCode.Parse: {
         const nameEnd = nulAt(buffer, start + 5)
         const sqlEnd = buffer.indexOf(0, nameEnd + 1)
-        const summary = this.summarizeParsed(buffer, nameEnd + 1, sqlEnd)[0] ?? UNKNOWN_STATEMENT
+        const summary = this.parsed.summarize(this.ctx().summarizer, buffer, nameEnd + 1, sqlEnd)[0] ?? UNKNOWN_STATEMENT
         if (nameEnd === start + 5) this.unnamedStatement = summary
         else {
           this.statements.set(buffer.toString('latin1', start + 5, nameEnd), summary)
@@ -270,60 +308,6 @@ export class SessionAudit {
         break
     }
   }
-
-  /**
-   * The summaries of a Parse's SQL text in buffer[start, end). The same text parsed
-   * again (drivers that parse an unnamed statement for every execution) is recognised
-   * by its bytes, without decoding or scanning it.
-   */
-  private summarizeParsed(buffer: Buffer, start: number, end: number): readonly StatementSummary[] {
-    const summarizer = this.ctx().summarizer
-    const length = end - start
-    if (summarizer === this.lastSummarizer && length === this.lastSqlLength && sameText(buffer, start, this.lastSql, length)) return this.lastSummaries
-    const summaries = summarizer.summarize(buffer.toString('utf8', start, end))
-    if (length <= MAX_REMEMBERED_SQL_BYTES) {
-      if (this.lastSql.length < length) this.lastSql = Buffer.allocUnsafe(Math.max(length, 2 * this.lastSql.length))
-      buffer.copy(this.lastSql, 0, start, end)
-      this.lastSqlLength = length
-      this.lastSummaries = summaries
-      this.lastSummarizer = summarizer
-    }
-    return summaries
-  }
-
-  /**
-   * The summaries of a simple Query's text in buffer[start, end). A text of the same
-   * literal shape as the last one (the same statement with other numbers or strings,
-   * as pgbench and inlining ORMs send) is recognised in place, without decoding it or
-   * computing its shape; the summarizer's cache, keyed by shape, would give the same.
-   */
-  private summarizeQuery(buffer: Buffer, start: number, end: number): readonly StatementSummary[] {
-    const summarizer = this.ctx().summarizer
-    if (summarizer === this.lastQuerySummarizer && sameLiteralShape(buffer, start, end, this.lastQuery, this.lastQueryLength)) return this.lastQuerySummaries
-    const summaries = summarizer.summarize(buffer.toString('utf8', start, end))
-    const length = end - start
-    if (length <= MAX_REMEMBERED_SQL_BYTES) {
-      if (this.lastQuery.length < length) this.lastQuery = Buffer.allocUnsafe(Math.max(length, 2 * this.lastQuery.length))
-      buffer.copy(this.lastQuery, 0, start, end)
-      this.lastQueryLength = length
-      this.lastQuerySummaries = summaries
-      this.lastQuerySummarizer = summarizer
-    }
-    return summaries
-  }
-
-  /** The last simple Query's text, and what it gave. */
-  private lastQuery = Buffer.allocUnsafe(256)
-  private lastQueryLength = -1
-  private lastQuerySummaries: readonly StatementSummary[] = []
-  private lastQuerySummarizer: StatementSummarizer | null = null
-
-  /** The last Parse's SQL text (its bytes, in a buffer reused from one text to the next), and what it gave. */
-  private lastSql = Buffer.allocUnsafe(256)
-  private lastSqlLength = -1
-  private lastSummaries: readonly StatementSummary[] = []
-  /** The summarizer changes when the policy is reloaded: a remembered summary is only good for its own. */
-  private lastSummarizer: StatementSummarizer | null = null
 
   /** A message the client receives (Ready phase). */
   onClientBound(buffer: Buffer, start: number, end: number): void {
