@@ -450,8 +450,10 @@ async function start(file: string | undefined): Promise<number | 'running'> {
     return EXIT_FAILURE
   }
 
-  printHowToConnect(server, config, embedded)
+  // Signals first: whoever waits for the greeting may send SIGHUP or SIGUSR1 at once, and
+  // before its handler is installed a SIGHUP would end the process (its default action).
   handleSignals(server, config, embedded, logger)
+  printHowToConnect(server, config, embedded)
   return 'running'
 }
 

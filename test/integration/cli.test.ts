@@ -221,6 +221,24 @@ describe('pgveil start', () => {
     expect(await started.exit).toBe(0)
   })
 
+  it('takes a SIGHUP sent the moment it greets (its handler is installed before the greeting), and goes on serving', async () => {
+    const started = start({ env: { PGVEIL_UPSTREAM__URL: 'postgres://127.0.0.1:1/x', PGVEIL_LISTEN__PORT: '0' } })
+    // React to the greeting at once, as a supervisor might: before the fix the default action of SIGHUP ended the process.
+    await new Promise<void>((resolve) => {
+      const onData = (chunk: Buffer): void => {
+        if (!chunk.toString().includes('pgveil listening on') && !started.stdout().includes('pgveil listening on')) return
+        started.child.stdout!.off('data', onData)
+        started.child.kill('SIGHUP')
+        resolve()
+      }
+      started.child.stdout!.on('data', onData)
+    })
+    const early = await Promise.race([started.exit.then((code) => `exited ${String(code)} (${String(started.child.signalCode)})`), new Promise<string>((resolve) => setTimeout(() => resolve('running'), 500))])
+    expect(early).toBe('running')
+    started.child.kill('SIGTERM')
+    expect(await started.exit).toBe(0)
+  })
+
   it('exits 2 on an invalid configuration', async () => {
     const started = start({ env: { PGVEIL_MODE: 'transaction' } })
     expect(await started.exit).toBe(2)
