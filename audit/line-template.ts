@@ -79,21 +79,8 @@ export class TemplateExpander {
       this.lastMs = ms
       this.iso.write(new Date(ms).toISOString(), 0, ISO_BYTES, 'latin1')
     }
-    out.set(TIME_OPEN, at)
-    at += TIME_OPEN.length
-    out.set(this.iso, at)
-    at += ISO_BYTES
-    out.set(TIME_CLOSE, at)
-    at += TIME_CLOSE.length
-    for (let i = 0; i < TEMPLATE_FRAGMENTS - 1; i++) {
-      const fragment = this.fragment(words[word + 5 + i]!)
-      out.set(fragment, at)
-      at += fragment.length
-    }
-    at = writeMillis(out, at, micros)
-    const tail = this.fragment(words[word + 5 + TEMPLATE_FRAGMENTS - 1]!)
-    out.set(tail, at)
-    return at + tail.length
+    const slot = word + 5
+    return writeTemplateLine(out, at, this.iso, this.fragment(words[slot]!), this.fragment(words[slot + 1]!), this.fragment(words[slot + 2]!), this.fragment(words[slot + 3]!), micros, this.fragment(words[slot + 4]!))
   }
 
   private fragment(slot: number): Buffer {
@@ -101,6 +88,40 @@ export class TemplateExpander {
     if (fragment === undefined) throw new RangeError(`corrupt audit ring: template uses undefined fragment slot ${slot}`)
     return fragment
   }
+}
+
+/**
+ * The body of a templated line, `{"time":"<iso>",` + four fragments + the duration in
+ * milliseconds + the tail fragment, written into `out` at `at` (which has room for
+ * TEMPLATE_FIXED_BYTES plus the fragments); returns the end.
+ */
+function writeTemplateLine(out: Uint8Array, at: number, iso: Uint8Array, first: Uint8Array, second: Uint8Array, third: Uint8Array, fourth: Uint8Array, micros: number, tail: Uint8Array): number {
+  out.set(TIME_OPEN, at)
+  at += TIME_OPEN.length
+  out.set(iso, at)
+  at += iso.length
+  out.set(TIME_CLOSE, at)
+  at += TIME_CLOSE.length
+  // Four calls, no array: this runs once per audit line.
+  out.set(first, at)
+  at += first.length
+  out.set(second, at)
+  at += second.length
+  out.set(third, at)
+  at += third.length
+  out.set(fourth, at)
+  at += fourth.length
+  at = writeMillis(out, at, micros)
+  out.set(tail, at)
+  return at + tail.length
+}
+
+/** A templated line as a buffer of its own, from its fragments themselves (a line whose fragment is too big for the ring). */
+export function composeTemplateLine(ms: number, first: LineFragment, second: LineFragment, third: LineFragment, fourth: LineFragment, micros: number, tail: LineFragment): Buffer {
+  const fragments = [first, second, third, fourth, tail]
+  const out = Buffer.allocUnsafe(TEMPLATE_FIXED_BYTES + fragments.reduce((bytes, fragment) => bytes + fragment.bytes.length, 0))
+  const iso = Buffer.from(new Date(ms).toISOString(), 'latin1')
+  return out.subarray(0, writeTemplateLine(out, 0, iso, first.bytes, second.bytes, third.bytes, fourth.bytes, micros, tail.bytes))
 }
 
 /**

@@ -25,7 +25,7 @@ import { pino, type Logger as PinoLogger } from 'pino'
 import { ChainWriter } from './chain-writer.js'
 import type { AuditEvent } from './events.js'
 import { createRingMemory, RingReader, RingWriter } from './line-ring.js'
-import { FRAGMENT_HEADER_BYTES, FRAGMENT_SLOTS, RecordType, TEMPLATE_BYTES, TEMPLATE_FRAGMENTS, writeMillis, type LineFragment } from './line-template.js'
+import { composeTemplateLine, FRAGMENT_HEADER_BYTES, FRAGMENT_SLOTS, RecordType, TEMPLATE_BYTES, TEMPLATE_FRAGMENTS, type LineFragment } from './line-template.js'
 import type { Metrics } from './metrics.js'
 import { RingDrain, type DroppedLines } from './ring-drain.js'
 import type { AuditWorkerData, FromAuditWorker, ToAuditWorker } from './sink-worker.js'
@@ -193,7 +193,7 @@ export class AuditSink {
     const micros = durationMs > 0 ? Math.round(durationMs * 1000) : 0
     const held = Math.max(this.hold(first), this.hold(second), this.hold(third), this.hold(fourth), this.hold(tail))
     if (held === Hold.TooBig) {
-      this.writeBody(composeLine(ms, [first, second, third, fourth], micros, tail))
+      this.writeBody(composeTemplateLine(ms, first, second, third, fourth, micros, tail))
       return
     }
     const at = held === Hold.Held ? this.ring.reserve(TEMPLATE_BYTES) : -1
@@ -402,10 +402,3 @@ export class AuditSink {
   }
 }
 
-/** A templated line written out in full (a fragment too big for the ring goes by message with its line). */
-function composeLine(ms: number, fragments: readonly LineFragment[], micros: number, tail: LineFragment): Buffer {
-  const head = Buffer.from(`{"time":"${new Date(ms).toISOString()}",`)
-  const duration = Buffer.allocUnsafe(24)
-  const parts = [head, ...fragments.map((f) => f.bytes), duration.subarray(0, writeMillis(duration, 0, micros)), tail.bytes]
-  return Buffer.concat(parts)
-}

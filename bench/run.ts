@@ -584,7 +584,7 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 }
 
 function throughputReport(rows: readonly ThroughputRow[], targets: readonly Target[]): string {
-  const tpsOf = (mode: Mode, target: TargetName): number | null => rows.find((row) => row.mode === mode && row.target === target)?.tps ?? null
+  const tpsOf = (mode: Mode, target: TargetName): number | null => rowOf(rows, mode, target)?.tps ?? null
   const ratio = (value: number | null, base: number | null): string => (value === null || base === null || base === 0 ? '—' : (value / base).toFixed(2))
   const present = new Set(targets.filter((target) => target.port !== null).map((target) => target.name))
   const baselines = (['direct', 'pipe', 'haproxy', 'pgbouncer'] as const).filter((name) => present.has(name))
@@ -601,6 +601,10 @@ function throughputReport(rows: readonly ThroughputRow[], targets: readonly Targ
   return table(header, body)
 }
 
+function rowOf(rows: readonly ThroughputRow[], mode: Mode, target: TargetName): ThroughputRow | undefined {
+  return rows.find((row) => row.mode === mode && row.target === target)
+}
+
 function budgetLine(rows: readonly ThroughputRow[], modes: readonly Mode[], targets: readonly Target[]): string {
   return ratioBudgetLine(rows, modes, targets, { label: `pgveil / node pipe >= ${PIPE_BUDGET}`, budget: PIPE_BUDGET, measured: 'pgveil', baseline: 'pipe', required: [['pgveil', 'pgveil'], ['pipe', 'node pipe']] })
 }
@@ -615,9 +619,8 @@ function auditBudgetLine(rows: readonly ThroughputRow[], modes: readonly Mode[],
   })
   // The CPU the audit log adds per statement (a pgbench -S transaction is one): steadier from run to run than the TPS ratio.
   const added = modes.map((mode) => {
-    const cpu = (name: TargetName): number | null | undefined => rows.find((row) => row.mode === mode && row.target === name)?.cpuMicros
-    const on = cpu('pgveil-audit')
-    const off = cpu('pgveil')
+    const on = rowOf(rows, mode, 'pgveil-audit')?.cpuMicros
+    const off = rowOf(rows, mode, 'pgveil')?.cpuMicros
     return on == null || off == null ? null : `${mode} ${fixed(on - off, 1)} µs`
   })
   return added.every((value) => value !== null) ? `${line}\n  audit log CPU per statement (pgveil + audit − pgveil): ${added.join(', ')}` : line
@@ -640,9 +643,8 @@ function ratioBudgetLine(
     if (target?.port == null) return `${label}: NOT MEASURED (${target?.absent ?? `${shown} not selected`})`
   }
   const ratios = modes.map((mode) => {
-    const of = (name: TargetName): ThroughputRow | undefined => rows.find((row) => row.mode === mode && row.target === name)
-    const measured = of(budget.measured)
-    const base = of(budget.baseline)
+    const measured = rowOf(rows, mode, budget.measured)
+    const base = rowOf(rows, mode, budget.baseline)
     const value = measured?.tps != null && base?.tps != null && base.tps > 0 && measured.failed === 0 && measured.errors.length === 0 ? measured.tps / base.tps : null
     return { mode, value }
   })

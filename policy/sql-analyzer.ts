@@ -279,7 +279,7 @@ export class SqlAnalyzer {
       }
       statements.push({ ...plan, start, end })
     }
-    if (statements.length > 1 && this.#policy.hasDatetimeColumns) this.#refuseAfterFormatChange(stmts, statements, (i) => (bytes ??= Buffer.from(sql)).toString('utf8', statements[i]!.start, statements[i]!.end))
+    if (statements.length > 1 && this.#policy.hasDatetimeColumns) this.#refuseAfterFormatChange(statements, (i) => (bytes ??= Buffer.from(sql)).toString('utf8', statements[i]!.start, statements[i]!.end))
     return { ...worst(statements), statements }
   }
 
@@ -290,11 +290,12 @@ export class SqlAnalyzer {
    * query string would get the old setting. It is refused (the SET and what comes
    * before it run, as before any error).
    */
-  #refuseAfterFormatChange(stmts: readonly { stmt?: Node }[], statements: AnalyzedStatement[], text: (i: number) => string): void {
+  #refuseAfterFormatChange(statements: AnalyzedStatement[], text: (i: number) => string): void {
     let change: string | undefined
     for (let i = 0; i < statements.length; i++) {
       const statement = statements[i]!
-      if (change !== undefined && statement.action !== 'refuse' && this.#policy.mentionsProtected(text(i))) {
+      const sql = text(i)
+      if (change !== undefined && statement.action !== 'refuse' && this.#policy.mentionsProtected(sql)) {
         const plan = refusalPlan(
           `pgveil prints encrypted dates and timestamps with the TimeZone and DateStyle PostgreSQL reports when a query string ends, so a statement on a table with encrypted columns cannot follow ${change} in the same query string`,
           `send ${change} as a query of its own, before this one`,
@@ -302,7 +303,7 @@ export class SqlAnalyzer {
         statements[i] = { ...plan, start: statement.start, end: statement.end }
         return
       }
-      change ??= formatChange(stmts[i]?.stmt)
+      change ??= formatChangeOf(sql)
     }
   }
 
@@ -325,18 +326,21 @@ export class SqlAnalyzer {
   }
 }
 
-/** The statement's name when it changes the session's TimeZone or DateStyle: `SET TimeZone`, `RESET ALL`, `DISCARD ALL`. */
-function formatChange(node: Node | undefined): string | undefined {
-  if (node === undefined) return undefined
-  if ('VariableSetStmt' in node) {
-    const set = node.VariableSetStmt
-    if (set.kind === 'VAR_RESET_ALL') return 'RESET ALL'
-    const name = set.name?.toLowerCase()
-    if (name === 'timezone' || name === 'datestyle') return `${set.kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name === 'timezone' ? 'TimeZone' : 'DateStyle'}`
-    return undefined
-  }
-  if ('DiscardStmt' in node && node.DiscardStmt.target === 'DISCARD_ALL') return 'DISCARD ALL'
-  return undefined
+/** `SET [SESSION|LOCAL] TimeZone|TIME ZONE|DateStyle`, `RESET TimeZone|DateStyle|ALL`, `DISCARD ALL`, leading whitespace and comments aside. */
+const FORMAT_CHANGE = /^(?:\s|--[^\n]*\n|\/\*[^]*?\*\/)*(?:set\s+(?:session\s+|local\s+)?(time\s*zone|timezone|datestyle)\b|reset\s+(timezone|datestyle|all)\b|(discard\s+all)\b)/i
+
+/**
+ * The statement's name ('SET TimeZone', 'RESET ALL', 'DISCARD ALL') when the SQL text
+ * of one statement changes the session's TimeZone or DateStyle, which PostgreSQL
+ * reports only when the query string (or the extended-protocol batch) ends.
+ */
+export function formatChangeOf(sql: string): string | undefined {
+  const match = FORMAT_CHANGE.exec(sql)
+  if (match === null) return undefined
+  if (match[3] !== undefined) return 'DISCARD ALL'
+  const setting = (match[1] ?? match[2]!).toLowerCase()
+  if (setting === 'all') return 'RESET ALL'
+  return `${match[1] !== undefined ? 'SET' : 'RESET'} ${setting === 'datestyle' ? 'DateStyle' : 'TimeZone'}`
 }
 
 function refusalPlan(message: string, advice: string): RefusePlan {

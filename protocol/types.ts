@@ -773,7 +773,7 @@ function isValidJulian(year: number, month: number): boolean {
 
 /** ISO date text of an astronomical year: 4+ digit year, ' BC' for year <= 0. */
 function formatDate(year: number, month: number, day: number): string {
-  return formatDateIn(ISO_OUTPUT, year, month, day)
+  return dateFields(ISO_OUTPUT, year, month, day) + era(year)
 }
 
 function fieldOverflow(input: string, datestyleHint = false): WireError {
@@ -833,18 +833,22 @@ function shownYear(year: number): string {
   return String(year > 0 ? year : 1 - year).padStart(4, '0')
 }
 
-/** EncodeDateOnly: a date (astronomical year) in a DateStyle. */
-function formatDateIn(output: DateOutput, year: number, month: number, day: number): string {
-  const bc = year > 0 ? '' : ' BC'
+/** The era suffix PostgreSQL appends to dates and timestamps: ' BC' for astronomical year 0 and before. */
+function era(year: number): string {
+  return year > 0 ? '' : ' BC'
+}
+
+/** EncodeDateOnly's date fields (astronomical year) in a DateStyle, without the era. */
+function dateFields(output: DateOutput, year: number, month: number, day: number): string {
   switch (output.style) {
     case 'ISO':
-      return `${shownYear(year)}-${pad2(month)}-${pad2(day)}${bc}`
+      return `${shownYear(year)}-${pad2(month)}-${pad2(day)}`
     case 'SQL':
-      return `${output.dayFirst ? `${pad2(day)}/${pad2(month)}` : `${pad2(month)}/${pad2(day)}`}/${shownYear(year)}${bc}`
+      return `${output.dayFirst ? `${pad2(day)}/${pad2(month)}` : `${pad2(month)}/${pad2(day)}`}/${shownYear(year)}`
     case 'German':
-      return `${pad2(day)}.${pad2(month)}.${shownYear(year)}${bc}`
+      return `${pad2(day)}.${pad2(month)}.${shownYear(year)}`
     case 'Postgres':
-      return `${output.dayFirst ? `${pad2(day)}-${pad2(month)}` : `${pad2(month)}-${pad2(day)}`}-${shownYear(year)}${bc}`
+      return `${output.dayFirst ? `${pad2(day)}-${pad2(month)}` : `${pad2(month)}-${pad2(day)}`}-${shownYear(year)}`
   }
 }
 
@@ -965,9 +969,11 @@ function sessionZone(timeZone: string): ZoneRules {
 
 const UTC_ABBREVIATED = new Set(['utc', 'etc/utc', 'uct', 'etc/uct', 'universal', 'etc/universal', 'zulu', 'etc/zulu'])
 /** Etc/GMT+5 is five hours west: its abbreviation is '-05'. */
-const ETC_GMT_ZONE = /^(?:posix\/)?etc\/gmt([+-])(\d{1,2})$/
+const ETC_GMT_ZONE = /^etc\/gmt([+-])(\d{1,2})$/
 /** A POSIX TZ's standard-time name: '<+02>' or letters, before its offset. */
 const POSIX_ZONE_NAME = /^(?:<([A-Za-z0-9:+-]+)>|([A-Za-z]{3,}))[+-]?\d/
+
+const abbreviations = new Map<string, string | null>()
 
 /**
  * The abbreviation PostgreSQL prints after a timestamptz in the SQL, German and
@@ -975,15 +981,30 @@ const POSIX_ZONE_NAME = /^(?:<([A-Za-z0-9:+-]+)>|([A-Za-z]{3,}))[+-]?\d/
  * (IANA zones with a history of abbreviations, which PostgreSQL takes from its tzdata).
  */
 export function zoneAbbreviation(timeZone: string): string | null {
-  const lower = timeZone.toLowerCase()
-  if (UTC_ABBREVIATED.has(lower) || UTC_ABBREVIATED.has(lower.replace(/^posix\//, ''))) return 'UTC'
-  if (UTC_NAMES.has(lower) || UTC_NAMES.has(lower.replace(/^posix\//, ''))) return 'GMT'
-  const etc = ETC_GMT_ZONE.exec(lower)
+  let abbreviation = abbreviations.get(timeZone)
+  if (abbreviation === undefined) {
+    abbreviation = fixedAbbreviation(timeZone)
+    if (abbreviations.size >= 1024) abbreviations.clear()
+    abbreviations.set(timeZone, abbreviation)
+  }
+  return abbreviation
+}
+
+function fixedAbbreviation(timeZone: string): string | null {
+  const name = timeZone.toLowerCase().replace(/^posix\//, '')
+  if (UTC_ABBREVIATED.has(name)) return 'UTC'
+  if (UTC_NAMES.has(name)) return 'GMT'
+  const etc = ETC_GMT_ZONE.exec(name)
   if (etc !== null) return `${etc[1] === '+' ? '-' : '+'}${etc[2]!.padStart(2, '0')}`
   // A POSIX fixed zone ('<+02>-02', 'EST5', 'UTC0'), unless ICU knows the name as an IANA zone.
   const posix = POSIX_ZONE_NAME.exec(timeZone)
   if (posix !== null && zoneRules(timeZone)?.fixedOffset !== undefined) return posix[1] ?? posix[2]!
   return null
+}
+
+/** Whether protected timestamptz values can be printed in text for this session: ISO output, or a zone whose abbreviation pgveil knows. */
+export function printsTimestamptzText(session: SessionFormat): boolean {
+  return dateOutput(session.dateStyle) === ISO_OUTPUT || zoneAbbreviation(session.timeZone) !== null
 }
 
 function staleFormat(change: string): WireError {
@@ -1114,7 +1135,7 @@ const dateCodec: TypeCodec = {
     const output = dateOutput(session.dateStyle)
     if (output === ISO_OUTPUT || days === DATE_NOEND || days === DATE_NOBEGIN) return canonical
     const [year, month, day] = j2date(days + POSTGRES_EPOCH_JDATE)
-    return formatDateIn(output, year, month, day)
+    return dateFields(output, year, month, day) + era(year)
   },
   toBinary(canonical) {
     const out = Buffer.allocUnsafe(4)
@@ -1253,34 +1274,32 @@ function formatOffset(offset: number): string {
   return `${sign}${pad2(hours)}`
 }
 
-/** EncodeDateTime, USE_ISO_DATES, at `offset` seconds east of UTC. */
-function formatTimestamp(ts: Timestamp, offset: number): string {
-  const local = ts.sec + offset
-  const days = Math.floor(local / SECS_PER_DAY)
-  const secondOfDay = local - days * SECS_PER_DAY
-  const [year, month, day] = j2date(days + POSTGRES_EPOCH_JDATE)
-  const shown = year > 0 ? year : 1 - year
-  let text = `${String(shown).padStart(4, '0')}-${pad2(month)}-${pad2(day)} ${pad2(Math.floor(secondOfDay / 3600))}:${pad2(Math.floor((secondOfDay % 3600) / 60))}:${pad2(secondOfDay % 60)}`
-  if (ts.usec !== 0) text += `.${String(ts.usec).padStart(6, '0').replace(/0+$/, '')}`
-  text += formatOffset(offset)
-  return year > 0 ? text : `${text} BC`
-}
-
-/** EncodeDateTime in the SQL, German and Postgres styles: local time at `offset`, then the zone's abbreviation. */
-function formatTimestampIn(output: DateOutput, ts: Timestamp, offset: number, abbreviation: string): string {
+/** An instant's local calendar fields at `offset` seconds east of UTC, and its time of day as PostgreSQL prints it (HH:MM:SS, the fraction without trailing zeros). */
+function localFields(ts: Timestamp, offset: number): { days: number; year: number; month: number; day: number; time: string } {
   const local = ts.sec + offset
   const days = Math.floor(local / SECS_PER_DAY)
   const secondOfDay = local - days * SECS_PER_DAY
   const [year, month, day] = j2date(days + POSTGRES_EPOCH_JDATE)
   let time = `${pad2(Math.floor(secondOfDay / 3600))}:${pad2(Math.floor((secondOfDay % 3600) / 60))}:${pad2(secondOfDay % 60)}`
   if (ts.usec !== 0) time += `.${String(ts.usec).padStart(6, '0').replace(/0+$/, '')}`
-  const bc = year > 0 ? '' : ' BC'
-  if (output.style !== 'Postgres') return `${formatDateIn(output, year, month, day).slice(0, year > 0 ? undefined : -3)} ${time} ${abbreviation}${bc}`
+  return { days, year, month, day, time }
+}
+
+/** EncodeDateTime, USE_ISO_DATES, at `offset` seconds east of UTC. */
+function formatTimestamp(ts: Timestamp, offset: number): string {
+  const { year, month, day, time } = localFields(ts, offset)
+  return `${dateFields(ISO_OUTPUT, year, month, day)} ${time}${formatOffset(offset)}${era(year)}`
+}
+
+/** EncodeDateTime in the SQL, German and Postgres styles: local time at `offset`, then the zone's abbreviation. */
+function formatTimestampIn(output: DateOutput, ts: Timestamp, offset: number, abbreviation: string): string {
+  const { days, year, month, day, time } = localFields(ts, offset)
+  if (output.style !== 'Postgres') return `${dateFields(output, year, month, day)} ${time} ${abbreviation}${era(year)}`
   // j2day: 2000-01-01 (day 0) was a Saturday.
   const weekday = DAY_ABBREVIATIONS[(((days + 6) % 7) + 7) % 7]!
   const monthName = MONTH_ABBREVIATIONS[month - 1]!
   const dayMonth = output.dayFirst ? `${pad2(day)} ${monthName}` : `${monthName} ${pad2(day)}`
-  return `${weekday} ${dayMonth} ${time} ${shownYear(year)} ${abbreviation}${bc}`
+  return `${weekday} ${dayMonth} ${time} ${shownYear(year)} ${abbreviation}${era(year)}`
 }
 
 /** Canonical timestamptz → instant; undefined for the infinities. */

@@ -11,7 +11,7 @@ import { EnvelopeOpener, type KeyringSource } from '../policy/envelope.js'
 import { lookupMacs, sealColumnValue, type IndexedColumn } from '../policy/equality-index.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
-import { literalReplacements, searchArraySql, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
+import { formatChangeOf, literalReplacements, searchArraySql, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
 import { PGVEIL_REFUSED, type CopySpec, type ProtectedCopy, type LiteralSlot, type QualifiedColumn, type RefusePlan, type SearchParam, type SearchSlot, type SqlAnalysis } from '../policy/sql-plan.js'
 import { decodeArrayElements, encodeByteaArray } from '../protocol/arrays.js'
 import {
@@ -24,7 +24,7 @@ import {
 } from '../protocol/backend.js'
 import { SqlState, WireError, type ErrorFields } from '../protocol/errors.js'
 import { decodeBind, decodeParse, decodeQuery, encodeBind, encodeDescribe, encodeParse, encodeQuery } from '../protocol/frontend.js'
-import { dateOutput, policyTypeFromName, TYPE_CODECS, TypeOid, zoneAbbreviation, type PolicyType, type SessionFormat } from '../protocol/types.js'
+import { policyTypeFromName, printsTimestamptzText, TYPE_CODECS, TypeOid, type PolicyType, type SessionFormat } from '../protocol/types.js'
 import { CATALOG_MAX_AGE_MS, type CatalogMap, type DatabaseCatalog } from './catalog.js'
 import { CopyRowError, CopyRowTransformer, type FieldTransform } from './copy-crypto.js'
 import type { Metrics } from '../audit/metrics.js'
@@ -113,20 +113,6 @@ function plainStatement(changesFormat?: string): StatementState {
   return changesFormat === undefined ? statement : { ...statement, changesFormat }
 }
 
-/** `SET [SESSION|LOCAL] TimeZone|TIME ZONE|DateStyle`, `RESET TimeZone|DateStyle|ALL`, `DISCARD ALL`, leading whitespace and comments aside. */
-const FORMAT_CHANGE = /^(?:\s|--[^\n]*\n|\/\*[^]*?\*\/)*(?:set\s+(?:session\s+|local\s+)?(time\s*zone|timezone|datestyle)\b|reset\s+(timezone|datestyle|all)\b|(discard\s+all)\b)/i
-
-/** The statement's name when a Parse's text changes TimeZone or DateStyle. */
-export function formatChangeOf(sql: string): string | undefined {
-  const match = FORMAT_CHANGE.exec(sql)
-  if (match === null) return undefined
-  if (match[3] !== undefined) return 'DISCARD ALL'
-  const setting = (match[1] ?? match[2]!).toLowerCase()
-  if (setting === 'all') return 'RESET ALL'
-  return `${match[1] !== undefined ? 'SET' : 'RESET'} ${setting === 'datestyle' ? 'DateStyle' : 'TimeZone'}`
-}
-
-
 export class SessionCrypto {
   private readonly ctx: CryptoContext
   readonly database: string
@@ -137,18 +123,21 @@ export class SessionCrypto {
   queryRowPlan: RowPlan | null = null
   /** From the session's ParameterStatus (TimeZone, DateStyle); read for every value, so kept as one object. */
   format: SessionFormat = { timeZone: 'UTC', dateStyle: 'ISO, MDY', integerDatetimes: true }
-  /** The DateStyle and TimeZone last warned about (see formatWarning). */
+  /** The DateStyle and TimeZone last warned about (see noteSetting). */
   #warnedFormat = ''
 
   /**
-   * The session's TimeZone or DateStyle changed (ParameterStatus): a warning for the
+   * A ParameterStatus: TimeZone and DateStyle are followed. Returns a warning for the
    * client when protected timestamptz values can no longer be printed in text format
    * (a non-ISO DateStyle in a zone whose abbreviation only tzdata knows), once per
    * such setting, so the FATAL error a read would then end in is no surprise.
    */
-  formatWarning(): ErrorFields | null {
+  noteSetting(name: string, value: string): ErrorFields | null {
+    if (name === 'TimeZone') this.format = { ...this.format, timeZone: value }
+    else if (name === 'DateStyle') this.format = { ...this.format, dateStyle: value }
+    else return null
+    if (printsTimestamptzText(this.format)) return null
     const { dateStyle, timeZone } = this.format
-    if (dateOutput(dateStyle).style === 'ISO' || zoneAbbreviation(timeZone) !== null) return null
     const key = `${dateStyle}\u0000${timeZone}`
     if (key === this.#warnedFormat || !this.ctx.policy.columns.some((column) => policyTypeFromName(column.type) === 'timestamptz')) return null
     this.#warnedFormat = key
@@ -159,6 +148,17 @@ export class SessionCrypto {
       hint: 'SET DateStyle = ISO (or read such columns in binary format, or SET TimeZone = UTC)',
     }
   }
+
+  /** A statement that changes TimeZone or DateStyle completed: PostgreSQL reports the new value only at Sync, so dates cannot be printed until then. */
+  formatChangedBy(change: string): void {
+    this.format = { ...this.format, staleAfter: change }
+  }
+
+  /** A ReadyForQuery: any new TimeZone or DateStyle has been reported (just before it). */
+  formatReported(): void {
+    if (this.format.staleAfter !== undefined) this.format = { ...this.format, staleAfter: undefined }
+  }
+
   /** What the session's identity may read and write (access rules); set by the session when the identity changes. */
   columnAccess: ColumnAccessView = OPEN_ACCESS
 

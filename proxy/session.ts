@@ -512,6 +512,7 @@ export class ClientSession implements CancelTarget {
   }
 
   private onAuthUpstreamFrame(frame: Buffer): boolean {
+    let notice: Buffer | null = null
     switch (frame[0]) {
       case BackendCode.Authentication:
         if (authenticationCode(frame) === AuthCode.SASL) {
@@ -533,15 +534,9 @@ export class ClientSession implements CancelTarget {
         this.upstreamSentFatal = true
         this.audit?.authenticationFailed(frame)
         break
-      case BackendCode.ParameterStatus: {
-        const warning = this.crypto === null ? null : this.noteParameterStatus(this.crypto, frame)
-        if (warning !== null) {
-          this.toClient.push(frame)
-          this.toClient.push(warning)
-          return true
-        }
+      case BackendCode.ParameterStatus:
+        if (this.crypto !== null) notice = this.noteParameterStatus(this.crypto, frame)
         break
-      }
       case BackendCode.ReadyForQuery:
         if (this.crypto !== null && this.crypto.catalog === null) {
           // Protected columns are recognised through the catalog: have it before the first statement.
@@ -560,6 +555,7 @@ export class ClientSession implements CancelTarget {
         break
     }
     this.toClient.push(frame)
+    if (notice !== null) this.toClient.push(notice)
     return true
   }
 
@@ -649,13 +645,10 @@ export class ClientSession implements CancelTarget {
     )
   }
 
-  /** Follows TimeZone and DateStyle; returns a NoticeResponse for the client after this ParameterStatus, if the new setting deserves a warning. */
+  /** Hands a ParameterStatus to the session's crypto; returns a NoticeResponse for the client after it, when the new setting deserves a warning. */
   private noteParameterStatus(crypto: SessionCrypto, frame: Buffer): Buffer | null {
     const { name, value } = decodeParameterStatus(frame)
-    if (name === 'TimeZone') crypto.format = { ...crypto.format, timeZone: value }
-    else if (name === 'DateStyle') crypto.format = { ...crypto.format, dateStyle: value }
-    else return null
-    const warning = crypto.formatWarning()
+    const warning = crypto.noteSetting(name, value)
     return warning === null ? null : encodeNoticeResponse(warning)
   }
 
@@ -769,7 +762,6 @@ export class ClientSession implements CancelTarget {
     return true
   }
 
-  /** Decides what the client gets for each reply (decrypted, rewritten, or nothing); queue bookkeeping is advancePending's. */
   /**
    * A DataRow, given as bytes [start, end) of the read buffer (the row of a large
    * result is the hot path: no view of it is made): decrypted into the session's row
@@ -808,6 +800,7 @@ export class ClientSession implements CancelTarget {
     return true
   }
 
+  /** Decides what the client gets for each reply but DataRows (decrypted, rewritten, or nothing); queue bookkeeping is advancePending's. */
   private onCryptoUpstreamFrame(crypto: SessionCrypto, buffer: Buffer, start: number, end: number): boolean {
     const frame = buffer.subarray(start, end)
     const head = this.pending.peek()
@@ -865,7 +858,7 @@ export class ClientSession implements CancelTarget {
       case BackendCode.EmptyQueryResponse:
         if (head === Pending.Query) crypto.queryRowPlan = null
         // PostgreSQL reports the new TimeZone or DateStyle at Sync: until then dates cannot be printed.
-        else if (context?.kind === 'execute' && context.portal.statement.changesFormat !== undefined) crypto.format = { ...crypto.format, staleAfter: context.portal.statement.changesFormat }
+        else if (context?.kind === 'execute' && context.portal.statement.changesFormat !== undefined) crypto.formatChangedBy(context.portal.statement.changesFormat)
         if (frame[0] === BackendCode.CommandComplete && DDL_TAG.test(decodeCommandComplete(frame).tag)) crypto.catalogStale = true
         break
       case BackendCode.ErrorResponse:
@@ -886,8 +879,7 @@ export class ClientSession implements CancelTarget {
         this.copyIn = null
         this.copyOut = null
         crypto.queryRowPlan = null
-        // The ParameterStatus of a SET in this batch came just before.
-        if (crypto.format.staleAfter !== undefined) crypto.format = { ...crypto.format, staleAfter: undefined }
+        crypto.formatReported()
         crypto.reportCounts()
         crypto.refreshIfOld()
         break

@@ -92,17 +92,15 @@ function tagMembers(tag: string): LineFragment {
   return members
 }
 
-/** Whether buffer[start, start + length) holds the first `length` bytes of `text`: a loop for the usual short SQL text, the native compare beyond. */
-function sameText(buffer: Buffer, start: number, text: Buffer, length: number): boolean {
-  if (length > 256) return buffer.compare(text, 0, length, start, start + length) === 0
-  for (let i = 0; i < length; i++) if (buffer[start + i] !== text[i]) return false
-  return true
-}
-
-/** Whether buffer[start, end) holds the same bytes as `bytes` (short names and tags: a loop beats a native call). */
-function sameBytes(buffer: Buffer, start: number, end: number, bytes: Buffer): boolean {
-  if (end - start !== bytes.length) return false
-  for (let i = 0; i < bytes.length; i++) if (buffer[start + i] !== bytes[i]) return false
+/**
+ * Whether buffer[start, end) holds the first `length` bytes of `bytes` (all of them by
+ * default): a loop for short names, tags and SQL texts, where it beats a native call;
+ * the native compare beyond.
+ */
+function sameBytes(buffer: Buffer, start: number, end: number, bytes: Buffer, length = bytes.length): boolean {
+  if (end - start !== length) return false
+  if (length > 256) return buffer.compare(bytes, 0, length, start, end) === 0
+  for (let i = 0; i < length; i++) if (buffer[start + i] !== bytes[i]) return false
   return true
 }
 
@@ -185,7 +183,7 @@ export class SessionAudit {
   /** The session's members of every statement line, serialized once per change. */
   private sessionMembers: LineFragment | null = null
   /** The last Parse's text: drivers that parse an unnamed statement for every execution send the same bytes again. */
-  private readonly parsed = new SummaryMemo((buffer, start, end, text, length) => end - start === length && sameText(buffer, start, text, length))
+  private readonly parsed = new SummaryMemo(sameBytes)
   /**
    * The last simple Query's text: the same statement with other numbers or strings (as
    * pgbench and inlining ORMs send) has the same literal shape, recognised in place;

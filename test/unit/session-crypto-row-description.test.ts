@@ -8,7 +8,7 @@ import type { SqlAnalyzer } from '../../policy/sql-analyzer.js'
 import { decodeRowDescription } from '../../protocol/backend.js'
 import { DatabaseCatalog, type CatalogMap } from '../../proxy/catalog.js'
 import { silentLogger } from '../../proxy/log.js'
-import { formatChangeOf, SessionCrypto, type PortalState, type StatementState } from '../../proxy/session-crypto.js'
+import { SessionCrypto, type PortalState, type StatementState } from '../../proxy/session-crypto.js'
 
 const BYTEA = 17
 const TEXT = 25
@@ -134,23 +134,5 @@ describe('SessionCrypto.planFromStatement reuses the plan of a statement bound a
     expect(crypto.decryptRow(row, 0, row.length, again)).toBe(true)
     const { buffer, rowStart, position } = crypto.rows
     expect(buffer.subarray(rowStart, position).equals(textRow(['7', '99.95']))).toBe(true)
-  })
-})
-
-describe('statements that change how dates print', () => {
-  it.each([
-    ["SET TimeZone = 'UTC'", 'SET TimeZone'],
-    ['set time zone 2', 'SET TimeZone'],
-    ["SET LOCAL timezone TO 'Europe/Paris'", 'SET TimeZone'],
-    ["  /* driver */ SET SESSION DateStyle = 'SQL, DMY'", 'SET DateStyle'],
-    ['-- note\nRESET timezone', 'RESET TimeZone'],
-    ['RESET ALL', 'RESET ALL'],
-    ['discard all', 'DISCARD ALL'],
-    ["SET search_path = public", undefined],
-    ['SELECT 1', undefined],
-    ['DISCARD PLANS', undefined],
-    ["SET application_name = 'timezone'", undefined],
-  ])('formatChangeOf(%j) is %j', (sql, change) => {
-    expect(formatChangeOf(sql)).toBe(change)
   })
 })

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import {
+  formatChangeOf,
   PGVEIL_REFUSED,
   SqlAnalyzer,
   literalReplacements,
@@ -592,5 +593,23 @@ describe('analysis speed (printed, not asserted)', () => {
       `sql-analyzer: "${sql}": pre-check passthrough (table not protected) ${precheck.toLocaleString('en')}/s; ` +
         `table protected: cold cache (parse + walk) ${cold.toLocaleString('en')}/s, warm cache ${warm.toLocaleString('en')}/s`,
     )
+  })
+})
+
+describe('statements that change how dates print', () => {
+  it.each([
+    ["SET TimeZone = 'UTC'", 'SET TimeZone'],
+    ['set time zone 2', 'SET TimeZone'],
+    ["SET LOCAL timezone TO 'Europe/Paris'", 'SET TimeZone'],
+    ["  /* driver */ SET SESSION DateStyle = 'SQL, DMY'", 'SET DateStyle'],
+    ['-- note\nRESET timezone', 'RESET TimeZone'],
+    ['RESET ALL', 'RESET ALL'],
+    ['discard all', 'DISCARD ALL'],
+    ["SET search_path = public", undefined],
+    ['SELECT 1', undefined],
+    ['DISCARD PLANS', undefined],
+    ["SET application_name = 'timezone'", undefined],
+  ])('formatChangeOf(%j) is %j', (sql, change) => {
+    expect(formatChangeOf(sql)).toBe(change)
   })
 })
