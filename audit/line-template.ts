@@ -96,24 +96,14 @@ export class TemplateExpander {
  * TEMPLATE_FIXED_BYTES plus the fragments); returns the end.
  */
 function writeTemplateLine(out: Uint8Array, at: number, iso: Uint8Array, first: Uint8Array, second: Uint8Array, third: Uint8Array, fourth: Uint8Array, micros: number, tail: Uint8Array): number {
-  out.set(TIME_OPEN, at)
-  at += TIME_OPEN.length
-  out.set(iso, at)
-  at += iso.length
-  out.set(TIME_CLOSE, at)
-  at += TIME_CLOSE.length
-  // Four calls, no array: this runs once per audit line.
-  out.set(first, at)
-  at += first.length
-  out.set(second, at)
-  at += second.length
-  out.set(third, at)
-  at += third.length
-  out.set(fourth, at)
-  at += fourth.length
-  at = writeMillis(out, at, micros)
-  out.set(tail, at)
-  return at + tail.length
+  for (const bytes of [TIME_OPEN, iso, TIME_CLOSE, first, second, third, fourth]) at = put(out, at, bytes)
+  return put(out, writeMillis(out, at, micros), tail)
+}
+
+/** `bytes` into `out` at `at`; returns where they end. */
+function put(out: Uint8Array, at: number, bytes: Uint8Array): number {
+  out.set(bytes, at)
+  return at + bytes.length
 }
 
 /** A templated line as a buffer of its own, from its fragments themselves (a line whose fragment is too big for the ring). */

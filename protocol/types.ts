@@ -799,6 +799,20 @@ function validateDate(year: number, month: number, day: number, bc: boolean, inp
 /** PostgreSQL's `SET TIME ZONE` spellings of UTC, for the zero-cost path. */
 const UTC_NAMES = new Set(['utc', 'etc/utc', 'gmt', 'etc/gmt', 'uct', 'etc/uct', 'universal', 'etc/universal', 'zulu', 'etc/zulu', 'greenwich', 'etc/greenwich', 'gmt0', 'etc/gmt0', 'gmt+0', 'gmt-0', 'etc/gmt+0', 'etc/gmt-0'])
 
+/** `compute` with its results kept per key (session settings: few distinct values), forgotten all at once past `limit`. */
+function memoized<T>(compute: (key: string) => T, limit: number): (key: string) => T {
+  const results = new Map<string, T>()
+  return (key) => {
+    let result = results.get(key)
+    if (result === undefined) {
+      result = compute(key)
+      if (results.size >= limit) results.clear()
+      results.set(key, result)
+    }
+    return result
+  }
+}
+
 /** How a DateStyle prints dates: the style, and whether the day comes before the month. */
 export interface DateOutput {
   readonly style: 'ISO' | 'SQL' | 'Postgres' | 'German'
@@ -806,24 +820,17 @@ export interface DateOutput {
 }
 
 const ISO_OUTPUT: DateOutput = { style: 'ISO', dayFirst: false }
-const dateOutputs = new Map<string, DateOutput>()
 
 /**
  * The output of a DateStyle ParameterStatus ('SQL, DMY'): PostgreSQL always reports
  * the style first and the field order second. Unknown words count as ISO and MDY.
  */
-export function dateOutput(dateStyle: string): DateOutput {
-  let output = dateOutputs.get(dateStyle)
-  if (output === undefined) {
-    const words = dateStyle.toLowerCase().split(/[\s,]+/)
-    const style = words.includes('sql') ? 'SQL' : words.includes('postgres') ? 'Postgres' : words.includes('german') ? 'German' : 'ISO'
-    // The field order only matters to SQL and Postgres output (German is always day first).
-    output = style === 'ISO' ? ISO_OUTPUT : { style, dayFirst: words.includes('dmy') }
-    if (dateOutputs.size >= 64) dateOutputs.clear()
-    dateOutputs.set(dateStyle, output)
-  }
-  return output
-}
+export const dateOutput = memoized((dateStyle: string): DateOutput => {
+  const words = dateStyle.toLowerCase().split(/[\s,]+/)
+  const style = words.includes('sql') ? 'SQL' : words.includes('postgres') ? 'Postgres' : words.includes('german') ? 'German' : 'ISO'
+  // The field order only matters to SQL and Postgres output (German is always day first).
+  return style === 'ISO' ? ISO_OUTPUT : { style, dayFirst: words.includes('dmy') }
+}, 64)
 
 const MONTH_ABBREVIATIONS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'] as const
 const DAY_ABBREVIATIONS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const
@@ -919,8 +926,6 @@ const POSIX_FIXED_ZONE = /^(?:<[A-Za-z0-9:+-]+>|[A-Za-z]{3,})([+-]?)(\d{1,2})(?:
 /** A bare number of hours east of UTC, as `SET TIME ZONE 2` reads it. */
 const HOURS_ZONE = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/
 
-const zoneCache = new Map<string, ZoneRules | null>()
-
 function resolveZone(name: string): ZoneRules | null {
   const lower = name.toLowerCase()
   if (UTC_NAMES.has(lower)) return UTC_ZONE
@@ -942,15 +947,7 @@ function resolveZone(name: string): ZoneRules | null {
   return fixedZone(posix[1] === '-' ? seconds : -seconds)
 }
 
-function zoneRules(name: string): ZoneRules | null {
-  let rules = zoneCache.get(name)
-  if (rules === undefined) {
-    rules = resolveZone(name)
-    if (zoneCache.size >= 1024) zoneCache.clear()
-    zoneCache.set(name, rules)
-  }
-  return rules
-}
+const zoneRules = memoized(resolveZone, 1024)
 
 /** Whether `timeZone` (a TimeZone ParameterStatus) is one these codecs can print and read. */
 export function isSupportedTimeZone(timeZone: string): boolean {
@@ -973,22 +970,12 @@ const ETC_GMT_ZONE = /^etc\/gmt([+-])(\d{1,2})$/
 /** A POSIX TZ's standard-time name: '<+02>' or letters, before its offset. */
 const POSIX_ZONE_NAME = /^(?:<([A-Za-z0-9:+-]+)>|([A-Za-z]{3,}))[+-]?\d/
 
-const abbreviations = new Map<string, string | null>()
-
 /**
  * The abbreviation PostgreSQL prints after a timestamptz in the SQL, German and
  * Postgres DateStyles, for zones where it is one fixed string; null for the others
  * (IANA zones with a history of abbreviations, which PostgreSQL takes from its tzdata).
  */
-export function zoneAbbreviation(timeZone: string): string | null {
-  let abbreviation = abbreviations.get(timeZone)
-  if (abbreviation === undefined) {
-    abbreviation = fixedAbbreviation(timeZone)
-    if (abbreviations.size >= 1024) abbreviations.clear()
-    abbreviations.set(timeZone, abbreviation)
-  }
-  return abbreviation
-}
+export const zoneAbbreviation = memoized(fixedAbbreviation, 1024)
 
 function fixedAbbreviation(timeZone: string): string | null {
   const name = timeZone.toLowerCase().replace(/^posix\//, '')
