@@ -22,6 +22,8 @@ import type { StatementKind } from './metrics.js'
 /** The protected columns of a table (stored names), or undefined when it has none. */
 export interface ProtectedColumnLookup {
   columnsOf(schema: string, table: string): readonly string[] | undefined
+  /** Changes when columnsOf() may answer otherwise (readable views came or went): summaries made before are forgotten. */
+  readonly generation?: number
 }
 
 export interface StatementSummary {
@@ -54,6 +56,7 @@ let moduleLoaded: Promise<void> | null = null
 export class StatementSummarizer {
   private readonly cache = new Map<string, readonly StatementSummary[]>()
   private readonly lookup: ProtectedColumnLookup | null
+  private lookupGeneration = 0
   private readonly maxEntries: number
 
   /** Loads libpg-query's WebAssembly module first. */
@@ -67,8 +70,22 @@ export class StatementSummarizer {
     this.maxEntries = maxEntries
   }
 
+  /** Changes whenever summaries made before may no longer hold (see ProtectedColumnLookup.generation); those are forgotten. */
+  get generation(): number {
+    this.forgetIfStale()
+    return this.lookupGeneration
+  }
+
+  private forgetIfStale(): void {
+    const generation = this.lookup?.generation ?? 0
+    if (generation === this.lookupGeneration) return
+    this.lookupGeneration = generation
+    this.cache.clear()
+  }
+
   /** One summary per statement of `sql`, in order (a simple Query may hold several). */
   summarize(sql: string): readonly StatementSummary[] {
+    this.forgetIfStale()
     if (sql.length > MAX_CACHED_CHARS) return this.compute(sql)
     const shape = literalShape(sql)
     const cached = this.cache.get(shape)

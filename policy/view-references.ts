@@ -1,16 +1,22 @@
 /**
- * Which views a SQL text reads or writes through, for refusing statements on views
- * over protected columns (pgveil maps results and analyses SQL by table, so through
- * a view it can neither decrypt nor see a condition, whose search value would reach
- * PostgreSQL as written). Only statements that read or write data count: DDL on the
- * view itself (DROP VIEW, ALTER VIEW, CREATE VIEW over it, REFRESH MATERIALIZED VIEW,
- * GRANT) goes on, so the operator can still remove or change it through pgveil.
+ * Which views a SQL text reads or writes through, for statements on views over
+ * protected columns. pgveil decrypts through a view (DESIGN decision 6) only when the
+ * view passes every protected column it uses through unchanged, as an output column
+ * (proxy/catalog.ts finds out, once per catalog load): such a view is *readable*, and
+ * a SELECT (or DECLARE … CURSOR FOR SELECT) may name it, analysed like one on a table.
+ * Anything else through a view over protected columns is refused: statements through
+ * a view that is not readable (pgveil could neither decrypt its results nor see a
+ * condition written against it, whose search value would reach PostgreSQL as
+ * written), and writes through a readable one (pgveil encrypts for tables, not views).
+ * Only statements that read or write data count: DDL on the view itself (DROP VIEW,
+ * ALTER VIEW, CREATE VIEW over it, REFRESH MATERIALIZED VIEW, GRANT) goes on, so the
+ * operator can still remove or change it through pgveil.
  *
  * Requires libpg-query's module to be loaded (the SQL analyzer loads it).
  */
 import { parseSync } from 'libpg-query'
 import { SqlLruCache } from './sql-lru-cache.js'
-import { firstRelation } from './sql-tree.js'
+import { firstRelation, type RelationName } from './sql-tree.js'
 
 /** Statements that read or write rows (their relations are what matters here). */
 const DATA_STATEMENTS = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'CopyStmt', 'ExplainStmt', 'DeclareCursorStmt', 'CreateTableAsStmt', 'PrepareStmt'])
@@ -21,9 +27,38 @@ export interface DependentView {
   readonly materialized: boolean
   /** The protected columns it reads (`schema.table.column`, comma-separated). */
   readonly origins: string
+  /**
+   * Null when pgveil reads through it: each of those columns is one of its output
+   * columns, unchanged. Otherwise why not, for the refusal and `pgveil check`.
+   */
+  readonly unreadable: string | null
 }
 
-/** Finds, per SQL text (cached), the first view over protected columns a data statement names. */
+/** What a SQL text does with views over protected columns. */
+export type ViewUse =
+  /** It names none: analyse it as usual. */
+  | null
+  /** It only reads through readable views: analyse it with them as tables (DatabaseCatalog.viewAnalyzer). */
+  | { readonly refused: null }
+  /** It must be refused because of this view. */
+  | { readonly refused: DependentView; readonly reason: ViewRefusalReason }
+
+/**
+ * `unreadable`: pgveil does not read through the view; `write`: a statement other
+ * than a read names a readable one; `unqualified`: a bare name that some view over
+ * protected columns outside schema public has (which one it means depends on the
+ * search_path); `unparseable`: the text names one and cannot be parsed.
+ */
+export type ViewRefusalReason = 'unreadable' | 'write' | 'unqualified' | 'unparseable'
+
+type Refused = { readonly refused: DependentView; readonly reason: ViewRefusalReason }
+
+/** Statements that may read through a readable view. */
+const READ_STATEMENTS = new Set(['SelectStmt', 'DeclareCursorStmt'])
+/** Nodes that write rows: a statement holding one (a data-modifying WITH, SELECT INTO) does not only read. */
+const WRITE_NODES = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'intoClause'])
+
+/** Finds, per SQL text (cached), what its data statements do with views over protected columns. */
 export class ViewReferences {
   /** By `schema.name`, for qualified references. */
   readonly #views: ReadonlyMap<string, DependentView>
@@ -32,21 +67,26 @@ export class ViewReferences {
    * any schema (one without protected tables may be on it), so a bare name that
    * matches a view anywhere counts.
    */
-  readonly #byName: ReadonlyMap<string, DependentView>
+  readonly #byName: ReadonlyMap<string, readonly DependentView[]>
   /** Any text that may name one of the views (their names, case-insensitively): the rest is never parsed. */
   readonly #mayName: RegExp | null
-  readonly #cache = new SqlLruCache<DependentView | null>(512, 1024 * 1024)
+  readonly #cache = new SqlLruCache<ViewUse>(512, 1024 * 1024)
 
   constructor(views: readonly DependentView[]) {
     this.#views = new Map(views.map((view) => [view.qualified, view]))
-    this.#byName = new Map(views.map((view) => [view.qualified.slice(view.qualified.indexOf('.') + 1), view]))
+    const byName = new Map<string, DependentView[]>()
+    for (const view of views) {
+      const name = view.qualified.slice(view.qualified.indexOf('.') + 1)
+      byName.set(name, [...(byName.get(name) ?? []), view])
+    }
+    this.#byName = byName
     const escape = (name: string): string => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
     // `u&` catches Unicode-escaped identifiers, which spell a name without containing it.
-    this.#mayName = views.length === 0 ? null : new RegExp([...this.#byName.keys(), 'u&'].map(escape).join('|'), 'i')
+    this.#mayName = views.length === 0 ? null : new RegExp([...byName.keys(), 'u&'].map(escape).join('|'), 'i')
   }
 
-  /** The view `sql` reads or writes through, if any. A text that names one and cannot be parsed counts as naming it. */
-  namedIn(sql: string): DependentView | null {
+  /** What `sql` does with views over protected columns (see ViewUse). */
+  useIn(sql: string): ViewUse {
     if (this.#mayName === null || !this.#mayName.test(sql)) return null
     const cached = this.#cache.get(sql)
     if (cached !== undefined) return cached
@@ -55,29 +95,63 @@ export class ViewReferences {
     return found
   }
 
-  #find(sql: string): DependentView | null {
+  #find(sql: string): ViewUse {
     let stmts: readonly { stmt?: Record<string, unknown> }[]
     try {
       stmts = (parseSync(sql) as { stmts?: { stmt?: Record<string, unknown> }[] }).stmts ?? []
     } catch {
       // PostgreSQL will not run it either, but its text (and any value in it) would reach its log.
       const lower = sql.toLowerCase()
-      return [...this.#byName].find(([name]) => lower.includes(name.toLowerCase()))?.[1] ?? this.#views.values().next().value!
+      const named = [...this.#byName].find(([name]) => lower.includes(name.toLowerCase()))?.[1][0] ?? this.#views.values().next().value!
+      return { refused: named, reason: 'unparseable' }
     }
+    let reads = false
     for (const { stmt } of stmts) {
       if (stmt === undefined) continue
       const [kind, body] = Object.entries(stmt)[0] ?? []
       if (kind === undefined || !DATA_STATEMENTS.has(kind)) continue
-      const found = this.#inTree(body)
-      if (found !== null) return found
+      let readable: DependentView | undefined
+      const refused = firstRelation<Refused>(body, (relation) => {
+        const found = this.#resolve(relation)
+        if (found !== undefined && !('refused' in found)) {
+          readable ??= found
+          return undefined
+        }
+        return found
+      })
+      if (refused !== undefined) return refused
+      if (readable === undefined) continue
+      if (!READ_STATEMENTS.has(kind) || holdsNode(body, WRITE_NODES)) return { refused: readable, reason: 'write' }
+      reads = true
     }
-    return null
+    return reads ? { refused: null } : null
   }
 
-  /** The first relation under `node` that names one of the views (unqualified: by name alone). */
-  #inTree(node: unknown): DependentView | null {
-    return (
-      firstRelation(node, (relation) => (typeof relation.schemaname === 'string' ? this.#views.get(`${relation.schemaname}.${relation.relname}`) : this.#byName.get(relation.relname))) ?? null
-    )
+  /** The view a relation reference names, or why it is refused (undefined: none of the views). */
+  #resolve(relation: RelationName): DependentView | Refused | undefined {
+    if (typeof relation.schemaname === 'string') {
+      const view = this.#views.get(`${relation.schemaname}.${relation.relname}`)
+      if (view === undefined) return undefined
+      return view.unreadable === null ? view : { refused: view, reason: 'unreadable' }
+    }
+    const views = this.#byName.get(relation.relname)
+    if (views === undefined) return undefined
+    const unreadable = views.find((view) => view.unreadable !== null)
+    if (unreadable !== undefined) return { refused: unreadable, reason: 'unreadable' }
+    // pgveil resolves bare names in public: one that may mean a view elsewhere is ambiguous.
+    const elsewhere = views.find((view) => !view.qualified.startsWith('public.'))
+    if (elsewhere !== undefined) return { refused: elsewhere, reason: 'unqualified' }
+    return views[0]
   }
+}
+
+/** Whether any object under `node` has one of `keys` (with a value). */
+function holdsNode(node: unknown, keys: ReadonlySet<string>): boolean {
+  if (Array.isArray(node)) return node.some((item) => holdsNode(item, keys))
+  if (node === null || typeof node !== 'object') return false
+  for (const [key, value] of Object.entries(node)) {
+    if (keys.has(key) && value != null) return true
+    if (holdsNode(value, keys)) return true
+  }
+  return false
 }

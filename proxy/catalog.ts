@@ -6,6 +6,7 @@
  */
 import type pg from 'pg'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
+import { loadSqlParser, protectedColumns, SqlAnalyzer, type ProtectedColumns, type ProtectedTableSpec, type SqlAnalysis } from '../policy/sql-analyzer.js'
 import { ViewReferences, type DependentView } from '../policy/view-references.js'
 import { TypeOid } from '../protocol/types.js'
 import type { Logger } from './log.js'
@@ -22,18 +23,38 @@ export interface CatalogProblem {
   fix: string
 }
 
+/** Where a protected column's values come from in results: a table's column, or a view's that passes it through. */
+export interface CatalogEntry {
+  readonly tableOid: number
+  readonly attnum: number
+  readonly column: ColumnPolicy
+}
+
 export class DatabaseCatalog {
   /** tableOid → attnum → column. */
   private readonly byTable = new Map<number, Map<number, ColumnPolicy>>()
   readonly problems: readonly CatalogProblem[]
   /** "schema.table" → every column of a protected table, in attribute order (for COPY without a column list). */
   private readonly columnOrder: ReadonlyMap<string, readonly string[]>
-  /** Views over protected columns: statements that read or write through them are refused. */
+  /** Views over protected columns: which statements may read through them (policy/view-references.ts). */
   readonly views: ViewReferences
+  /** The same, as a list (`pgveil check`). */
+  readonly viewList: readonly DependentView[]
+  /**
+   * The analyzer for statements that read through readable views: the policy's
+   * tables and those views, whose protected columns are analysed like a table's.
+   * Null when no view is readable.
+   */
+  readonly viewAnalyzer: SqlAnalyzer | null
+  /** The readable views' protected columns, by view (as tables for the analyzer and the audit). */
+  readonly readableViews: readonly ProtectedTableSpec[]
 
-  constructor(entries: { tableOid: number; attnum: number; column: ColumnPolicy }[], problems: CatalogProblem[], columnOrder: ReadonlyMap<string, readonly string[]> = new Map(), views: readonly DependentView[] = []) {
+  constructor(entries: readonly CatalogEntry[], problems: CatalogProblem[], columnOrder: ReadonlyMap<string, readonly string[]> = new Map(), views: readonly DependentView[] = [], readableViews: readonly ProtectedTableSpec[] = [], policy?: ProtectedColumns) {
     this.columnOrder = columnOrder
     this.views = new ViewReferences(views)
+    this.viewList = views
+    this.readableViews = readableViews
+    this.viewAnalyzer = readableViews.length === 0 || policy === undefined ? null : new SqlAnalyzer(withTables(policy, readableViews))
     for (const { tableOid, attnum, column } of entries) {
       let table = this.byTable.get(tableOid)
       if (table === undefined) this.byTable.set(tableOid, (table = new Map()))
@@ -42,7 +63,7 @@ export class DatabaseCatalog {
     this.problems = problems
   }
 
-  /** The protected column a RowDescription field comes from, if any. */
+  /** The protected column a RowDescription field comes from (a table's, or a readable view's that passes it through), if any. */
   column(tableOid: number, attnum: number): ColumnPolicy | undefined {
     return this.byTable.get(tableOid)?.get(attnum)
   }
@@ -76,10 +97,14 @@ LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND N
 WHERE c.relkind IN ('r', 'p', 'f')
   AND (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
 
-/** Views and materialized views over protected columns, and views over those, with the protected columns each reads. */
+/**
+ * Views and materialized views over protected columns, and views over those, with
+ * their columns and depth (1: reads a protected column, n + 1: reads a view of depth
+ * n), so that views are examined after the views they read.
+ */
 const DEPENDENT_VIEWS_SQL = `
-WITH RECURSIVE dependent(oid, origin) AS (
-  SELECT r.ev_class, tn.nspname || '.' || t.relname || '.' || a.attname
+WITH RECURSIVE dependent(oid, depth) AS (
+  SELECT r.ev_class, 1
     FROM pg_catalog.pg_depend d
     JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
     JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
@@ -89,29 +114,178 @@ WITH RECURSIVE dependent(oid, origin) AS (
      AND r.ev_class <> t.oid
      AND (tn.nspname, t.relname, a.attname) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
   UNION
-  SELECT r.ev_class, dependent.origin
+  SELECT r.ev_class, dependent.depth + 1
     FROM dependent
     JOIN pg_catalog.pg_depend d ON d.refobjid = dependent.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.classid = 'pg_catalog.pg_rewrite'::regclass
     JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
    WHERE r.ev_class <> dependent.oid
 )
-SELECT n.nspname AS schema, c.relname AS name, c.relkind = 'm' AS materialized, string_agg(DISTINCT dependent.origin, ', ' ORDER BY dependent.origin) AS origins
+SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind = 'm' AS materialized, max(dependent.depth) AS depth,
+       (SELECT array_agg(va.attname::text ORDER BY va.attnum) FROM pg_catalog.pg_attribute va WHERE va.attrelid = c.oid AND va.attnum > 0 AND NOT va.attisdropped) AS columns
   FROM dependent
   JOIN pg_catalog.pg_class c ON c.oid = dependent.oid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- GROUP BY n.nspname, c.relname, c.relkind
- ORDER BY 1, 2`
+ GROUP BY c.oid, n.nspname, c.relname, c.relkind
+ ORDER BY depth, 2, 3`
 
-/** The views and materialized views of the connected database that read a protected column, directly or through other views. */
-export async function loadDependentViews(client: pg.Client, policy: Policy): Promise<DependentView[]> {
-  if (policy.isEmpty) return []
+interface DependentViewRow {
+  oid: string
+  schema: string
+  name: string
+  materialized: boolean
+  depth: number
+  columns: string[] | null
+}
+
+/**
+ * The views and materialized views of the connected database that read a protected
+ * column, directly or through other views, and which of them pgveil reads through.
+ * A view is readable when its definition, analysed like a client's SELECT (with the
+ * readable views it reads as tables), is a plain read, and every protected column
+ * it reads is one of its output columns, unchanged: PostgreSQL says so itself, as
+ * the origin of each column of its definition's result (RowDescription's table and
+ * attribute), which only a column passed through unchanged has. `entries` are the
+ * protected columns of tables (loadDatabaseCatalog); the readable views' columns are
+ * added to them.
+ */
+export async function loadDependentViews(client: pg.Client, policy: Policy, entries: CatalogEntry[] = []): Promise<{ views: DependentView[]; tables: ProtectedTableSpec[] }> {
+  if (policy.isEmpty) return { views: [], tables: [] }
   const columns = policy.columns
-  const result = await client.query<{ schema: string; name: string; materialized: boolean; origins: string }>(DEPENDENT_VIEWS_SQL, [
+  const { rows } = await client.query<DependentViewRow>(DEPENDENT_VIEWS_SQL, [
     columns.map((column) => column.schema),
     columns.map((column) => column.table),
     columns.map((column) => column.column),
   ])
-  return result.rows.map(({ schema, name, materialized, origins }) => ({ qualified: `${schema}.${name}`, materialized, origins }))
+  if (rows.length === 0) return { views: [], tables: [] }
+  await loadSqlParser()
+  const known = new Map<number, Map<number, ColumnPolicy>>()
+  for (const { tableOid, attnum, column } of entries) {
+    let table = known.get(tableOid)
+    if (table === undefined) known.set(tableOid, (table = new Map()))
+    table.set(attnum, column)
+  }
+  const views: DependentView[] = []
+  const tables: ProtectedTableSpec[] = []
+  const dependent = new Map(rows.map((row) => [Number(row.oid), row]))
+  const readsOf = await viewColumnReads(client, [...dependent.keys()])
+  /** The protected columns behind each view examined so far (all it reads, for one pgveil does not read through). */
+  const behind = new Map<number, readonly string[]>()
+  let analyzer = new SqlAnalyzer(policy)
+  // Definitions printed with every name qualified, and read back under the same search_path.
+  await client.query('BEGIN READ ONLY')
+  try {
+    await client.query('SET LOCAL search_path = pg_catalog')
+    for (const row of rows) {
+      const oid = Number(row.oid)
+      const required = requiredOrigins(readsOf.get(oid) ?? [], known, behind, dependent)
+      // Only through views it reads columns of that hold none: not a view over protected columns after all.
+      if (required.length === 0) continue
+      behind.set(oid, required)
+      const outputs = await passedThrough(client, oid, analyzer, known)
+      let unreadable: string | null
+      if (typeof outputs === 'string') unreadable = outputs
+      else if (row.columns === null || outputs.length !== row.columns.length) unreadable = 'pgveil could not match its columns to its definition'
+      else {
+        const covered = new Set(outputs.map((column) => column?.qualified))
+        const missing = required.filter((origin) => !covered.has(origin))
+        unreadable = missing.length === 0 ? null : `it does not return ${missing.join(', ')} unchanged as a column of its own`
+      }
+      views.push({ qualified: `${row.schema}.${row.name}`, materialized: row.materialized, origins: required.join(', '), unreadable })
+      if (unreadable !== null || typeof outputs === 'string') continue
+      const byAttnum = new Map<number, ColumnPolicy>()
+      const protectedByName = new Map<string, { type: string }>()
+      outputs.forEach((column, i) => {
+        if (column === undefined) return
+        byAttnum.set(i + 1, column)
+        protectedByName.set(row.columns![i]!, { type: column.type })
+        entries.push({ tableOid: oid, attnum: i + 1, column })
+      })
+      known.set(oid, byAttnum)
+      tables.push({ schema: row.schema, table: row.name, columns: protectedByName })
+      analyzer = new SqlAnalyzer(withTables(policy, tables))
+    }
+  } finally {
+    await client.query('ROLLBACK')
+  }
+  return { views, tables }
+}
+
+/** Per view, the (relation, attribute number) pairs its definition reads, from pg_depend (0: the relation as a whole). */
+async function viewColumnReads(client: pg.Client, oids: readonly number[]): Promise<Map<number, { rel: number; attnum: number }[]>> {
+  const { rows } = await client.query<{ view: string; rel: string; attnum: number }>(
+    `SELECT r.ev_class::int8 AS view, d.refobjid::int8 AS rel, d.refobjsubid AS attnum
+       FROM pg_catalog.pg_depend d
+       JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+      WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+        AND r.ev_class = ANY($1::oid[]) AND d.refobjid <> r.ev_class`,
+    [oids],
+  )
+  const reads = new Map<number, { rel: number; attnum: number }[]>()
+  for (const row of rows) {
+    const view = Number(row.view)
+    let list = reads.get(view)
+    if (list === undefined) reads.set(view, (list = []))
+    list.push({ rel: Number(row.rel), attnum: row.attnum })
+  }
+  return reads
+}
+
+/**
+ * The protected columns a view's definition reads (sorted): a protected column of a
+ * table, the protected column behind a column of a readable view, and everything
+ * behind a view over protected columns pgveil does not read through.
+ */
+function requiredOrigins(reads: readonly { rel: number; attnum: number }[], known: ReadonlyMap<number, ReadonlyMap<number, ColumnPolicy>>, behind: ReadonlyMap<number, readonly string[]>, dependent: ReadonlyMap<number, unknown>): string[] {
+  const required = new Set<string>()
+  for (const { rel, attnum } of reads) {
+    const column = known.get(rel)?.get(attnum)
+    if (column !== undefined) required.add(column.qualified)
+    // A view over protected columns that is not readable: whatever it reads is behind all of its columns.
+    else if (dependent.has(rel) && !known.has(rel)) for (const origin of behind.get(rel) ?? []) required.add(origin)
+  }
+  return [...required].sort()
+}
+
+/**
+ * The protected column each output column of view `oid` passes through unchanged
+ * (undefined for the others), or why pgveil does not read through the view.
+ */
+async function passedThrough(client: pg.Client, oid: number, analyzer: SqlAnalyzer, known: ReadonlyMap<number, ReadonlyMap<number, ColumnPolicy>>): Promise<(ColumnPolicy | undefined)[] | string> {
+  await client.query('SAVEPOINT pgveil_view')
+  try {
+    const { rows } = await client.query<{ definition: string | null }>('SELECT pg_catalog.pg_get_viewdef($1::oid) AS definition', [oid])
+    const definition = rows[0]?.definition?.trim().replace(/;$/, '')
+    if (definition === undefined || definition === '') return 'pgveil could not read its definition'
+    const refusal = impureRead(analyzer.analyze(definition))
+    if (refusal !== null) return `its definition ${refusal}`
+    // Planned, not run (LIMIT 0): the fields' origins are what matter.
+    const result = await client.query({ text: `SELECT * FROM (${definition}) AS pgveil_view LIMIT 0`, rowMode: 'array' })
+    return result.fields.map((field) => known.get(field.tableID)?.get(field.columnID))
+  } catch (error) {
+    await client.query('ROLLBACK TO SAVEPOINT pgveil_view')
+    return `pgveil could not examine it (${(error as Error).message})`
+  } finally {
+    await client.query('RELEASE SAVEPOINT pgveil_view')
+  }
+}
+
+/** Why an analysed view definition is not a plain read of protected columns, or null when it is. */
+function impureRead(analysis: SqlAnalysis): string | null {
+  if (analysis.action === 'refuse') return `is refused by pgveil: ${analysis.refusal!.message}`
+  if (analysis.statements.length !== 1) return 'is not one statement'
+  const statement = analysis.statements[0]!
+  if (statement.action !== 'rewrite') return null
+  const converts = statement.params.size > 0 || statement.literals.length > 0 || statement.castRemovals.length > 0 || statement.rewrites.length > 0 || statement.searches.length > 0 || statement.searchParams.size > 0 || (statement.copies?.length ?? 0) > 0
+  return converts ? 'compares, converts or copies an encrypted column' : null
+}
+
+/** The policy's tables and `tables` (readable views) as one set for the analyzer. */
+export function withTables(policy: ProtectedColumns, tables: readonly ProtectedTableSpec[]): ProtectedColumns {
+  const extra = protectedColumns(tables)
+  return {
+    table: (schema, name) => policy.table(schema, name) ?? extra.table(schema, name),
+    tables: () => [...policy.tables(), ...extra.tables()],
+  }
 }
 
 /** An SQL identifier, double-quoted. */
@@ -135,7 +309,7 @@ export async function loadDatabaseCatalog(client: pg.Client, policy: Policy): Pr
     if (order === undefined) columnOrder.set(table, (order = []))
     order.push({ attnum: row.attnum!, name: row.column })
   }
-  const entries: { tableOid: number; attnum: number; column: ColumnPolicy }[] = []
+  const entries: CatalogEntry[] = []
   const problems: CatalogProblem[] = []
   for (const column of policy.columns) {
     const table = `${quoteIdent(column.schema)}.${quoteIdent(column.table)}`
@@ -156,7 +330,8 @@ export async function loadDatabaseCatalog(client: pg.Client, policy: Policy): Pr
     }
   }
   const orders = new Map([...columnOrder].map(([table, columns]) => [table, columns.sort((a, b) => a.attnum - b.attnum).map((c) => c.name)] as const))
-  return new DatabaseCatalog(entries, problems, orders, await loadDependentViews(client, policy))
+  const { views, tables: readable } = await loadDependentViews(client, policy, entries)
+  return new DatabaseCatalog(entries, problems, orders, views, readable, policy)
 }
 
 export interface CatalogMapOptions {
@@ -164,6 +339,42 @@ export interface CatalogMapOptions {
   connectTimeoutMs: number
   policy: Policy
   logger: Logger
+  /** Told the readable views of each catalog loaded (for the audit log). */
+  readonly readableViews?: ReadableViewColumns
+}
+
+/**
+ * The protected columns of readable views, over every database whose catalog was
+ * loaded: the audit log's summaries count reads through them as reads of protected
+ * columns. Views of the same name in two databases count with the columns of both
+ * (the summaries over-report rather than miss). `generation` changes with the set.
+ */
+export class ReadableViewColumns {
+  private readonly byDatabase = new Map<string, readonly ProtectedTableSpec[]>()
+  private byView = new Map<string, readonly string[]>()
+  generation = 0
+
+  /** The protected columns of view `schema.name` (undefined: not a readable view). */
+  columnsOf(schema: string, name: string): readonly string[] | undefined {
+    return this.byView.get(`${schema}.${name}`)
+  }
+
+  /** A database's catalog was loaded with these readable views. */
+  set(database: string, views: readonly ProtectedTableSpec[]): void {
+    this.byDatabase.set(database, views)
+    const byView = new Map<string, string[]>()
+    for (const specs of this.byDatabase.values()) {
+      for (const spec of specs) {
+        const key = `${spec.schema ?? 'public'}.${spec.table}`
+        const names = new Set([...(byView.get(key) ?? []), ...(spec.columns instanceof Map ? spec.columns.keys() : Object.keys(spec.columns))])
+        byView.set(key, [...names].sort())
+      }
+    }
+    const same = byView.size === this.byView.size && [...byView].every(([key, names]) => JSON.stringify(this.byView.get(key)) === JSON.stringify(names))
+    if (same) return
+    this.byView = byView
+    this.generation++
+  }
 }
 
 /**
@@ -216,6 +427,7 @@ export class CatalogMap {
     try {
       const catalog = await loadDatabaseCatalog(client, policy)
       this.catalogs.set(database, { catalog, loadedAt: Date.now() })
+      this.options.readableViews?.set(database, catalog.readableViews)
       for (const problem of catalog.problems) logger.warn('protected column not usable', { database, column: problem.column.qualified, problem: problem.message, fix: problem.fix })
       return catalog
     } finally {

@@ -20,7 +20,7 @@ import { createLogger, type Logger } from './log.js'
 import { loadDatabaseCatalog } from './catalog.js'
 import { watchPolicy } from './policy-reload.js'
 import { searchPathProblems } from './search-path-check.js'
-import { dependentViewProblems } from './view-check.js'
+import { dependentViewProblems, readableViewLines } from './view-check.js'
 import { checkEncryptedData } from './encrypted-data-check.js'
 import { connectAsPgveil, OwnConnectionError } from './own-connection.js'
 import { MIGRATE_HELP, MIGRATE_OPTIONS, runMigrateCommand } from './migrate-command.js'
@@ -404,11 +404,11 @@ async function checkUpstream(target: UpstreamTarget, config: PgveilConfig): Prom
     const broken = new Set(catalog.problems.map((p) => p.column.qualified))
     const data = config.keyring === null ? { lines: [], problems: [] } : await checkEncryptedData(client, config.policy, config.keyring, broken)
     const searchPath = await searchPathProblems(client, config.policy)
-    const views = await dependentViewProblems(client, config.policy)
+    const views = dependentViewProblems(catalog.viewList)
     return {
       ok: true,
       text,
-      columns: [...config.policy.columns.filter((c) => !broken.has(c.qualified)).map((c) => `column ${c.qualified}: ok (bytea, holds ${c.type}${c.search === undefined ? '' : `, searchable: ${c.search}`})`), ...data.lines],
+      columns: [...config.policy.columns.filter((c) => !broken.has(c.qualified)).map((c) => `column ${c.qualified}: ok (bytea, holds ${c.type}${c.search === undefined ? '' : `, searchable: ${c.search}`})`), ...data.lines, ...readableViewLines(catalog.viewList)],
       problems: [...catalog.problems.map((p) => `column ${p.column.qualified}: ${p.message}\n  fix: ${p.fix}`), ...data.problems, ...searchPath, ...views],
     }
   } catch (error) {

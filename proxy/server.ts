@@ -11,7 +11,7 @@ import { SqlState, WireError } from '../protocol/errors.js'
 import { SqlAnalyzer } from '../policy/sql-analyzer.js'
 import { IdentityTrust } from '../policy/identity.js'
 import { CancelRegistry } from './cancel-registry.js'
-import { CatalogMap } from './catalog.js'
+import { CatalogMap, ReadableViewColumns } from './catalog.js'
 import type { PgveilConfig } from './config.js'
 import { createMetrics, type Metrics } from '../audit/metrics.js'
 import { AuditSink } from '../audit/sink.js'
@@ -58,6 +58,13 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
   const metrics = options.metrics ?? createMetrics()
   const target = config.upstream.target
   if (target === null) throw new TypeError('startProxy needs an upstream (upstream.url)')
+  // One per policy: the catalogs of the crypto context tell it the readable views, the audit's summaries read it.
+  const readableViewsOf = new WeakMap<PgveilConfig, ReadableViewColumns>()
+  const readableViews = (from: PgveilConfig): ReadableViewColumns => {
+    let views = readableViewsOf.get(from)
+    if (views === undefined) readableViewsOf.set(from, (views = new ReadableViewColumns()))
+    return views
+  }
   const buildCrypto = async (from: PgveilConfig): Promise<CryptoContext | null> => {
     if (from.policy.isEmpty) return null
     if (from.keyring === null) throw new TypeError('protected columns need keys')
@@ -65,7 +72,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       policy: from.policy,
       keyring: from.keyring,
       analyzer: await SqlAnalyzer.create(from.policy),
-      catalogs: new CatalogMap({ target, connectTimeoutMs: from.upstream.connectTimeoutMs, policy: from.policy, logger }),
+      catalogs: new CatalogMap({ target, connectTimeoutMs: from.upstream.connectTimeoutMs, policy: from.policy, logger, readableViews: readableViews(from) }),
       logger,
       metrics,
     }
@@ -84,7 +91,7 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
   }
   const statementMetrics = new StatementMetrics(metrics)
   const buildAudit = async (from: PgveilConfig): Promise<AuditContext | null> =>
-    audit === null ? null : { sink: audit, summarizer: await StatementSummarizer.create(protectedLookup(from.policy)), metrics, statementMetrics }
+    audit === null ? null : { sink: audit, summarizer: await StatementSummarizer.create(protectedLookup(from.policy, readableViews(from))), metrics, statementMetrics }
   const buildTrust = (from: PgveilConfig): IdentityTrust | null =>
     from.identity === undefined || from.identity === null
       ? null
@@ -229,8 +236,8 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
   }
 }
 
-/** The audit summarizer's view of the policy: protected column names by table. */
-function protectedLookup(policy: Policy): ProtectedColumnLookup | null {
+/** The audit summarizer's view of the policy: protected column names by table, and by readable view. */
+function protectedLookup(policy: Policy, views: ReadableViewColumns): ProtectedColumnLookup | null {
   if (policy.isEmpty) return null
   const names = new Map<string, readonly string[]>()
   return {
@@ -239,10 +246,13 @@ function protectedLookup(policy: Policy): ProtectedColumnLookup | null {
       let columns = names.get(key)
       if (columns === undefined) {
         const found = policy.table(schema, table)
-        if (found === undefined) return undefined
+        if (found === undefined) return views.columnsOf(schema, table)
         names.set(key, (columns = [...found.keys()]))
       }
       return columns
+    },
+    get generation() {
+      return views.generation
     },
   }
 }

@@ -11,7 +11,8 @@ import { EnvelopeOpener, type KeyringSource } from '../policy/envelope.js'
 import { lookupMacs, sealColumnValue, type IndexedColumn } from '../policy/equality-index.js'
 import type { Keyring } from '../policy/keyring.js'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
-import { formatChangeOf, literalReplacements, searchArraySql, spliceLiterals, type SqlAnalyzer } from '../policy/sql-analyzer.js'
+import type { DependentView, ViewRefusalReason } from '../policy/view-references.js'
+import { formatChangeOf, literalReplacements, searchArraySql, spliceLiterals, SqlAnalyzer } from '../policy/sql-analyzer.js'
 import { PGVEIL_REFUSED, type CopySpec, type ProtectedCopy, type LiteralSlot, type QualifiedColumn, type RefusePlan, type SearchParam, type SearchSlot, type SqlAnalysis } from '../policy/sql-plan.js'
 import { decodeArrayElements, encodeByteaArray } from '../protocol/arrays.js'
 import {
@@ -33,6 +34,7 @@ import type { Logger } from './log.js'
 import { FAILING_SQL, failingExtendedFrames } from './failing-statement.js'
 import { Pending } from './pending-queue.js'
 import { decodeByteaText, NO_PROTECTED_COLUMNS, RowDecryptor, RowSink, type GuardedField, type ProtectedField, type RowPlan } from './row-decryptor.js'
+import { originsText, viewKind } from './view-check.js'
 
 /** What every session of one server shares. */
 export interface CryptoContext {
@@ -213,9 +215,9 @@ export class SessionCrypto {
   /** A simple-protocol Query: literals encrypted, or the refused statement replaced by a failing one. */
   rewriteQuery(frame: Buffer): { frame: Buffer; refusal: Buffer | null; copy: CopySpec | null } {
     const { sql } = decodeQuery(frame)
-    const throughView = this.viewRefusal(sql)
-    if (throughView !== null) return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(throughView), copy: null }
-    const analysis = this.ctx.analyzer.analyze(sql)
+    const analyzer = this.analyzerFor(sql)
+    if (!(analyzer instanceof SqlAnalyzer)) return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(analyzer), copy: null }
+    const analysis = analyzer.analyze(sql)
     if (analysis.action === 'passthrough') return { frame, refusal: null, copy: null }
     const copy = copyOf(analysis)
     if (copy !== null && analysis.statements.length !== 1) {
@@ -241,9 +243,9 @@ export class SessionCrypto {
 
   onParse(frame: Buffer): Forward {
     const parse = decodeParse(frame)
-    const throughView = this.viewRefusal(parse.sql)
-    if (throughView !== null) return this.refuse(throughView)
-    const analysis = this.ctx.analyzer.analyze(parse.sql)
+    const analyzer = this.analyzerFor(parse.sql)
+    if (!(analyzer instanceof SqlAnalyzer)) return this.refuse(analyzer)
+    const analysis = analyzer.analyze(parse.sql)
     if (analysis.action === 'passthrough') {
       this.statements.set(parse.name, plainStatement(formatChangeOf(parse.sql)))
       return { frames: [frame], pending: [], dropUntilSync: false }
@@ -346,19 +348,17 @@ export class SessionCrypto {
     else this.portals.delete(name)
   }
 
-  /** The refusal of a statement that reads or writes through a view over protected columns (see policy/view-references.ts), or null. */
-  private viewRefusal(sql: string): ErrorFields | null {
-    const views = this.catalog?.views
-    if (views === undefined) return null
-    const view = views.namedIn(sql)
-    if (view === null) return null
-    const kind = view.materialized ? 'materialized view' : 'view'
-    return {
-      severity: 'ERROR',
-      code: PGVEIL_REFUSED,
-      message: `"${view.qualified}" is a ${kind} that reads encrypted column${view.origins.includes(', ') ? 's' : ''} ${view.origins}: pgveil cannot decrypt through a ${kind} or see conditions written against it`,
-      hint: 'query the table itself through pgveil',
-    }
+  /**
+   * The analyzer for `sql`: the policy's, or the one that also knows the readable
+   * views when `sql` reads through them; or the refusal of a statement through a view
+   * over protected columns that pgveil does not handle (policy/view-references.ts).
+   */
+  private analyzerFor(sql: string): SqlAnalyzer | ErrorFields {
+    const catalog = this.catalog
+    const use = catalog?.views.useIn(sql) ?? null
+    if (use === null) return this.ctx.analyzer
+    if (use.refused === null) return catalog!.viewAnalyzer ?? this.ctx.analyzer
+    return viewRefusal(use.refused, use.reason)
   }
 
   /** Replace a refused message by a failing statement PostgreSQL runs in its place. */
@@ -617,6 +617,23 @@ function refusalFields(refused: RefusePlan): ErrorFields {
 function copyOf(analysis: SqlAnalysis): CopySpec | null {
   for (const statement of analysis.statements) if (statement.action === 'rewrite' && statement.copy !== undefined) return statement.copy
   return null
+}
+
+/** Why a statement through a view over protected columns is refused, and what to do instead. */
+function viewRefusal(view: DependentView, reason: ViewRefusalReason): ErrorFields {
+  const kind = viewKind(view)
+  const named = `${kind} "${view.qualified}", which reads encrypted ${originsText(view).slice('protected '.length)}`
+  const refusal = (message: string, hint: string): ErrorFields => ({ severity: 'ERROR', code: PGVEIL_REFUSED, message, hint })
+  switch (reason) {
+    case 'unreadable':
+      return refusal(`the statement reads or writes through ${named}; pgveil cannot decrypt through this ${kind} or see conditions written against it, because ${view.unreadable}`, `query the table itself through pgveil, or select the encrypted columns unchanged in the ${kind}`)
+    case 'write':
+      return refusal(`the statement writes through ${named}, or uses it otherwise than in a SELECT; pgveil decrypts what a SELECT reads through a ${kind}, but encrypts only what is written to the table itself`, 'write to the table itself through pgveil')
+    case 'unqualified':
+      return refusal(`the statement names "${view.qualified.slice(view.qualified.indexOf('.') + 1)}" without a schema, which may mean ${named}; pgveil resolves unqualified names in schema public only`, `qualify the name with its schema ("${view.qualified}")`)
+    case 'unparseable':
+      return refusal(`the statement cannot be parsed and names ${named}`, 'correct the statement')
+  }
 }
 
 function asWireError(error: unknown): WireError {

@@ -133,14 +133,15 @@ class SummaryMemo {
   private text = Buffer.allocUnsafe(256)
   private length = -1
   private summaries: readonly StatementSummary[] = []
-  /** The summarizer changes when the policy is reloaded: remembered summaries are only good for their own. */
+  /** The summarizer changes when the policy is reloaded, its generation when readable views do: remembered summaries are only good for their own. */
   private summarizer: StatementSummarizer | null = null
+  private generation = 0
 
   constructor(private readonly same: (buffer: Buffer, start: number, end: number, text: Buffer, length: number) => boolean) {}
 
   /** The summaries of the SQL text in buffer[start, end). */
   summarize(summarizer: StatementSummarizer, buffer: Buffer, start: number, end: number): readonly StatementSummary[] {
-    if (summarizer === this.summarizer && this.same(buffer, start, end, this.text, this.length)) return this.summaries
+    if (summarizer === this.summarizer && summarizer.generation === this.generation && this.same(buffer, start, end, this.text, this.length)) return this.summaries
     const summaries = summarizer.summarize(buffer.toString('utf8', start, end))
     const length = end - start
     if (length <= MAX_REMEMBERED_SQL_BYTES) {
@@ -149,6 +150,7 @@ class SummaryMemo {
       this.length = length
       this.summaries = summaries
       this.summarizer = summarizer
+      this.generation = summarizer.generation
     }
     return summaries
   }

@@ -1,22 +1,36 @@
 /**
  * For `pgveil check`: views and materialized views that read protected columns
- * (views over them too). pgveil maps result columns to protected columns by the
- * table they come from, and analyses SQL against the tables of the policy; a view is
- * neither, so sessions refuse statements that read or write through such a view
- * (policy/view-references.ts), and the check names them for the operator.
+ * (views over them too). pgveil reads through a view that passes each protected
+ * column it reads through unchanged (proxy/catalog.ts); statements through any other
+ * such view, and writes through any view, are refused (policy/view-references.ts).
+ * The check lists the first kind as fine and names the second for the operator.
  */
-import type pg from 'pg'
-import type { Policy } from '../policy/policy.js'
-import { loadDependentViews } from './catalog.js'
+import type { DependentView } from '../policy/view-references.js'
 
-export async function dependentViewProblems(client: pg.Client, policy: Policy): Promise<string[]> {
-  const views = await loadDependentViews(client, policy)
-  return views.map(({ qualified, materialized, origins }) => {
-    const kind = materialized ? 'materialized view' : 'view'
-    return (
-      `${kind} ${qualified} reads protected column${origins.includes(', ') ? 's' : ''} ${origins}: pgveil cannot decrypt through a ${kind}, so it refuses ` +
-      `statements that read or write through it (PV001), which would otherwise show ciphertext or send a search value written against it to PostgreSQL as written` +
-      `\n  fix: query the table through pgveil instead, and DROP ${materialized ? 'MATERIALIZED VIEW' : 'VIEW'} ${qualified} (or revoke it from the application's role)`
-    )
-  })
+export function viewKind(view: DependentView): string {
+  return view.materialized ? 'materialized view' : 'view'
+}
+
+/** `protected column a.b.c` or `protected columns a.b.c, d.e.f`. */
+export function originsText(view: DependentView): string {
+  return `protected column${view.origins.includes(', ') ? 's' : ''} ${view.origins}`
+}
+
+/** One line per view pgveil reads through. */
+export function readableViewLines(views: readonly DependentView[]): string[] {
+  return views.filter((view) => view.unreadable === null).map((view) => `${viewKind(view)} ${view.qualified}: ok (reads ${originsText(view)} unchanged; pgveil decrypts SELECTs through it and refuses writes)`)
+}
+
+/** One problem per view over protected columns that pgveil does not read through. */
+export function dependentViewProblems(views: readonly DependentView[]): string[] {
+  return views
+    .filter((view) => view.unreadable !== null)
+    .map((view) => {
+      const kind = viewKind(view)
+      return (
+        `${kind} ${view.qualified} reads ${originsText(view)}, but ${view.unreadable}: pgveil cannot decrypt through this ${kind}, so it refuses ` +
+        `statements that read or write through it (PV001), which would otherwise show ciphertext or send a search value written against it to PostgreSQL as written` +
+        `\n  fix: select the encrypted columns unchanged in the ${kind} (no function, cast, condition or sort on them), or query the table through pgveil and DROP ${view.materialized ? 'MATERIALIZED VIEW' : 'VIEW'} ${view.qualified} (or revoke it from the application's role)`
+      )
+    })
 }

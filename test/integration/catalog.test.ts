@@ -6,10 +6,10 @@
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Policy, type ColumnPolicy } from '../../policy/policy.js'
-import { CATALOG_MAX_AGE_MS, CatalogMap } from '../../proxy/catalog.js'
+import { CATALOG_MAX_AGE_MS, CatalogMap, loadDatabaseCatalog, type DatabaseCatalog } from '../../proxy/catalog.js'
 import { silentLogger } from '../../proxy/log.js'
 import { parseUpstreamUrl } from '../../proxy/upstream-url.js'
-import { dependentViewProblems } from '../../proxy/view-check.js'
+import { dependentViewProblems, readableViewLines } from '../../proxy/view-check.js'
 import { getTestPostgres } from '../harness/pg.js'
 
 const server = getTestPostgres()
@@ -89,35 +89,82 @@ describe('CatalogMap', () => {
   })
 })
 
-describe('pgveil check: views over protected columns', () => {
-  it('reports views, views over them and materialized views that read a protected column, and nothing else', async () => {
-    const policy = new Policy([column('public', 'users', 'email'), column('billing', 'accounts', 'iban')])
-    expect(await dependentViewProblems(direct, policy)).toEqual([])
+describe('views over protected columns', () => {
+  async function views(policy: Policy): Promise<{ problems: string[]; readable: string[]; catalog: DatabaseCatalog }> {
+    const catalog = await loadDatabaseCatalog(direct, policy)
+    return { problems: dependentViewProblems(catalog.viewList), readable: readableViewLines(catalog.viewList), catalog }
+  }
+
+  it('reads through views, views over them and materialized views that return protected columns unchanged, by their own (OID, attnum)', async () => {
+    const policy = new Policy([column('public', 'users', 'email'), column('public', 'users', 'ssn'), column('billing', 'accounts', 'iban')])
+    expect(await views(policy)).toMatchObject({ problems: [], readable: [] })
     await direct.query(`
       CREATE VIEW user_names AS SELECT id, username FROM users;
-      CREATE VIEW user_mail AS SELECT id, email FROM users;
-      CREATE VIEW user_mail_again AS SELECT email AS address FROM user_mail;
-      CREATE MATERIALIZED VIEW ibans AS SELECT id, iban, holder FROM billing.accounts;
+      CREATE VIEW user_mail AS SELECT id, email, username FROM users;
+      CREATE VIEW user_mail_again (address, who) AS SELECT email, username FROM user_mail WHERE username <> 'x';
+      CREATE MATERIALIZED VIEW ibans AS SELECT a.id, a.iban, a.holder, u.ssn FROM billing.accounts a JOIN users u ON u.username = a.holder;
+      CREATE VIEW mail_names AS SELECT username FROM user_mail;
     `)
     try {
-      const problems = await dependentViewProblems(direct, policy)
-      expect(problems).toEqual([
-        expect.stringMatching(/^materialized view public\.ibans reads protected column billing\.accounts\.iban: [^]*fix: [^]*DROP MATERIALIZED VIEW public\.ibans/),
-        expect.stringMatching(/^view public\.user_mail reads protected column public\.users\.email: pgveil cannot decrypt through a view, so it refuses statements that read or write through it[^]*DROP VIEW public\.user_mail /),
-        expect.stringMatching(/^view public\.user_mail_again reads protected column public\.users\.email: /),
+      const { problems, readable, catalog } = await views(policy)
+      expect(problems).toEqual([])
+      expect(readable).toEqual([
+        expect.stringMatching(/^materialized view public\.ibans: ok \(reads protected columns billing\.accounts\.iban, public\.users\.ssn unchanged/),
+        expect.stringMatching(/^view public\.user_mail: ok \(reads protected column public\.users\.email unchanged/),
+        expect.stringMatching(/^view public\.user_mail_again: ok/),
       ])
+      const oids = await direct.query<{ relname: string; oid: string }>(`SELECT relname, oid::int8 AS oid FROM pg_class WHERE relname IN ('user_mail', 'user_mail_again', 'ibans')`)
+      const oid = (name: string): number => Number(oids.rows.find((row) => row.relname === name)!.oid)
+      expect(catalog.column(oid('user_mail'), 2)?.qualified).toBe('public.users.email')
+      expect(catalog.column(oid('user_mail'), 1)).toBeUndefined()
+      expect(catalog.column(oid('user_mail_again'), 1)?.qualified).toBe('public.users.email')
+      expect(catalog.column(oid('ibans'), 2)?.qualified).toBe('billing.accounts.iban')
+      expect(catalog.column(oid('ibans'), 4)?.qualified).toBe('public.users.ssn')
+      expect(catalog.readableViews.map((view) => `${view.schema}.${view.table}: ${[...(view.columns as Map<string, unknown>).keys()].join(',')}`)).toEqual(['public.ibans: iban,ssn', 'public.user_mail: email', 'public.user_mail_again: address'])
+      // A view that reads only unprotected columns of a readable view is not a view over protected columns.
+      expect(catalog.viewList.map((view) => view.qualified)).not.toContain('public.mail_names')
+      // A read through them is analysed with their protected columns: a condition on one is refused, naming it.
+      expect(catalog.views.useIn('SELECT address FROM user_mail_again')).toEqual({ refused: null })
+      expect(catalog.viewAnalyzer!.analyze('SELECT * FROM user_mail_again WHERE address = $1')).toMatchObject({ action: 'refuse', refusal: { message: expect.stringContaining('"public.user_mail_again.address"') } })
+      expect(catalog.viewAnalyzer!.analyze('SELECT address, who FROM user_mail_again WHERE who = $1').action).not.toBe('refuse')
     } finally {
-      await direct.query('DROP VIEW user_mail_again, user_mail, user_names; DROP MATERIALIZED VIEW ibans')
+      await direct.query('DROP VIEW mail_names, user_mail_again, user_mail, user_names; DROP MATERIALIZED VIEW ibans')
     }
-    expect(await dependentViewProblems(direct, policy)).toEqual([])
+  })
+
+  it('reports the views it does not read through, with why, and what to do', async () => {
+    const policy = new Policy([column('public', 'users', 'email'), column('billing', 'accounts', 'iban')])
+    await direct.query(`
+      CREATE VIEW mail_prefix AS SELECT id, substring(email FROM 1 FOR 3) AS prefix FROM users;
+      CREATE VIEW sorted_mail AS SELECT email FROM users ORDER BY email;
+      CREATE VIEW with_mail AS SELECT id FROM users WHERE email IS NOT NULL;
+      CREATE VIEW over_prefix AS SELECT id FROM mail_prefix;
+      CREATE MATERIALIZED VIEW iban_count AS SELECT count(DISTINCT iban) AS n FROM billing.accounts;
+    `)
+    try {
+      const { problems, readable, catalog } = await views(policy)
+      expect(readable).toEqual([])
+      expect(problems).toEqual([
+        expect.stringMatching(/^materialized view public\.iban_count reads protected column billing\.accounts\.iban, but its definition is refused by pgveil: [^]*pgveil cannot decrypt through this materialized view[^]*fix: [^]*DROP MATERIALIZED VIEW public\.iban_count/),
+        expect.stringMatching(/^view public\.mail_prefix reads protected column public\.users\.email, but its definition is refused by pgveil: [^]*DROP VIEW public\.mail_prefix /),
+        expect.stringMatching(/^view public\.sorted_mail reads protected column public\.users\.email, but its definition is refused by pgveil: [^]*ORDER BY/),
+        expect.stringMatching(/^view public\.with_mail reads protected column public\.users\.email, but it does not return public\.users\.email unchanged as a column of its own/),
+        expect.stringMatching(/^view public\.over_prefix reads protected column public\.users\.email, but /),
+      ])
+      expect(catalog.viewAnalyzer).toBeNull()
+      expect(catalog.views.useIn('SELECT id FROM with_mail')).toMatchObject({ refused: { qualified: 'public.with_mail' }, reason: 'unreadable' })
+    } finally {
+      await direct.query('DROP VIEW over_prefix, mail_prefix, sorted_mail, with_mail; DROP MATERIALIZED VIEW iban_count')
+    }
+    expect(await views(policy)).toMatchObject({ problems: [], readable: [] })
   })
 
   it('sessions learn views created straight in PostgreSQL once the cached catalog is older than CATALOG_MAX_AGE_MS', async () => {
     const policy = new Policy([column('public', 'users', 'email')])
     const map = new CatalogMap({ target: parseUpstreamUrl(`${server.url(database)}?sslmode=disable`), connectTimeoutMs: 5_000, policy, logger: silentLogger })
     const first = await map.load(database)
-    expect(first.views.namedIn('SELECT * FROM late_mail')).toBeNull()
-    await direct.query('CREATE VIEW late_mail AS SELECT email FROM users')
+    expect(first.views.useIn('SELECT * FROM late_mail')).toBeNull()
+    await direct.query('CREATE VIEW late_mail AS SELECT id FROM users WHERE email IS NOT NULL')
     const now = Date.now()
     const clock = vi.spyOn(Date, 'now')
     try {
@@ -126,12 +173,12 @@ describe('pgveil check: views over protected columns', () => {
       clock.mockReturnValue(now + CATALOG_MAX_AGE_MS + 1_000)
       const fresh = await map.load(database)
       expect(fresh).not.toBe(first)
-      expect(fresh.views.namedIn('SELECT * FROM late_mail WHERE email = $1')).toMatchObject({ qualified: 'public.late_mail', origins: 'public.users.email' })
+      expect(fresh.views.useIn('SELECT * FROM late_mail WHERE id = $1')).toMatchObject({ refused: { qualified: 'public.late_mail', origins: 'public.users.email' }, reason: 'unreadable' })
       // DDL on the view, and statements not going through it, are not refused.
-      expect(fresh.views.namedIn('DROP VIEW late_mail')).toBeNull()
-      expect(fresh.views.namedIn("SELECT 'late_mail' AS name FROM users")).toBeNull()
-      expect(fresh.views.namedIn('INSERT INTO late_mail (email) VALUES ($1)')).not.toBeNull()
-      expect(fresh.views.namedIn('SELEC * FROM late_mail')).not.toBeNull()
+      expect(fresh.views.useIn('DROP VIEW late_mail')).toBeNull()
+      expect(fresh.views.useIn("SELECT 'late_mail' AS name FROM users")).toBeNull()
+      expect(fresh.views.useIn('INSERT INTO late_mail (id) VALUES ($1)')).not.toBeNull()
+      expect(fresh.views.useIn('SELEC * FROM late_mail')).toMatchObject({ reason: 'unparseable' })
     } finally {
       clock.mockRestore()
       await direct.query('DROP VIEW late_mail')
