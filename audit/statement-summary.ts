@@ -22,6 +22,8 @@ import type { StatementKind } from './metrics.js'
 /** The protected columns of a table (stored names), or undefined when it has none. */
 export interface ProtectedColumnLookup {
   columnsOf(schema: string, table: string): readonly string[] | undefined
+  /** For a view's column: the table columns it returns, logged in its place (by default `schema.table.column` itself). */
+  originsOf?(schema: string, table: string, column: string): readonly string[] | undefined
   /** Changes when columnsOf() may answer otherwise (readable views came or went): summaries made before are forgotten. */
   readonly generation?: number
 }
@@ -132,12 +134,13 @@ export class StatementSummarizer {
   private protectedColumns(stmt: Record<string, unknown>, found: Collected): { read: string[]; written: string[] } {
     const lookup = this.lookup
     if (lookup === null) return { read: [], written: [] }
-    const byName = new Map<string, { prefix: string; columns: readonly string[] }>()
-    const protectedTables: { prefix: string; columns: readonly string[] }[] = []
+    type Entry = { readonly schema: string; readonly table: string; readonly columns: readonly string[] }
+    const byName = new Map<string, Entry>()
+    const protectedTables: Entry[] = []
     for (const r of found.relations) {
       const columns = lookup.columnsOf(r.schema, r.table)
       if (columns === undefined) continue
-      const entry = { prefix: `${r.schema}.${r.table}.`, columns }
+      const entry = { schema: r.schema, table: r.table, columns }
       protectedTables.push(entry)
       byName.set(r.alias ?? r.table, entry)
       byName.set(r.table, entry)
@@ -145,8 +148,12 @@ export class StatementSummarizer {
     if (protectedTables.length === 0) return { read: [], written: [] }
     const read = new Set<string>()
     const written = new Set<string>()
-    const all = (into: Set<string>, entry: { prefix: string; columns: readonly string[] }, only?: readonly string[]): void => {
-      for (const c of entry.columns) if (only === undefined || only.length === 0 || only.includes(c)) into.add(entry.prefix + c)
+    // A readable view's column is logged as the table columns it returns.
+    const add = (into: Set<string>, entry: Entry, column: string): void => {
+      for (const name of lookup.originsOf?.(entry.schema, entry.table, column) ?? [`${entry.schema}.${entry.table}.${column}`]) into.add(name)
+    }
+    const all = (into: Set<string>, entry: Entry, only?: readonly string[]): void => {
+      for (const c of entry.columns) if (only === undefined || only.length === 0 || only.includes(c)) add(into, entry, c)
     }
     for (const ref of found.columnRefs) {
       const last = ref[ref.length - 1]
@@ -154,14 +161,15 @@ export class StatementSummarizer {
       const candidates = qualifier === undefined ? protectedTables : [byName.get(qualifier)].filter((e) => e !== undefined)
       for (const entry of candidates) {
         if (last === '*') all(read, entry)
-        else if (last !== undefined && entry.columns.includes(last)) read.add(entry.prefix + last)
+        else if (last !== undefined && entry.columns.includes(last)) add(read, entry, last)
       }
     }
-    const target = (relation: unknown): { prefix: string; columns: readonly string[] } | undefined => {
+    const target = (relation: unknown): Entry | undefined => {
       const r = relation as { relname?: string; schemaname?: string } | undefined
       if (r?.relname === undefined) return undefined
-      const columns = lookup.columnsOf(r.schemaname ?? 'public', r.relname)
-      return columns === undefined ? undefined : { prefix: `${r.schemaname ?? 'public'}.${r.relname}.`, columns }
+      const schema = r.schemaname ?? 'public'
+      const columns = lookup.columnsOf(schema, r.relname)
+      return columns === undefined ? undefined : { schema, table: r.relname, columns }
     }
     const [type, node] = Object.entries(stmt)[0] ?? []
     const body = node as Record<string, unknown> | undefined

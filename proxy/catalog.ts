@@ -23,6 +23,12 @@ export interface CatalogProblem {
   fix: string
 }
 
+/** A view pgveil reads through, as a table to the analyzer: its protected columns, each with the table's column it returns (`origin`). */
+export interface ReadableView extends ProtectedTableSpec {
+  readonly schema: string
+  readonly columns: ReadonlyMap<string, { readonly type: string; readonly origin: string }>
+}
+
 /** Where a protected column's values come from in results: a table's column, or a view's that passes it through. */
 export interface CatalogEntry {
   readonly tableOid: number
@@ -47,9 +53,9 @@ export class DatabaseCatalog {
    */
   readonly viewAnalyzer: SqlAnalyzer | null
   /** The readable views' protected columns, by view (as tables for the analyzer and the audit). */
-  readonly readableViews: readonly ProtectedTableSpec[]
+  readonly readableViews: readonly ReadableView[]
 
-  constructor(entries: readonly CatalogEntry[], problems: CatalogProblem[], columnOrder: ReadonlyMap<string, readonly string[]> = new Map(), views: readonly DependentView[] = [], readableViews: readonly ProtectedTableSpec[] = [], policy?: ProtectedColumns) {
+  constructor(entries: readonly CatalogEntry[], problems: CatalogProblem[], columnOrder: ReadonlyMap<string, readonly string[]> = new Map(), views: readonly DependentView[] = [], readableViews: readonly ReadableView[] = [], policy?: ProtectedColumns) {
     this.columnOrder = columnOrder
     this.views = new ViewReferences(views)
     this.viewList = views
@@ -148,7 +154,7 @@ interface DependentViewRow {
  * protected columns of tables (loadDatabaseCatalog); the readable views' columns are
  * added to them.
  */
-export async function loadDependentViews(client: pg.Client, policy: Policy, entries: CatalogEntry[] = []): Promise<{ views: DependentView[]; tables: ProtectedTableSpec[] }> {
+export async function loadDependentViews(client: pg.Client, policy: Policy, entries: CatalogEntry[] = []): Promise<{ views: DependentView[]; tables: ReadableView[] }> {
   if (policy.isEmpty) return { views: [], tables: [] }
   const columns = policy.columns
   const { rows } = await client.query<DependentViewRow>(DEPENDENT_VIEWS_SQL, [
@@ -165,7 +171,7 @@ export async function loadDependentViews(client: pg.Client, policy: Policy, entr
     table.set(attnum, column)
   }
   const views: DependentView[] = []
-  const tables: ProtectedTableSpec[] = []
+  const tables: ReadableView[] = []
   const dependent = new Map(rows.map((row) => [Number(row.oid), row]))
   const readsOf = await viewColumnReads(client, [...dependent.keys()])
   /** The protected columns behind each view examined so far (all it reads, for one pgveil does not read through). */
@@ -193,11 +199,11 @@ export async function loadDependentViews(client: pg.Client, policy: Policy, entr
       views.push({ qualified: `${row.schema}.${row.name}`, materialized: row.materialized, origins: required.join(', '), unreadable })
       if (unreadable !== null || typeof outputs === 'string') continue
       const byAttnum = new Map<number, ColumnPolicy>()
-      const protectedByName = new Map<string, { type: string }>()
+      const protectedByName = new Map<string, { type: string; origin: string }>()
       outputs.forEach((column, i) => {
         if (column === undefined) return
         byAttnum.set(i + 1, column)
-        protectedByName.set(row.columns![i]!, { type: column.type })
+        protectedByName.set(row.columns![i]!, { type: column.type, origin: column.qualified })
         entries.push({ tableOid: oid, attnum: i + 1, column })
       })
       known.set(oid, byAttnum)
@@ -345,33 +351,42 @@ export interface CatalogMapOptions {
 
 /**
  * The protected columns of readable views, over every database whose catalog was
- * loaded: the audit log's summaries count reads through them as reads of protected
- * columns. Views of the same name in two databases count with the columns of both
- * (the summaries over-report rather than miss). `generation` changes with the set.
+ * loaded, with the table columns they return: the audit log's summaries count a read
+ * through such a view as a read of those. Views of the same name in two databases
+ * count with the columns of both (the summaries over-report rather than miss).
+ * `generation` changes with the set.
  */
 export class ReadableViewColumns {
-  private readonly byDatabase = new Map<string, readonly ProtectedTableSpec[]>()
-  private byView = new Map<string, readonly string[]>()
+  private readonly byDatabase = new Map<string, readonly ReadableView[]>()
+  /** `schema.view` → view column → the table columns it returns (`schema.table.column`). */
+  private byView = new Map<string, ReadonlyMap<string, readonly string[]>>()
   generation = 0
 
   /** The protected columns of view `schema.name` (undefined: not a readable view). */
   columnsOf(schema: string, name: string): readonly string[] | undefined {
-    return this.byView.get(`${schema}.${name}`)
+    const columns = this.byView.get(`${schema}.${name}`)
+    return columns === undefined ? undefined : [...columns.keys()]
+  }
+
+  /** The table columns a readable view's column returns. */
+  originsOf(schema: string, name: string, column: string): readonly string[] | undefined {
+    return this.byView.get(`${schema}.${name}`)?.get(column)
   }
 
   /** A database's catalog was loaded with these readable views. */
-  set(database: string, views: readonly ProtectedTableSpec[]): void {
+  set(database: string, views: readonly ReadableView[]): void {
     this.byDatabase.set(database, views)
-    const byView = new Map<string, string[]>()
-    for (const specs of this.byDatabase.values()) {
-      for (const spec of specs) {
-        const key = `${spec.schema ?? 'public'}.${spec.table}`
-        const names = new Set([...(byView.get(key) ?? []), ...(spec.columns instanceof Map ? spec.columns.keys() : Object.keys(spec.columns))])
-        byView.set(key, [...names].sort())
+    const byView = new Map<string, Map<string, string[]>>()
+    for (const list of this.byDatabase.values()) {
+      for (const view of list) {
+        const key = `${view.schema}.${view.table}`
+        let columns = byView.get(key)
+        if (columns === undefined) byView.set(key, (columns = new Map()))
+        for (const [name, { origin }] of view.columns) columns.set(name, [...new Set([...(columns.get(name) ?? []), origin])].sort())
       }
     }
-    const same = byView.size === this.byView.size && [...byView].every(([key, names]) => JSON.stringify(this.byView.get(key)) === JSON.stringify(names))
-    if (same) return
+    const flat = (map: ReadonlyMap<string, ReadonlyMap<string, readonly string[]>>): string => JSON.stringify([...map].map(([key, columns]) => [key, [...columns].sort()]).sort())
+    if (flat(byView) === flat(this.byView)) return
     this.byView = byView
     this.generation++
   }

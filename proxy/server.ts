@@ -251,6 +251,7 @@ function protectedLookup(policy: Policy, views: ReadableViewColumns): ProtectedC
       }
       return columns
     },
+    originsOf: (schema, table, column) => views.originsOf(schema, table, column),
     get generation() {
       return views.generation
     },

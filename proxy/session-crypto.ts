@@ -226,7 +226,7 @@ export class SessionCrypto {
     }
     if (analysis.action === 'refuse') {
       const refused = analysis.refusal!
-      const error = encodeErrorResponse(refusalFields(refused))
+      const error = encodeErrorResponse(this.refusalOf(refused))
       return { frame: encodeQuery(spliceLiterals(sql, [{ start: refused.start, end: refused.end, text: FAILING_SQL }])), refusal: error, copy: null }
     }
     const inexact = this.inexactUnderIndexRotation(analysis)
@@ -251,7 +251,7 @@ export class SessionCrypto {
       return { frames: [frame], pending: [], dropUntilSync: false }
     }
     if (analysis.action === 'refuse') {
-      return this.refuse(refusalFields(analysis.refusal!))
+      return this.refuse(this.refusalOf(analysis.refusal!))
     }
     const copy = copyOf(analysis)
     if (copy !== null) {
@@ -359,6 +359,14 @@ export class SessionCrypto {
     if (use === null) return this.ctx.analyzer
     if (use.refused === null) return catalog!.viewAnalyzer ?? this.ctx.analyzer
     return viewRefusal(use.refused, use.reason)
+  }
+
+  /** The error of an analyser's refusal; one on a readable view's column says to query the table instead (its hint is about the column's own policy). */
+  private refusalOf(refused: RefusePlan): ErrorFields {
+    const fields = refusalFields(refused)
+    const column = refused.column
+    if (column === undefined || this.catalog?.readableViews.some((view) => (view.schema ?? 'public') === column.schema && view.table === column.table) !== true) return fields
+    return { ...fields, hint: `"${column.schema}.${column.table}" is a view: pgveil decrypts the encrypted columns it returns, and applies conditions, sorting and functions on them only as it does on the table itself, so write those against the table` }
   }
 
   /** Replace a refused message by a failing statement PostgreSQL runs in its place. */

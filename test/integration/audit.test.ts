@@ -190,6 +190,25 @@ describe('audit lines, simple protocol', () => {
     expect(line).toMatchObject({ kind: 'copy', tag: 'COPY', rows: 2, protocol: 'simple', statement: 'COPY people (id, name, email) FROM STDIN', protected_written: ['public.people.email'], outcome: { status: 'ok' } })
   })
 
+  it('logs a read through a view that returns a protected column as a read of the table column, once pgveil reads through the view', async () => {
+    const { client, session } = await connect()
+    const read = 'SELECT email FROM people_mail WHERE id = 1'
+    // Summarized (and remembered) while there is no such view: no protected column.
+    await expect(client.query(read)).rejects.toMatchObject({ code: '42P01' })
+    await client.query('CREATE VIEW people_mail AS SELECT id, name, email FROM people')
+    try {
+      await client.query(read)
+      await client.query('SELECT m.name FROM people_mail m')
+    } finally {
+      await client.query('DROP VIEW people_mail')
+      await client.end()
+    }
+    const lines = await statementsOf(session, 5)
+    expect(lines[0]).toMatchObject({ statement: 'SELECT email FROM people_mail WHERE id = $1', protected_read: [], outcome: { status: 'error', sqlstate: '42P01' } })
+    expect(lines[2]).toMatchObject({ statement: 'SELECT email FROM people_mail WHERE id = $1', tables: ['public.people_mail'], protected_read: ['public.people.email'], outcome: { status: 'ok' } })
+    expect(lines[3]).toMatchObject({ tables: ['public.people_mail'], protected_read: [] })
+  })
+
   it('logs a failed login', async () => {
     const client = new pg.Client({ connectionString: proxy.url('no_such_database_here', server.superuser, server.superuserPassword ?? undefined) })
     await expect(client.connect()).rejects.toThrow(/does not exist/)
