@@ -145,6 +145,7 @@ describe('pgveil check', () => {
     const direct = new pg.Client({ connectionString: server.url(database) })
     await direct.connect()
     await direct.query('CREATE TABLE users (id int, email bytea, ssn text)')
+    await direct.query('CREATE VIEW user_mail AS SELECT id, email FROM users; CREATE VIEW mail_sizes AS SELECT id, length(email) AS size FROM users')
     await direct.end()
     writeFileSync(
       path.join(scratch, 'columns.yaml'),
@@ -157,6 +158,9 @@ describe('pgveil check', () => {
     expect(result.stderr).toContain('column public.users.ssn: column "public.users.ssn" is text, not bytea')
     expect(result.stderr).toContain('fix: ALTER TABLE "public"."users" ALTER COLUMN "ssn" TYPE bytea')
     expect(result.stderr).toContain('column public.users.phone: column "public.users.phone" does not exist\n  fix: ALTER TABLE "public"."users" ADD COLUMN "phone" bytea;')
+    // Views over protected columns: the one that returns the column unchanged is read through, the other named with why.
+    expect(result.stdout).toContain('view public.user_mail: ok (reads protected column public.users.email unchanged; pgveil decrypts SELECTs through it and refuses writes)')
+    expect(result.stderr).toMatch(/view public\.mail_sizes reads protected column public\.users\.email, but its definition is refused by pgveil: [^\n]*length[^]*fix: select the encrypted columns unchanged in the view/)
   })
 })
 

@@ -106,6 +106,23 @@ describe('access rules', () => {
     expect((await client.query('SELECT email, ssn FROM people WHERE id = 1')).rows).toEqual([{ email: 'ann@example.com', ssn: null }])
   })
 
+  it('applies the same rules to a read through a view that returns the columns', async () => {
+    const client = await connect()
+    await client.query('CREATE VIEW people_contact AS SELECT id, name, email, ssn, salary FROM people')
+    try {
+      await as(client, { sub: 'bob', scope: 'openid' })
+      expect((await client.query('SELECT id, email, ssn FROM people_contact ORDER BY id')).rows).toEqual([
+        { id: 1, email: 'a***@example.com', ssn: null },
+        { id: 2, email: 'b***@example.org', ssn: null },
+      ])
+      await expect(client.query('SELECT name, salary FROM people_contact WHERE id = $1', [1])).rejects.toMatchObject({ code: '42501' })
+      await as(client, { sub: 'auditor', scope: 'openid pii:read', roles: ['hr'] })
+      expect((await client.query('SELECT email, ssn, salary FROM people_contact WHERE id = $1', [1])).rows).toEqual([{ email: 'ann@example.com', ssn: '123-45-6789', salary: '5000.50' }])
+    } finally {
+      await client.query('DROP VIEW people_contact')
+    }
+  })
+
   it('applies the same rules to COPY … TO STDOUT: mask, NULL, plaintext, or the COPY refused', async () => {
     const token = await jwks.token({ sub: 'bob', scope: 'openid' })
     const copy = (sql: string) => runProgram('psql', [proxy.url(database), '-X', '-At', '-c', `SET IDENTITY TO '${token}'`, '-c', sql])

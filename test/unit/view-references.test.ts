@@ -1,0 +1,59 @@
+/**
+ * What a SQL text does with views over protected columns: read through readable ones,
+ * or be refused, and why (policy/view-references.ts).
+ */
+import { beforeAll, describe, expect, it } from 'vitest'
+import { loadSqlParser } from '../../policy/sql-analyzer.js'
+import { ViewReferences, type DependentView } from '../../policy/view-references.js'
+
+const mail: DependentView = { qualified: 'public.user_mail', materialized: false, origins: 'public.users.email', unreadable: null }
+const sizes: DependentView = { qualified: 'public.mail_sizes', materialized: false, origins: 'public.users.email', unreadable: 'its definition is refused by pgveil: …' }
+const report: DependentView = { qualified: 'reports.monthly', materialized: true, origins: 'public.users.email', unreadable: null }
+let views: ViewReferences
+
+beforeAll(async () => {
+  await loadSqlParser()
+  views = new ViewReferences([mail, sizes, report])
+})
+
+describe('views over protected columns in a statement', () => {
+  it.each([
+    'SELECT email FROM user_mail WHERE username = $1',
+    'SELECT m.email, u.id FROM public.user_mail m JOIN users u USING (username)',
+    'WITH m AS (SELECT email FROM user_mail) SELECT * FROM m',
+    'SELECT * FROM reports.monthly',
+    'DECLARE c CURSOR FOR SELECT email FROM user_mail',
+    'SELECT 1; SELECT email FROM user_mail',
+  ])('read through readable views: %s', (sql) => {
+    expect(views.useIn(sql)).toEqual({ refused: null })
+  })
+
+  it.each([
+    ['INSERT INTO user_mail (username, email) VALUES ($1, $2)', mail],
+    ["UPDATE user_mail SET username = 'x'", mail],
+    ['DELETE FROM user_mail', mail],
+    ['MERGE INTO user_mail m USING users u ON m.username = u.username WHEN MATCHED THEN DO NOTHING', mail],
+    ['COPY user_mail TO STDOUT', mail],
+    ['COPY (SELECT email FROM user_mail) TO STDOUT', mail],
+    ['SELECT email INTO copied FROM user_mail', mail],
+    ['WITH gone AS (DELETE FROM users RETURNING username) SELECT email FROM user_mail JOIN gone USING (username)', mail],
+    ['INSERT INTO users (email) SELECT email FROM user_mail', mail],
+    ['CREATE TABLE copied AS SELECT email FROM user_mail', mail],
+    ['EXPLAIN ANALYZE SELECT email FROM reports.monthly', report],
+  ])('refuse writes and other statements through a readable view: %s', (sql, view) => {
+    expect(views.useIn(sql)).toEqual({ refused: view, reason: 'write' })
+  })
+
+  it('refuses any statement through a view pgveil does not read through, a bare name of a view outside public, and an unparseable text naming a view', () => {
+    expect(views.useIn('SELECT size FROM mail_sizes')).toEqual({ refused: sizes, reason: 'unreadable' })
+    expect(views.useIn('SELECT email FROM user_mail, public.mail_sizes')).toEqual({ refused: sizes, reason: 'unreadable' })
+    expect(views.useIn('SELECT * FROM monthly')).toEqual({ refused: report, reason: 'unqualified' })
+    expect(views.useIn('SELEC email FROM user_mail')).toEqual({ refused: mail, reason: 'unparseable' })
+  })
+
+  it('leaves alone statements that name none of them, and DDL on them', () => {
+    for (const sql of ['SELECT email FROM users', "SELECT 'user_mail' AS name", 'DROP VIEW user_mail', 'REFRESH MATERIALIZED VIEW reports.monthly', 'GRANT SELECT ON user_mail TO app', 'SELECT * FROM other.user_mail']) {
+      expect(views.useIn(sql)).toBeNull()
+    }
+  })
+})
