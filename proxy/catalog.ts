@@ -6,7 +6,7 @@
  */
 import type pg from 'pg'
 import type { ColumnPolicy, Policy } from '../policy/policy.js'
-import { loadSqlParser, protectedColumns, SqlAnalyzer, type ProtectedColumns, type ProtectedTableSpec, type SqlAnalysis } from '../policy/sql-analyzer.js'
+import { loadSqlParser, protectedColumns, SqlAnalyzer, type ProtectedColumnInfo, type ProtectedColumns, type ProtectedTableSpec, type SqlAnalysis } from '../policy/sql-analyzer.js'
 import { ViewReferences, type DependentView } from '../policy/view-references.js'
 import { TypeOid } from '../protocol/types.js'
 import type { Logger } from './log.js'
@@ -23,10 +23,14 @@ export interface CatalogProblem {
   fix: string
 }
 
-/** A view pgveil reads through, as a table to the analyzer: its protected columns, each with the table's column it returns (`origin`). */
+/**
+ * A view pgveil reads through, as a table to the analyzer: its protected columns,
+ * each with the table column it returns (`origin`), searchable when that one is (in
+ * its index domain: its index values are the table column's).
+ */
 export interface ReadableView extends ProtectedTableSpec {
   readonly schema: string
-  readonly columns: ReadonlyMap<string, { readonly type: string; readonly origin: string }>
+  readonly columns: ReadonlyMap<string, ProtectedColumnInfo & { readonly origin: string }>
 }
 
 /** Where a protected column's values come from in results: a table's column, or a view's that passes it through. */
@@ -72,6 +76,11 @@ export class DatabaseCatalog {
   /** The protected column a RowDescription field comes from (a table's, or a readable view's that passes it through), if any. */
   column(tableOid: number, attnum: number): ColumnPolicy | undefined {
     return this.byTable.get(tableOid)?.get(attnum)
+  }
+
+  /** The table column a readable view's protected column returns (`schema.view.column` → `schema.table.column`). */
+  viewColumnOrigin(schema: string, view: string, column: string): string | undefined {
+    return this.readableViews.find((readable) => readable.schema === schema && readable.table === view)?.columns.get(column)?.origin
   }
 
   isProtectedTable(tableOid: number): boolean {
@@ -199,11 +208,12 @@ export async function loadDependentViews(client: pg.Client, policy: Policy, entr
       views.push({ qualified: `${row.schema}.${row.name}`, materialized: row.materialized, origins: required.join(', '), unreadable })
       if (unreadable !== null || typeof outputs === 'string') continue
       const byAttnum = new Map<number, ColumnPolicy>()
-      const protectedByName = new Map<string, { type: string; origin: string }>()
+      const protectedByName = new Map<string, ProtectedColumnInfo & { origin: string }>()
       outputs.forEach((column, i) => {
         if (column === undefined) return
         byAttnum.set(i + 1, column)
-        protectedByName.set(row.columns![i]!, { type: column.type, origin: column.qualified })
+        const search = column.search === 'equality' ? { search: column.search, indexDomain: column.indexDomain ?? column.binding } : {}
+        protectedByName.set(row.columns![i]!, { type: column.type, origin: column.qualified, ...search })
         entries.push({ tableOid: oid, attnum: i + 1, column })
       })
       known.set(oid, byAttnum)

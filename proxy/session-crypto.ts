@@ -365,8 +365,8 @@ export class SessionCrypto {
   private refusalOf(refused: RefusePlan): ErrorFields {
     const fields = refusalFields(refused)
     const column = refused.column
-    if (column === undefined || this.catalog?.readableViews.some((view) => (view.schema ?? 'public') === column.schema && view.table === column.table) !== true) return fields
-    return { ...fields, hint: `"${column.schema}.${column.table}" is a view: pgveil decrypts the encrypted columns it returns, and applies conditions, sorting and functions on them only as it does on the table itself, so write those against the table` }
+    if (column === undefined || this.catalog?.viewColumnOrigin(column.schema, column.table, column.column) === undefined) return fields
+    return { ...fields, hint: `"${column.schema}.${column.table}" is a view: pgveil decrypts the encrypted columns it returns and searches those whose table column is searchable, but refuses on them what it refuses on the table column (write other conditions, sorting and functions against the table)` }
   }
 
   /** Replace a refused message by a failing statement PostgreSQL runs in its place. */
@@ -386,9 +386,13 @@ export class SessionCrypto {
     return spliceLiterals(sql, literalReplacements(analysis, (slot) => this.encryptLiteral(slot), (slot) => this.searchArray(slot)))
   }
 
-  /** The policy of a column the analyzer named (for its index domain and normalisation). */
+  /** The policy of a column the analyzer named (for its index domain and normalisation): a readable view's is the table column's it returns. */
   private indexed(column: QualifiedColumn): IndexedColumn {
-    return this.ctx.policy.column(column.name) ?? column
+    const policy = this.ctx.policy
+    const own = policy.column(column.name)
+    if (own !== undefined) return own
+    const origin = this.catalog?.viewColumnOrigin(column.schema, column.table, column.column)
+    return (origin === undefined ? undefined : policy.column(origin)) ?? column
   }
 
   /** Index values of each canonical value under every index key version (a NULL stays one NULL). */

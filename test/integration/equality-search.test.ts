@@ -291,3 +291,24 @@ describe('the expression index on a 100k-row table', () => {
     }
   })
 })
+
+describe('equality search through a view', () => {
+  it('searches a view column that returns a searchable column, with that column\'s normalisation and index domain, in both protocols', async () => {
+    const client = new pg.Client({ connectionString: proxyUrl })
+    await client.connect()
+    try {
+      await client.query('CREATE VIEW people_mail AS SELECT id, email AS address, ssn, note FROM people WHERE id < 4')
+      expect((await client.query('SELECT id, address FROM people_mail WHERE address = $1', ['  ANN@example.COM '])).rows).toEqual([{ id: 1, address: 'Ann@Example.com' }])
+      expect((await client.query("SELECT id FROM people_mail WHERE address IN ('bob@example.com', 'cy@example.com') ORDER BY id")).rows).toEqual([{ id: 2 }, { id: 3 }])
+      // Joined with a column of the same index domain, through the view.
+      expect((await client.query('SELECT c.id FROM people_mail p JOIN contacts c ON c.email = p.address WHERE p.id = 1')).rows).toEqual([{ id: 10 }])
+      // A column that is not searchable stays refused through the view, with a hint about the view.
+      const refused = await refusal("SELECT note FROM people_mail WHERE ssn = '111-11-1111'")
+      expect(refused).toMatchObject({ code: 'PV001', message: expect.stringContaining('"public.people_mail.ssn"'), hint: expect.stringContaining('"public.people_mail" is a view') })
+      await client.query('DROP VIEW people_mail')
+    } finally {
+      await client.end()
+    }
+    expect(server.readLog()).not.toMatch(/ANN@example\.COM|111-11-1111/)
+  })
+})
