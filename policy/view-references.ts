@@ -38,7 +38,7 @@ export interface DependentView {
 export type ViewUse =
   /** It names none: analyse it as usual. */
   | null
-  /** It only reads through readable views: analyse it with them as tables (DatabaseCatalog.viewAnalyzer). */
+  /** It only reads through readable views, or is DDL naming one: analyse it with them as tables (DatabaseCatalog.viewAnalyzer). */
   | { readonly refused: null }
   /** It must be refused because of this view. */
   | { readonly refused: DependentView; readonly reason: ViewRefusalReason }
@@ -109,7 +109,9 @@ export class ViewReferences {
     for (const { stmt } of stmts) {
       if (stmt === undefined) continue
       const [kind, body] = Object.entries(stmt)[0] ?? []
-      if (kind === undefined || !DATA_STATEMENTS.has(kind)) continue
+      if (kind === undefined) continue
+      // Other statements (DDL) go on whatever views they name; one naming a readable view is analysed knowing it (CREATE VIEW … AS SELECT over it).
+      const data = DATA_STATEMENTS.has(kind)
       let readable: DependentView | undefined
       const refused = firstRelation<Refused>(body, (relation) => {
         const found = this.#resolve(relation)
@@ -117,11 +119,11 @@ export class ViewReferences {
           readable ??= found
           return undefined
         }
-        return found
+        return data ? found : undefined
       })
       if (refused !== undefined) return refused
       if (readable === undefined) continue
-      if (!READ_STATEMENTS.has(kind) || holdsNode(body, WRITE_NODES)) return { refused: readable, reason: 'write' }
+      if (data && (!READ_STATEMENTS.has(kind) || holdsNode(body, WRITE_NODES))) return { refused: readable, reason: 'write' }
       reads = true
     }
     return reads ? { refused: null } : null

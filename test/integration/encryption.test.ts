@@ -381,6 +381,7 @@ describe('volume, pipelines, ORMs and DDL', () => {
       await expect(client.query("SELECT username FROM user_mail WHERE email = 'leak-view-literal@example.com'")).rejects.toMatchObject(condition)
       await expect(client.query('SELECT username FROM public.user_mail WHERE email = $1', ['leak-view-param@example.com'])).rejects.toMatchObject(condition)
       await expect(through("SELECT * FROM users WHERE username IN (SELECT username FROM user_mail WHERE email = 'leak-view-sub')")).rejects.toMatchObject(condition)
+      await expect(through("CREATE VIEW mail_leak AS SELECT username FROM user_mail WHERE email = 'leak-view-ddl'")).rejects.toMatchObject(condition)
       // Writes through it: refused.
       const write = { code: 'PV001', message: expect.stringContaining('writes through view "public.user_mail"') }
       await expect(through("UPDATE user_mail SET username = 'x' WHERE email = 'leak-view-update@example.com'")).rejects.toMatchObject(write)

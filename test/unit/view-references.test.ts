@@ -51,9 +51,15 @@ describe('views over protected columns in a statement', () => {
     expect(views.useIn('SELEC email FROM user_mail')).toEqual({ refused: mail, reason: 'unparseable' })
   })
 
-  it('leaves alone statements that name none of them, and DDL on them', () => {
-    for (const sql of ['SELECT email FROM users', "SELECT 'user_mail' AS name", 'DROP VIEW user_mail', 'REFRESH MATERIALIZED VIEW reports.monthly', 'GRANT SELECT ON user_mail TO app', 'SELECT * FROM other.user_mail']) {
+  it('leaves alone statements that name none of them, and DDL on views pgveil does not read through', () => {
+    for (const sql of ['SELECT email FROM users', "SELECT 'user_mail' AS name", 'DROP VIEW mail_sizes', 'DROP VIEW user_mail', 'CREATE VIEW sizes_again AS SELECT size FROM mail_sizes', 'GRANT SELECT ON mail_sizes TO app', 'SELECT * FROM other.user_mail']) {
       expect(views.useIn(sql)).toBeNull()
+    }
+  })
+
+  it('has DDL naming a readable view analysed knowing it (a view over it, a DEFAULT on its column)', () => {
+    for (const sql of ['REFRESH MATERIALIZED VIEW reports.monthly', "CREATE VIEW mail_again AS SELECT email FROM user_mail WHERE email = 'x'", "ALTER VIEW user_mail ALTER COLUMN email SET DEFAULT 'x'"]) {
+      expect(views.useIn(sql)).toEqual({ refused: null })
     }
   })
 })
