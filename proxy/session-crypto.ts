@@ -634,7 +634,7 @@ function copyOf(analysis: SqlAnalysis): CopySpec | null {
 /** Why a statement through a view over protected columns is refused, and what to do instead. */
 function viewRefusal(view: DependentView, reason: ViewRefusalReason): ErrorFields {
   const kind = viewKind(view)
-  const named = `${kind} "${view.qualified}", which reads encrypted ${originsText(view).slice('protected '.length)}`
+  const named = `${kind} "${view.qualified}", which reads encrypted ${originsText(view)}`
   const refusal = (message: string, hint: string): ErrorFields => ({ severity: 'ERROR', code: PGVEIL_REFUSED, message, hint })
   switch (reason) {
     case 'unreadable':

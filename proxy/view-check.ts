@@ -11,14 +11,14 @@ export function viewKind(view: DependentView): string {
   return view.materialized ? 'materialized view' : 'view'
 }
 
-/** `protected column a.b.c` or `protected columns a.b.c, d.e.f`. */
+/** `column a.b.c` or `columns a.b.c, d.e.f`: the protected columns the view reads. */
 export function originsText(view: DependentView): string {
-  return `protected column${view.origins.includes(', ') ? 's' : ''} ${view.origins}`
+  return `column${view.origins.includes(', ') ? 's' : ''} ${view.origins}`
 }
 
 /** One line per view pgveil reads through. */
 export function readableViewLines(views: readonly DependentView[]): string[] {
-  return views.filter((view) => view.unreadable === null).map((view) => `${viewKind(view)} ${view.qualified}: ok (reads ${originsText(view)} unchanged; pgveil decrypts SELECTs through it and refuses writes)`)
+  return views.filter((view) => view.unreadable === null).map((view) => `${viewKind(view)} ${view.qualified}: ok (reads protected ${originsText(view)} unchanged; pgveil decrypts SELECTs through it and refuses writes)`)
 }
 
 /** One problem per view over protected columns that pgveil does not read through. */
@@ -28,7 +28,7 @@ export function dependentViewProblems(views: readonly DependentView[]): string[]
     .map((view) => {
       const kind = viewKind(view)
       return (
-        `${kind} ${view.qualified} reads ${originsText(view)}, but ${view.unreadable}: pgveil cannot decrypt through this ${kind}, so it refuses ` +
+        `${kind} ${view.qualified} reads protected ${originsText(view)}, but ${view.unreadable}: pgveil cannot decrypt through this ${kind}, so it refuses ` +
         `statements that read or write through it (PV001), which would otherwise show ciphertext or send a search value written against it to PostgreSQL as written` +
         `\n  fix: select the encrypted columns unchanged in the ${kind} (no function, cast, condition or sort on them), or query the table through pgveil and DROP ${view.materialized ? 'MATERIALIZED VIEW' : 'VIEW'} ${view.qualified} (or revoke it from the application's role)`
       )
