@@ -4,13 +4,16 @@
  * view passes every protected column it uses through unchanged, as an output column
  * (proxy/catalog.ts finds out, once per catalog load): such a view is *readable*, and
  * a SELECT (or DECLARE … CURSOR FOR SELECT) may name it, analysed like one on a table.
- * Anything else through a view over protected columns is refused: statements through
- * a view that is not readable (pgveil could neither decrypt its results nor see a
- * condition written against it, whose search value would reach PostgreSQL as
- * written), and writes through a readable one (pgveil encrypts for tables, not views).
- * Only statements that read or write data count: DDL on the view itself (DROP VIEW,
- * ALTER VIEW, CREATE VIEW over it, REFRESH MATERIALIZED VIEW, GRANT) goes on, so the
- * operator can still remove or change it through pgveil.
+ * An INSERT, UPDATE or DELETE may read readable views, and write through one that is
+ * also *writable* (PostgreSQL writes through it to its table by itself), its values
+ * sealed for the table's columns. Anything else through a view over protected columns
+ * is refused: statements through a view that is not readable (pgveil could neither
+ * decrypt its results nor see a condition written against it, whose search value
+ * would reach PostgreSQL as written), writes through a readable view that is not
+ * writable, and other statements (MERGE, COPY, SELECT INTO, a data-modifying WITH…)
+ * through a readable one. DDL on a view goes on (DROP VIEW, ALTER VIEW, CREATE VIEW
+ * over it, REFRESH MATERIALIZED VIEW, GRANT), so the operator can still remove or
+ * change it through pgveil; DDL naming a readable view is analysed knowing it.
  *
  * Requires libpg-query's module to be loaded (the SQL analyzer loads it).
  */
@@ -32,20 +35,27 @@ export interface DependentView {
    * columns, unchanged. Otherwise why not, for the refusal and `pgveil check`.
    */
   readonly unreadable: string | null
+  /**
+   * A readable view PostgreSQL writes through to its table by itself (no INSTEAD OF
+   * trigger or rule): INSERT, UPDATE and DELETE through it are encrypted for the
+   * table's columns.
+   */
+  readonly writable: boolean
 }
 
 /** What a SQL text does with views over protected columns. */
 export type ViewUse =
   /** It names none: analyse it as usual. */
   | null
-  /** It only reads through readable views, or is DDL naming one: analyse it with them as tables (DatabaseCatalog.viewAnalyzer). */
+  /** It reads through readable views, writes through writable ones, or is DDL naming one: analyse it with them as tables (DatabaseCatalog.viewAnalyzer). */
   | { readonly refused: null }
   /** It must be refused because of this view. */
   | { readonly refused: DependentView; readonly reason: ViewRefusalReason }
 
 /**
- * `unreadable`: pgveil does not read through the view; `write`: a statement other
- * than a read names a readable one; `unqualified`: a bare name that some view over
+ * `unreadable`: pgveil does not read through the view; `write`: a write through a
+ * readable view that is not writable, or a statement other than a read or a write
+ * naming a readable one; `unqualified`: a bare name that some view over
  * protected columns outside schema public has (which one it means depends on the
  * search_path); `unparseable`: the text names one and cannot be parsed.
  */
@@ -55,6 +65,8 @@ type Refused = { readonly refused: DependentView; readonly reason: ViewRefusalRe
 
 /** Statements that may read through a readable view. */
 const READ_STATEMENTS = new Set(['SelectStmt', 'DeclareCursorStmt'])
+/** Statements that may write through a writable view (their target), or into a table while reading readable views. */
+const WRITE_STATEMENTS = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt'])
 /** Nodes that write rows: a statement holding one (a data-modifying WITH, SELECT INTO) does not only read. */
 const WRITE_NODES = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'intoClause'])
 
@@ -123,10 +135,27 @@ export class ViewReferences {
       })
       if (refused !== undefined) return refused
       if (readable === undefined) continue
-      if (data && (!READ_STATEMENTS.has(kind) || holdsNode(body, WRITE_NODES))) return { refused: readable, reason: 'write' }
+      if (data) {
+        const refusedWrite = this.#refusedWrite(kind, body as Record<string, unknown>)
+        if (refusedWrite !== undefined) return { refused: refusedWrite ?? readable, reason: 'write' }
+      }
       reads = true
     }
     return reads ? { refused: null } : null
+  }
+
+  /**
+   * For a data statement naming readable views: undefined when it may go on (a read;
+   * an INSERT, UPDATE or DELETE whose target is a table or a writable view, with no
+   * other write in it), else the view to name in its refusal (null: any it names).
+   */
+  #refusedWrite(kind: string, body: Record<string, unknown>): DependentView | null | undefined {
+    if (READ_STATEMENTS.has(kind)) return holdsNode(body, WRITE_NODES) ? null : undefined
+    if (!WRITE_STATEMENTS.has(kind)) return null
+    if (holdsNode(body.withClause, WRITE_NODES) || holdsNode(body.selectStmt, WRITE_NODES)) return null
+    const target = this.#resolve(body.relation as RelationName)
+    if (target === undefined || 'refused' in target) return undefined
+    return target.writable ? undefined : target
   }
 
   /** The view a relation reference names, or why it is refused (undefined: none of the views). */

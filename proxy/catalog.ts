@@ -205,8 +205,13 @@ export async function loadDependentViews(client: pg.Client, policy: Policy, entr
         const missing = required.filter((origin) => !covered.has(origin))
         unreadable = missing.length === 0 ? null : `it does not return ${missing.join(', ')} unchanged as a column of its own`
       }
-      views.push({ qualified: `${row.schema}.${row.name}`, materialized: row.materialized, origins: required.join(', '), unreadable })
-      if (unreadable !== null || typeof outputs === 'string') continue
+      if (unreadable !== null || typeof outputs === 'string') {
+        views.push({ qualified: `${row.schema}.${row.name}`, materialized: row.materialized, origins: required.join(', '), unreadable, writable: false })
+        continue
+      }
+      const attnums = outputs.flatMap((column, i) => (column === undefined ? [] : [i + 1]))
+      const writable = !row.materialized && (await autoUpdatable(client, oid, attnums))
+      views.push({ qualified: `${row.schema}.${row.name}`, materialized: row.materialized, origins: required.join(', '), unreadable, writable })
       const byAttnum = new Map<number, ColumnPolicy>()
       const protectedByName = new Map<string, ProtectedColumnInfo & { origin: string }>()
       outputs.forEach((column, i) => {
@@ -283,6 +288,23 @@ async function passedThrough(client: pg.Client, oid: number, analyzer: SqlAnalyz
   } finally {
     await client.query('RELEASE SAVEPOINT pgveil_view')
   }
+}
+
+/**
+ * Whether PostgreSQL writes through view `oid` to its table by itself (an
+ * automatically updatable view, all of INSERT, UPDATE and DELETE, its protected
+ * columns `attnums` included), with no INSTEAD OF trigger or rule that could put a
+ * value elsewhere: then a value pgveil seals for the table column lands in it.
+ */
+async function autoUpdatable(client: pg.Client, oid: number, attnums: readonly number[]): Promise<boolean> {
+  const { rows } = await client.query<{ writable: boolean }>(
+    `SELECT (pg_catalog.pg_relation_is_updatable($1::oid::regclass, false) & 28) = 28
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1::oid AND (t.tgtype & 64) <> 0)
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1::oid AND r.rulename <> '_RETURN')
+        AND (SELECT coalesce(bool_and(pg_catalog.pg_column_is_updatable($1::oid::regclass, a, false)), true) FROM unnest($2::int2[]) AS a) AS writable`,
+    [oid, attnums],
+  )
+  return rows[0]?.writable === true
 }
 
 /** Why an analysed view definition is not a plain read of protected columns, or null when it is. */

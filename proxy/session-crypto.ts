@@ -303,7 +303,7 @@ export class SessionCrypto {
       for (const [n, column] of statement.params) {
         const value = params[n - 1]
         if (value === undefined || value === null) continue
-        this.checkWrite(column.name)
+        this.checkWrite(this.tableColumnOf(column))
         const codec = TYPE_CODECS[column.type as PolicyType]
         const canonical = formats[n - 1] === 1 ? codec.canonicalFromBinary(value) : codec.canonicalFromText(value.toString('utf8'), this.format)
         params[n - 1] = sealColumnValue(this.ctx.keyring, this.indexed(column), canonical)
@@ -386,13 +386,14 @@ export class SessionCrypto {
     return spliceLiterals(sql, literalReplacements(analysis, (slot) => this.encryptLiteral(slot), (slot) => this.searchArray(slot)))
   }
 
-  /** The policy of a column the analyzer named (for its index domain and normalisation): a readable view's is the table column's it returns. */
+  /** The policy of a column the analyzer named (for its key binding, index domain and normalisation): a readable view's is the table column's it returns. */
   private indexed(column: QualifiedColumn): IndexedColumn {
-    const policy = this.ctx.policy
-    const own = policy.column(column.name)
-    if (own !== undefined) return own
-    const origin = this.catalog?.viewColumnOrigin(column.schema, column.table, column.column)
-    return (origin === undefined ? undefined : policy.column(origin)) ?? column
+    return this.ctx.policy.column(this.tableColumnOf(column)) ?? column
+  }
+
+  /** `schema.table.column` of a column the analyzer named: a view's is the table column it returns (what access rules and keys are for). */
+  private tableColumnOf(column: QualifiedColumn): string {
+    return this.catalog?.viewColumnOrigin(column.schema, column.table, column.column) ?? column.name
   }
 
   /** Index values of each canonical value under every index key version (a NULL stays one NULL). */
@@ -443,8 +444,9 @@ export class SessionCrypto {
    */
   private checkCopies(copies: readonly ProtectedCopy[]): void {
     for (const { from, to } of copies) {
-      if (this.columnAccess.readDenied.has(from.name)) throw new ColumnAccessError(`permission denied to copy column "${from.name}" into "${to.name}": this identity may not read "${from.name}" (see access rules)`)
-      this.checkWrite(to.name)
+      const source = this.tableColumnOf(from)
+      if (this.columnAccess.readDenied.has(source)) throw new ColumnAccessError(`permission denied to copy column "${from.name}" into "${to.name}": this identity may not read "${source}" (see access rules)`)
+      this.checkWrite(this.tableColumnOf(to))
     }
   }
 
@@ -455,7 +457,7 @@ export class SessionCrypto {
   }
 
   private encryptLiteral(slot: LiteralSlot): string {
-    this.checkWrite(slot.column.name)
+    this.checkWrite(this.tableColumnOf(slot.column))
     const codec = TYPE_CODECS[slot.column.type as PolicyType]
     const canonical = codec.canonicalFromText(slot.value!, this.format)
     const envelope = sealColumnValue(this.ctx.keyring, this.indexed(slot.column), canonical)
@@ -640,7 +642,10 @@ function viewRefusal(view: DependentView, reason: ViewRefusalReason): ErrorField
     case 'unreadable':
       return refusal(`the statement reads or writes through ${named}; pgveil cannot decrypt through this ${kind} or see conditions written against it, because ${view.unreadable}`, `query the table itself through pgveil, or select the encrypted columns unchanged in the ${kind}`)
     case 'write':
-      return refusal(`the statement writes through ${named}, or uses it otherwise than in a SELECT; pgveil decrypts what a SELECT reads through a ${kind}, but encrypts only what is written to the table itself`, 'write to the table itself through pgveil')
+      return refusal(
+        `the statement writes through ${named}, or uses it otherwise than to read or write rows; pgveil writes through a view only when PostgreSQL writes through it to its table by itself (an automatically updatable view, no INSTEAD OF trigger or rule), and refuses MERGE, COPY, SELECT INTO, CREATE TABLE AS, EXPLAIN and a data-modifying WITH through views`,
+        'write to the table itself through pgveil',
+      )
     case 'unqualified':
       return refusal(`the statement names "${view.qualified.slice(view.qualified.indexOf('.') + 1)}" without a schema, which may mean ${named}; pgveil resolves unqualified names in schema public only`, `qualify the name with its schema ("${view.qualified}")`)
     case 'unparseable':

@@ -1,9 +1,10 @@
 /**
  * For `pgveil check`: views and materialized views that read protected columns
  * (views over them too). pgveil reads through a view that passes each protected
- * column it reads through unchanged (proxy/catalog.ts); statements through any other
- * such view, and writes through any view, are refused (policy/view-references.ts).
- * The check lists the first kind as fine and names the second for the operator.
+ * column it reads through unchanged, and writes through one PostgreSQL writes
+ * through by itself (proxy/catalog.ts); statements through any other such view are
+ * refused (policy/view-references.ts). The check lists the first kind as fine and
+ * names the second for the operator.
  */
 import type { DependentView } from '../policy/view-references.js'
 
@@ -18,7 +19,9 @@ export function originsText(view: DependentView): string {
 
 /** One line per view pgveil reads through. */
 export function readableViewLines(views: readonly DependentView[]): string[] {
-  return views.filter((view) => view.unreadable === null).map((view) => `${viewKind(view)} ${view.qualified}: ok (reads protected ${originsText(view)} unchanged; pgveil decrypts SELECTs through it and refuses writes)`)
+  return views
+    .filter((view) => view.unreadable === null)
+    .map((view) => `${viewKind(view)} ${view.qualified}: ok (returns protected ${originsText(view)} unchanged; pgveil ${view.writable ? 'reads and writes through it' : 'reads through it, and refuses writes through it, which PostgreSQL would not make to the table by itself'})`)
 }
 
 /** One problem per view over protected columns that pgveil does not read through. */

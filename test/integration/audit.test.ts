@@ -199,14 +199,16 @@ describe('audit lines, simple protocol', () => {
     try {
       await client.query(read)
       await client.query('SELECT m.name FROM people_mail m')
+      await client.query('UPDATE people_mail SET email = email WHERE id = 1')
     } finally {
       await client.query('DROP VIEW people_mail')
       await client.end()
     }
-    const lines = await statementsOf(session, 5)
+    const lines = await statementsOf(session, 6)
     expect(lines[0]).toMatchObject({ statement: 'SELECT email FROM people_mail WHERE id = $1', protected_read: [], outcome: { status: 'error', sqlstate: '42P01' } })
     expect(lines[2]).toMatchObject({ statement: 'SELECT email FROM people_mail WHERE id = $1', tables: ['public.people_mail'], protected_read: ['public.people.email'], outcome: { status: 'ok' } })
     expect(lines[3]).toMatchObject({ tables: ['public.people_mail'], protected_read: [] })
+    expect(lines[4]).toMatchObject({ kind: 'update', protected_written: ['public.people.email'] })
   })
 
   it('logs a failed login', async () => {

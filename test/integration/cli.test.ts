@@ -159,7 +159,7 @@ describe('pgveil check', () => {
     expect(result.stderr).toContain('fix: ALTER TABLE "public"."users" ALTER COLUMN "ssn" TYPE bytea')
     expect(result.stderr).toContain('column public.users.phone: column "public.users.phone" does not exist\n  fix: ALTER TABLE "public"."users" ADD COLUMN "phone" bytea;')
     // Views over protected columns: the one that returns the column unchanged is read through, the other named with why.
-    expect(result.stdout).toContain('view public.user_mail: ok (reads protected column public.users.email unchanged; pgveil decrypts SELECTs through it and refuses writes)')
+    expect(result.stdout).toContain('view public.user_mail: ok (returns protected column public.users.email unchanged; pgveil reads and writes through it)')
     expect(result.stderr).toMatch(/view public\.mail_sizes reads protected column public\.users\.email, but its definition is refused by pgveil: [^\n]*length[^]*fix: select the encrypted columns unchanged in the view/)
   })
 })

@@ -359,7 +359,7 @@ describe('volume, pipelines, ORMs and DDL', () => {
     expect(plain.rows[0]!.b).toEqual(Buffer.from([1, 2, 255]))
   })
 
-  it('reads through a view that returns a protected column unchanged, and refuses conditions on it, writes through it and views it cannot read through, in both protocols, so their values never reach PostgreSQL', async () => {
+  it('reads and writes through a view that returns a protected column unchanged, and refuses conditions on it, writes PostgreSQL would not make itself and views it cannot read through, in both protocols, so their values never reach PostgreSQL', async () => {
     const client = new pg.Client({ connectionString: proxyUrl })
     await client.connect()
     try {
@@ -382,11 +382,19 @@ describe('volume, pipelines, ORMs and DDL', () => {
       await expect(client.query('SELECT username FROM public.user_mail WHERE email = $1', ['leak-view-param@example.com'])).rejects.toMatchObject(condition)
       await expect(through("SELECT * FROM users WHERE username IN (SELECT username FROM user_mail WHERE email = 'leak-view-sub')")).rejects.toMatchObject(condition)
       await expect(through("CREATE VIEW mail_leak AS SELECT username FROM user_mail WHERE email = 'leak-view-ddl'")).rejects.toMatchObject(condition)
-      // Writes through it: refused.
-      const write = { code: 'PV001', message: expect.stringContaining('writes through view "public.user_mail"') }
-      await expect(through("UPDATE user_mail SET username = 'x' WHERE email = 'leak-view-update@example.com'")).rejects.toMatchObject(write)
-      await expect(client.query('INSERT INTO user_mail (username, email) VALUES ($1, $2)', ['x', 'leak-view-insert@example.com'])).rejects.toMatchObject(write)
-      await expect(through("WITH gone AS (DELETE FROM users WHERE username = 'nobody' RETURNING username) SELECT email FROM user_mail WHERE username IN (SELECT username FROM gone)")).rejects.toMatchObject(write)
+      // Writes through it: PostgreSQL writes them to the table, sealed for the table's column.
+      await client.query('UPDATE user_mail SET email = $1 WHERE username = $2', ['admin+view@example.com', 'admin'])
+      expect((await client.query("SELECT email FROM users WHERE username = 'admin'")).rows).toEqual([{ email: 'admin+view@example.com' }])
+      expect((await client.query("UPDATE user_mail SET email = 'admin@example.com' WHERE username = 'admin' RETURNING email")).rows).toEqual([{ email: 'admin@example.com' }])
+      const stored = await direct.query<{ email: Buffer }>("SELECT email FROM users WHERE username = 'admin'")
+      expect(stored.rows[0]!.email.includes('admin@example.com')).toBe(false)
+      // Not through a view PostgreSQL does not write through by itself (a join), nor a data-modifying WITH.
+      await client.query('CREATE VIEW mail_pairs AS SELECT u.username, u.email, o.n FROM users u CROSS JOIN (VALUES (1)) AS o (n)')
+      const write = { code: 'PV001', message: expect.stringContaining('writes through view "public.mail_pairs"') }
+      await expect(through("UPDATE mail_pairs SET username = 'x' WHERE email = 'leak-view-update@example.com'")).rejects.toMatchObject(write)
+      await expect(client.query('INSERT INTO mail_pairs (username, email) VALUES ($1, $2)', ['x', 'leak-view-insert@example.com'])).rejects.toMatchObject(write)
+      expect((await client.query("SELECT email FROM mail_pairs WHERE username = 'admin'")).rows).toEqual([{ email: 'admin@example.com' }])
+      await expect(through("WITH gone AS (DELETE FROM users WHERE username = 'nobody' RETURNING username) SELECT email FROM user_mail WHERE username IN (SELECT username FROM gone)")).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('writes through view "public.user_mail"') })
       // A view that reads the column without returning it: pgveil cannot read through it.
       await expect(through("SELECT * FROM mail_users WHERE username = 'leak-view-unreadable'")).rejects.toMatchObject({
         code: 'PV001',
@@ -394,7 +402,7 @@ describe('volume, pipelines, ORMs and DDL', () => {
       })
       // Statements that do not go through the views, and DDL on them, go on.
       expect((await client.query("SELECT email FROM users WHERE username = 'admin'")).rows).toEqual([{ email: 'admin@example.com' }])
-      await client.query('DROP VIEW mail_users, user_mail_names, user_mail')
+      await client.query('DROP VIEW mail_pairs, mail_users, user_mail_names, user_mail')
     } finally {
       await client.end()
     }

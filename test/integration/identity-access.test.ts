@@ -106,7 +106,7 @@ describe('access rules', () => {
     expect((await client.query('SELECT email, ssn FROM people WHERE id = 1')).rows).toEqual([{ email: 'ann@example.com', ssn: null }])
   })
 
-  it('applies the same rules to a read through a view that returns the columns', async () => {
+  it('applies the same rules to reads and writes through a view that returns the columns', async () => {
     const client = await connect()
     await client.query('CREATE VIEW people_contact AS SELECT id, name, email, ssn, salary FROM people')
     try {
@@ -116,8 +116,13 @@ describe('access rules', () => {
         { id: 2, email: 'b***@example.org', ssn: null },
       ])
       await expect(client.query('SELECT name, salary FROM people_contact WHERE id = $1', [1])).rejects.toMatchObject({ code: '42501' })
+      // Writes through it: the table column's write rule.
+      await expect(client.query('UPDATE people_contact SET salary = $1 WHERE id = 1', ['1'])).rejects.toMatchObject({ code: '42501' })
+      await expect(client.query("UPDATE people_contact SET salary = '1' WHERE id = 1")).rejects.toMatchObject({ code: '42501' })
       await as(client, { sub: 'auditor', scope: 'openid pii:read', roles: ['hr'] })
       expect((await client.query('SELECT email, ssn, salary FROM people_contact WHERE id = $1', [1])).rows).toEqual([{ email: 'ann@example.com', ssn: '123-45-6789', salary: '5000.50' }])
+      expect((await client.query("INSERT INTO people_contact (id, name, email, salary) VALUES (3, 'Cy', 'cy@example.com', $1) RETURNING email, salary", ['12.5'])).rows).toEqual([{ email: 'cy@example.com', salary: '12.5' }])
+      expect((await client.query('DELETE FROM people_contact WHERE id = 3 RETURNING salary')).rows).toEqual([{ salary: '12.5' }])
     } finally {
       await client.query('DROP VIEW people_contact')
     }
