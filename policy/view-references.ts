@@ -3,14 +3,15 @@
  * protected columns. pgveil decrypts through a view (DESIGN decision 6) only when the
  * view passes every protected column it uses through unchanged, as an output column
  * (proxy/catalog.ts finds out, once per catalog load): such a view is *readable*, and
- * a SELECT (or DECLARE … CURSOR FOR SELECT) may name it, analysed like one on a table.
+ * a SELECT (or DECLARE … CURSOR FOR SELECT, COPY (SELECT …) TO) may name it, analysed
+ * like one on a table.
  * An INSERT, UPDATE or DELETE may read readable views, and write through one that is
  * also *writable* (PostgreSQL writes through it to its table by itself), its values
  * sealed for the table's columns. Anything else through a view over protected columns
  * is refused: statements through a view that is not readable (pgveil could neither
  * decrypt its results nor see a condition written against it, whose search value
  * would reach PostgreSQL as written), writes through a readable view that is not
- * writable, and other statements (MERGE, COPY, SELECT INTO, a data-modifying WITH…)
+ * writable, and other statements (MERGE, COPY FROM, SELECT INTO, a data-modifying WITH…)
  * through a readable one. DDL on a view goes on (DROP VIEW, ALTER VIEW, CREATE VIEW
  * over it, REFRESH MATERIALIZED VIEW, GRANT), so the operator can still remove or
  * change it through pgveil; DDL naming a readable view is analysed knowing it.
@@ -151,6 +152,8 @@ export class ViewReferences {
    */
   #refusedWrite(kind: string, body: Record<string, unknown>): DependentView | null | undefined {
     if (READ_STATEMENTS.has(kind)) return holdsNode(body, WRITE_NODES) ? null : undefined
+    // COPY (SELECT …) TO: a read (PostgreSQL copies a view's rows only this way).
+    if (kind === 'CopyStmt') return body.query !== undefined && body.is_from !== true && !holdsNode(body.query, WRITE_NODES) ? undefined : null
     if (!WRITE_STATEMENTS.has(kind)) return null
     if (holdsNode(body.withClause, WRITE_NODES) || holdsNode(body.selectStmt, WRITE_NODES)) return null
     const target = this.#resolve(body.relation as RelationName)

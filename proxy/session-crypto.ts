@@ -504,7 +504,7 @@ export class SessionCrypto {
 
   /** The protected column behind each field of a COPY's rows, by position. */
   private copyColumns(spec: CopySpec): readonly (ColumnPolicy | undefined)[] {
-    if (spec.output !== undefined) return spec.output.map((column) => (column === undefined ? undefined : this.ctx.policy.column(column.name)))
+    if (spec.output !== undefined) return spec.output.map((column) => (column === undefined ? undefined : this.ctx.policy.column(this.tableColumnOf(column))))
     const columns = spec.columns ?? this.catalog?.tableColumns(spec.schema, spec.table)
     const protectedColumns = this.ctx.policy.table(spec.schema, spec.table)
     if (columns === undefined || protectedColumns === undefined) throw new CopyRowError(`the columns of table "${spec.schema}.${spec.table}" are unknown to pgveil`)
@@ -643,7 +643,7 @@ function viewRefusal(view: DependentView, reason: ViewRefusalReason): ErrorField
       return refusal(`the statement reads or writes through ${named}; pgveil cannot decrypt through this ${kind} or see conditions written against it, because ${view.unreadable}`, `query the table itself through pgveil, or select the encrypted columns unchanged in the ${kind}`)
     case 'write':
       return refusal(
-        `the statement writes through ${named}, or uses it otherwise than to read or write rows; pgveil writes through a view only when PostgreSQL writes through it to its table by itself (an automatically updatable view, no INSTEAD OF trigger or rule), and refuses MERGE, COPY, SELECT INTO, CREATE TABLE AS, EXPLAIN and a data-modifying WITH through views`,
+        `the statement writes through ${named}, or uses it otherwise than to read or write rows; pgveil writes through a view only when PostgreSQL writes through it to its table by itself (an automatically updatable view, no INSTEAD OF trigger or rule), and refuses MERGE, COPY FROM, SELECT INTO, CREATE TABLE AS, EXPLAIN and a data-modifying WITH through views`,
         'write to the table itself through pgveil',
       )
     case 'unqualified':

@@ -25,6 +25,7 @@ describe('views over protected columns in a statement', () => {
     'SELECT * FROM reports.monthly',
     'DECLARE c CURSOR FOR SELECT email FROM user_mail',
     'SELECT 1; SELECT email FROM user_mail',
+    'COPY (SELECT email FROM user_mail WHERE username = $1) TO STDOUT',
   ])('read through readable views: %s', (sql) => {
     expect(views.useIn(sql)).toEqual({ refused: null })
   })
@@ -45,7 +46,8 @@ describe('views over protected columns in a statement', () => {
     ['DELETE FROM mail_orders', joined],
     ['MERGE INTO user_mail m USING users u ON m.username = u.username WHEN MATCHED THEN DO NOTHING', mail],
     ['COPY user_mail TO STDOUT', mail],
-    ['COPY (SELECT email FROM user_mail) TO STDOUT', mail],
+    ['COPY user_mail FROM STDIN', mail],
+    ['COPY (WITH gone AS (DELETE FROM users RETURNING username) SELECT email FROM user_mail JOIN gone USING (username)) TO STDOUT', mail],
     ['SELECT email INTO copied FROM user_mail', mail],
     ['WITH gone AS (DELETE FROM users RETURNING username) SELECT email FROM user_mail JOIN gone USING (username)', mail],
     ['WITH gone AS (DELETE FROM users RETURNING email) INSERT INTO user_mail (email) SELECT email FROM gone', mail],
