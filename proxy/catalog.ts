@@ -431,12 +431,17 @@ export class ReadableViewColumns {
  */
 export const CATALOG_MAX_AGE_MS = 60_000
 
+/** Relations per database remembered as not known to the catalog (see CatalogMap.unknownRelation). */
+const MAX_UNKNOWN_RELATIONS = 4096
+
 /** Catalogs per database, loaded once at a time (concurrent callers share one load). */
 export class CatalogMap {
   private readonly options: CatalogMapOptions
   /** Per database, the catalog and when it was read. */
   private readonly catalogs = new Map<string, { readonly catalog: DatabaseCatalog; readonly loadedAt: number }>()
   private readonly loading = new Map<string, Promise<DatabaseCatalog>>()
+  /** Per database, relations seen with bytea result columns that the catalog did not know (see unknownRelation). */
+  private readonly unknown = new Map<string, Set<number>>()
 
   constructor(options: CatalogMapOptions) {
     this.options = options
@@ -460,6 +465,23 @@ export class CatalogMap {
     const load = this.fetch(database).finally(() => this.loading.delete(database))
     this.loading.set(database, load)
     return load
+  }
+
+  /**
+   * A result came from relation `oid` with a bytea column, and the database's catalog
+   * does not know the relation: it may be a view over protected columns created
+   * straight in PostgreSQL. The first time a relation is seen so, the catalog is read
+   * again (its promise returned); after that it is taken for an ordinary relation
+   * (undefined), until it is seen again after MAX_UNKNOWN_RELATIONS others.
+   */
+  unknownRelation(database: string, oid: number): Promise<DatabaseCatalog> | undefined {
+    let seen = this.unknown.get(database)
+    if (seen === undefined) this.unknown.set(database, (seen = new Set()))
+    if (seen.has(oid)) return undefined
+    if (seen.size >= MAX_UNKNOWN_RELATIONS) seen.clear()
+    seen.add(oid)
+    this.invalidate(database)
+    return this.load(database)
   }
 
   /** Forget a database's catalog (after DDL); the next load() reads it again. */

@@ -207,6 +207,29 @@ export class SessionCrypto {
     )
   }
 
+  /**
+   * A result came from a relation the catalog does not know, with a bytea column (its
+   * rows are guarded meanwhile): the catalog is read again the first time, in the
+   * background, so that a view created straight in PostgreSQL is known from the next
+   * statement on; a catalog another session had read again is taken at once.
+   */
+  private unknownRelation(oid: number): void {
+    const catalogs = this.ctx.catalogs
+    const reload = catalogs.unknownRelation(this.database, oid)
+    if (reload === undefined) {
+      const latest = catalogs.get(this.database)
+      if (latest !== undefined) this.catalog = latest
+      return
+    }
+    this.#catalogAsked = Date.now()
+    reload.then(
+      (catalog) => {
+        this.catalog = catalog
+      },
+      (error: Error) => this.ctx.logger.warn('could not read the catalog again', { database: this.database, error: error.message }),
+    )
+  }
+
   #catalogAsked = 0
   #refreshing = false
 
@@ -538,6 +561,7 @@ export class SessionCrypto {
     for (const entry of cache) if (entry.catalog === catalog && entry.source.equals(frame)) return entry.described
     const { fields } = decodeRowDescription(frame)
     const { plan, rewritten } = planFields(this.ctx, catalog, fields)
+    for (const field of fields) if (field.tableOid !== 0 && field.typeOid === TypeOid.bytea && catalog.column(field.tableOid, field.columnAttr) === undefined) this.unknownRelation(field.tableOid)
     const described = { frame: plan?.decrypts === true ? encodeRowDescription(rewritten) : frame, plan, fields }
     // The source is copied: `frame` is a view of the read buffer, which is reused.
     if (cache.length >= DESCRIBED_CACHE_SIZE) cache.shift()

@@ -18,9 +18,14 @@ const TABLE = 16_400
 const balance: ColumnPolicy = { schema: 'public', table: 'accounts', column: 'balance', qualified: 'public.accounts.balance', type: 'text', binding: 'public.accounts.balance' }
 const keyring = new Keyring(new Map([[1, randomBytes(32)]]), 1, randomBytes(32))
 
+/** Relations a session told its catalog map it did not know (a relation with a bytea column the catalog lacks). */
+let unknownRelations: number[] = []
+
 function session(): SessionCrypto {
-  // rowDescription and decryptRow use only the policy, keyring and metrics of the context.
-  const crypto = new SessionCrypto({ policy: new Policy([balance]), keyring, analyzer: {} as SqlAnalyzer, catalogs: {} as CatalogMap, logger: silentLogger, metrics: createMetrics() }, 'app')
+  // rowDescription and decryptRow use only the policy, keyring and metrics of the context, and tell the map of relations it does not know.
+  unknownRelations = []
+  const catalogs = { unknownRelation: (_database: string, oid: number) => void unknownRelations.push(oid), get: () => undefined } as unknown as CatalogMap
+  const crypto = new SessionCrypto({ policy: new Policy([balance]), keyring, analyzer: {} as SqlAnalyzer, catalogs, logger: silentLogger, metrics: createMetrics() }, 'app')
   crypto.catalog = new DatabaseCatalog([{ tableOid: TABLE, attnum: 2, column: balance }], [])
   return crypto
 }
@@ -88,6 +93,8 @@ describe('SessionCrypto.rowDescription reuses what it made of a RowDescription i
     // Another table with a bytea column: guarded, not decrypted.
     const other = crypto.rowDescription(rowDescription(TABLE + 1))
     expect(other.plan?.decrypts).toBe(false)
+    // Unknown to the catalog (a view created straight in PostgreSQL?): the map is told, so it reads the catalog again.
+    expect(unknownRelations).toEqual([TABLE + 1])
     // DDL: the refreshed catalog no longer protects the column, so the same bytes plan differently.
     crypto.catalog = new DatabaseCatalog([], [])
     expect(crypto.rowDescription(rowDescription()).plan?.decrypts).toBe(false)
