@@ -20,6 +20,7 @@ import { FrameWriter } from './frame-writer.js'
 import type { Logger } from './log.js'
 import { Pending, PendingResponseQueue } from './pending-queue.js'
 import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
+import { CopyOutGuard } from './copy-guard.js'
 import type { SqlAnalyzer } from '../policy/sql-analyzer.js'
 import { NO_PROTECTED_COLUMNS, UnattributedCiphertextError, type RowPlan } from './row-decryptor.js'
 import { SessionCrypto, type CryptoContext, type CryptoPending } from './session-crypto.js'
@@ -94,6 +95,8 @@ export class ClientSession implements CancelTarget {
   /** COPY of a protected table in progress (rows transformed as they stream). */
   private copyIn: CopyRowTransformer | null = null
   private copyOut: CopyRowTransformer | null = null
+  /** The check of a COPY TO's rows that pgveil does not decrypt (copy-guard.ts). */
+  private copyOutGuard: CopyOutGuard | null = null
   /** pgveil aborted the client's COPY IN: its remaining copy messages are dropped. */
   private copyAborted = false
   private transactionStatus: number = TransactionStatus.Idle
@@ -808,6 +811,10 @@ export class ClientSession implements CancelTarget {
     let out: Buffer | null = frame
     let notice: Buffer | null = null
     switch (frame[0]) {
+      case BackendCode.CopyOutResponse:
+        // A COPY TO pgveil does not decrypt: its rows are checked for ciphertexts from elsewhere (a function, a view not known yet).
+        if (this.copyOut === null) this.copyOutGuard = new CopyOutGuard(frame[5] === 1)
+        break
       case BackendCode.CopyData:
         if (this.copyOut !== null) {
           try {
@@ -816,10 +823,18 @@ export class ClientSession implements CancelTarget {
             this.failDecryption(error instanceof DecryptionError ? error : new WireError(PGVEIL_REFUSED, `pgveil cannot decrypt this COPY: ${(error as Error).message}`, { severity: 'FATAL' }))
             return false
           }
+        } else if (this.copyOutGuard !== null) {
+          try {
+            this.copyOutGuard.check(decodeCopyData(frame).data)
+          } catch (error) {
+            this.failDecryption(error as WireError)
+            return false
+          }
         }
         break
       case BackendCode.CopyDone:
         this.copyOut = null
+        this.copyOutGuard = null
         break
       case BackendCode.ParseComplete:
       case BackendCode.CloseComplete:
@@ -878,6 +893,7 @@ export class ClientSession implements CancelTarget {
         }
         this.copyIn = null
         this.copyOut = null
+        this.copyOutGuard = null
         crypto.queryRowPlan = null
         crypto.formatReported()
         crypto.reportCounts()

@@ -359,6 +359,20 @@ describe('volume, pipelines, ORMs and DDL', () => {
     expect(plain.rows[0]!.b).toEqual(Buffer.from([1, 2, 255]))
   })
 
+  it('never passes an envelope it cannot attribute to the client in COPY … TO output either, in text, CSV or binary format', async () => {
+    await direct.query('CREATE OR REPLACE FUNCTION user_emails() RETURNS TABLE (username text, email bytea) LANGUAGE sql AS $$SELECT username, email FROM users$$')
+    const copy = (sql: string) => runProgram('psql', [proxyUrl, '-X', '-At', '-c', sql])
+    for (const options of ['', ' (FORMAT csv)', ' (FORMAT binary)']) {
+      const result = await copy(`COPY (SELECT * FROM user_emails()) TO STDOUT${options}`)
+      expect(result.stderr).toMatch(/holds values encrypted by pgveil that do not come straight from a protected column/)
+      expect(result.stdout).not.toContain('707601')
+      expect(result.stdout).not.toContain('pv\u0001')
+    }
+    // Ordinary bytea and the decrypted COPY of the table still pass.
+    expect(await copy("COPY (SELECT '\\x0102ff'::bytea AS b, username FROM user_emails() WHERE username = 'admin') TO STDOUT")).toMatchObject({ stderr: '', stdout: `${String.raw`\\x0102ff`}\tadmin\n` })
+    expect(await copy("COPY (SELECT username, email FROM users WHERE username = 'admin') TO STDOUT")).toMatchObject({ stderr: '', stdout: 'admin\tadmin@example.com\n' })
+  })
+
   it('reads and writes through a view that returns a protected column unchanged, and refuses conditions on it, writes PostgreSQL would not make itself and views it cannot read through, in both protocols, so their values never reach PostgreSQL', async () => {
     const client = new pg.Client({ connectionString: proxyUrl })
     await client.connect()
