@@ -179,24 +179,34 @@ export async function loadDependentViews(client: pg.Client, policy: Policy, entr
     if (table === undefined) known.set(tableOid, (table = new Map()))
     table.set(attnum, column)
   }
-  const views: DependentView[] = []
   const tables: ReadableView[] = []
   const dependent = new Map(rows.map((row) => [Number(row.oid), row]))
   const readsOf = await viewColumnReads(client, [...dependent.keys()])
   /** The protected columns behind each view examined so far (all it reads, for one pgveil does not read through). */
   const behind = new Map<number, readonly string[]>()
-  let analyzer = new SqlAnalyzer(policy)
+  const examined: { row: DependentViewRow; origins: string; unreadable: string | null }[] = []
+  /** Readable views that are not materialized, with their protected columns: the ones that may be written through. */
+  const candidates: { oid: number; attnums: number[] }[] = []
+  let writable = new Set<number>()
   // Definitions printed with every name qualified, and read back under the same search_path.
   await client.query('BEGIN READ ONLY')
   try {
     await client.query('SET LOCAL search_path = pg_catalog')
+    const definitions = await viewDefinitions(client, [...dependent.keys()])
+    // Views of one depth read only views of lower depths: the analyzer knows those.
+    let analyzer = new SqlAnalyzer(policy)
+    let analyzerDepth = 1
     for (const row of rows) {
       const oid = Number(row.oid)
       const required = requiredOrigins(readsOf.get(oid) ?? [], known, behind, dependent)
       // Only through views it reads columns of that hold none: not a view over protected columns after all.
       if (required.length === 0) continue
       behind.set(oid, required)
-      const outputs = await passedThrough(client, oid, analyzer, known)
+      if (row.depth !== analyzerDepth) {
+        analyzer = new SqlAnalyzer(withTables(policy, tables))
+        analyzerDepth = row.depth
+      }
+      const outputs = await passedThrough(client, definitions.get(oid), analyzer, known)
       let unreadable: string | null
       if (typeof outputs === 'string') unreadable = outputs
       else if (row.columns === null || outputs.length !== row.columns.length) unreadable = 'pgveil could not match its columns to its definition'
@@ -205,13 +215,8 @@ export async function loadDependentViews(client: pg.Client, policy: Policy, entr
         const missing = required.filter((origin) => !covered.has(origin))
         unreadable = missing.length === 0 ? null : `it does not return ${missing.join(', ')} unchanged as a column of its own`
       }
-      if (unreadable !== null || typeof outputs === 'string') {
-        views.push({ qualified: `${row.schema}.${row.name}`, materialized: row.materialized, origins: required.join(', '), unreadable, writable: false })
-        continue
-      }
-      const attnums = outputs.flatMap((column, i) => (column === undefined ? [] : [i + 1]))
-      const writable = !row.materialized && (await autoUpdatable(client, oid, attnums))
-      views.push({ qualified: `${row.schema}.${row.name}`, materialized: row.materialized, origins: required.join(', '), unreadable, writable })
+      examined.push({ row, origins: required.join(', '), unreadable })
+      if (unreadable !== null || typeof outputs === 'string') continue
       const byAttnum = new Map<number, ColumnPolicy>()
       const protectedByName = new Map<string, ProtectedColumnInfo & { origin: string }>()
       outputs.forEach((column, i) => {
@@ -223,12 +228,20 @@ export async function loadDependentViews(client: pg.Client, policy: Policy, entr
       })
       known.set(oid, byAttnum)
       tables.push({ schema: row.schema, table: row.name, columns: protectedByName })
-      analyzer = new SqlAnalyzer(withTables(policy, tables))
+      if (!row.materialized) candidates.push({ oid, attnums: [...byAttnum.keys()] })
     }
+    writable = await autoUpdatable(client, candidates)
   } finally {
     await client.query('ROLLBACK')
   }
+  const views = examined.map(({ row, origins, unreadable }): DependentView => ({ qualified: `${row.schema}.${row.name}`, materialized: row.materialized, origins, unreadable, writable: writable.has(Number(row.oid)) }))
   return { views, tables }
+}
+
+/** The definitions of views `oids` (`pg_get_viewdef`, printed under the caller's search_path), without their final semicolon. */
+async function viewDefinitions(client: pg.Client, oids: readonly number[]): Promise<Map<number, string>> {
+  const { rows } = await client.query<{ oid: string; definition: string | null }>('SELECT c.oid::int8 AS oid, pg_catalog.pg_get_viewdef(c.oid) AS definition FROM pg_catalog.pg_class c WHERE c.oid = ANY($1::oid[])', [oids])
+  return new Map(rows.flatMap(({ oid, definition }) => (definition === null ? [] : [[Number(oid), definition.trim().replace(/;$/, '')] as const])))
 }
 
 /** Per view, the (relation, attribute number) pairs its definition reads, from pg_depend (0: the relation as a whole). */
@@ -271,40 +284,38 @@ function requiredOrigins(reads: readonly { rel: number; attnum: number }[], know
  * The protected column each output column of view `oid` passes through unchanged
  * (undefined for the others), or why pgveil does not read through the view.
  */
-async function passedThrough(client: pg.Client, oid: number, analyzer: SqlAnalyzer, known: ReadonlyMap<number, ReadonlyMap<number, ColumnPolicy>>): Promise<(ColumnPolicy | undefined)[] | string> {
-  await client.query('SAVEPOINT pgveil_view')
+async function passedThrough(client: pg.Client, definition: string | undefined, analyzer: SqlAnalyzer, known: ReadonlyMap<number, ReadonlyMap<number, ColumnPolicy>>): Promise<(ColumnPolicy | undefined)[] | string> {
+  if (definition === undefined || definition === '') return 'pgveil could not read its definition'
+  const refusal = impureRead(analyzer.analyze(definition))
+  if (refusal !== null) return `its definition ${refusal}`
   try {
-    const { rows } = await client.query<{ definition: string | null }>('SELECT pg_catalog.pg_get_viewdef($1::oid) AS definition', [oid])
-    const definition = rows[0]?.definition?.trim().replace(/;$/, '')
-    if (definition === undefined || definition === '') return 'pgveil could not read its definition'
-    const refusal = impureRead(analyzer.analyze(definition))
-    if (refusal !== null) return `its definition ${refusal}`
-    // Planned, not run (LIMIT 0): the fields' origins are what matter.
-    const result = await client.query({ text: `SELECT * FROM (${definition}) AS pgveil_view LIMIT 0`, rowMode: 'array' })
-    return result.fields.map((field) => known.get(field.tableID)?.get(field.columnID))
+    // One round trip; the savepoint keeps a failure from ending the transaction. Planned, not run (LIMIT 0): the fields' origins are what matter.
+    const results = (await client.query(`SAVEPOINT pgveil_view; SELECT * FROM (${definition}) AS pgveil_view LIMIT 0; RELEASE SAVEPOINT pgveil_view`)) as unknown as pg.QueryResult[]
+    return results[1]!.fields.map((field) => known.get(field.tableID)?.get(field.columnID))
   } catch (error) {
-    await client.query('ROLLBACK TO SAVEPOINT pgveil_view')
+    await client.query('ROLLBACK TO SAVEPOINT pgveil_view; RELEASE SAVEPOINT pgveil_view')
     return `pgveil could not examine it (${(error as Error).message})`
-  } finally {
-    await client.query('RELEASE SAVEPOINT pgveil_view')
   }
 }
 
 /**
- * Whether PostgreSQL writes through view `oid` to its table by itself (an
- * automatically updatable view, all of INSERT, UPDATE and DELETE, its protected
+ * Which of the views `candidates` PostgreSQL writes through to its table by itself
+ * (automatically updatable for all of INSERT, UPDATE and DELETE, its protected
  * columns `attnums` included), with no INSTEAD OF trigger or rule that could put a
  * value elsewhere: then a value pgveil seals for the table column lands in it.
  */
-async function autoUpdatable(client: pg.Client, oid: number, attnums: readonly number[]): Promise<boolean> {
-  const { rows } = await client.query<{ writable: boolean }>(
-    `SELECT (pg_catalog.pg_relation_is_updatable($1::oid::regclass, false) & 28) = 28
-        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = $1::oid AND (t.tgtype & 64) <> 0)
-        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = $1::oid AND r.rulename <> '_RETURN')
-        AND (SELECT coalesce(bool_and(pg_catalog.pg_column_is_updatable($1::oid::regclass, a, false)), true) FROM unnest($2::int2[]) AS a) AS writable`,
-    [oid, attnums],
+async function autoUpdatable(client: pg.Client, candidates: readonly { oid: number; attnums: readonly number[] }[]): Promise<Set<number>> {
+  if (candidates.length === 0) return new Set()
+  const { rows } = await client.query<{ oid: string }>(
+    `SELECT v.oid::int8 AS oid
+       FROM unnest($1::oid[], $2::text[]) AS v (oid, attnums)
+      WHERE (pg_catalog.pg_relation_is_updatable(v.oid::regclass, false) & 28) = 28
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = v.oid AND (t.tgtype & 64) <> 0)
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = v.oid AND r.rulename <> '_RETURN')
+        AND (SELECT coalesce(bool_and(pg_catalog.pg_column_is_updatable(v.oid::regclass, a, false)), true) FROM unnest(v.attnums::int2[]) AS a)`,
+    [candidates.map(({ oid }) => oid), candidates.map(({ attnums }) => `{${attnums.join(',')}}`)],
   )
-  return rows[0]?.writable === true
+  return new Set(rows.map(({ oid }) => Number(oid)))
 }
 
 /** Why an analysed view definition is not a plain read of protected columns, or null when it is. */

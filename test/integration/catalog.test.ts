@@ -152,12 +152,15 @@ describe('views over protected columns', () => {
       CREATE VIEW sorted_mail AS SELECT email FROM users ORDER BY email;
       CREATE VIEW with_mail AS SELECT id FROM users WHERE email IS NOT NULL;
       CREATE VIEW over_prefix AS SELECT id FROM mail_prefix;
+      CREATE VIEW broken_mail AS SELECT id, email FROM users WHERE length(username) = 1 / 0;
       CREATE MATERIALIZED VIEW iban_count AS SELECT count(DISTINCT iban) AS n FROM billing.accounts;
     `)
     try {
       const { problems, readable, catalog } = await views(policy)
       expect(readable).toEqual([])
       expect(problems).toEqual([
+        // Its plan fails (the planner folds 1 / 0): the views after it are examined all the same.
+        expect.stringMatching(/^view public\.broken_mail reads protected column public\.users\.email, but pgveil could not examine it \(division by zero\)/),
         expect.stringMatching(/^materialized view public\.iban_count reads protected column billing\.accounts\.iban, but its definition is refused by pgveil: [^]*pgveil cannot decrypt through this materialized view[^]*fix: [^]*DROP MATERIALIZED VIEW public\.iban_count/),
         expect.stringMatching(/^view public\.mail_prefix reads protected column public\.users\.email, but its definition is refused by pgveil: [^]*DROP VIEW public\.mail_prefix /),
         expect.stringMatching(/^view public\.sorted_mail reads protected column public\.users\.email, but its definition is refused by pgveil: [^]*ORDER BY/),
@@ -167,7 +170,7 @@ describe('views over protected columns', () => {
       expect(catalog.viewAnalyzer).toBeNull()
       expect(catalog.views.useIn('SELECT id FROM with_mail')).toMatchObject({ refused: { qualified: 'public.with_mail' }, reason: 'unreadable' })
     } finally {
-      await direct.query('DROP VIEW over_prefix, mail_prefix, sorted_mail, with_mail; DROP MATERIALIZED VIEW iban_count')
+      await direct.query('DROP VIEW broken_mail, over_prefix, mail_prefix, sorted_mail, with_mail; DROP MATERIALIZED VIEW iban_count')
     }
     expect(await views(policy)).toMatchObject({ problems: [], readable: [] })
   })
