@@ -388,6 +388,10 @@ describe('volume, pipelines, ORMs and DDL', () => {
       expect(extended.fields.map((field) => field.dataTypeID)).toEqual([25, 25])
       expect((await through('SELECT m.email, u.user_type FROM user_mail m JOIN users u USING (username) WHERE u.username = $1', ['admin'], { binary: true } as pg.ClientConfig)).rows).toEqual([{ email: 'admin@example.com', user_type: 'admin' }])
       expect((await client.query("SELECT e FROM (SELECT email AS e, username FROM user_mail) s WHERE username = 'admin'")).rows).toEqual([{ e: 'admin@example.com' }])
+      // A cursor over it too.
+      await client.query("BEGIN; DECLARE mail_cursor CURSOR FOR SELECT email FROM user_mail WHERE username = 'admin'")
+      expect((await client.query('FETCH ALL FROM mail_cursor')).rows).toEqual([{ email: 'admin@example.com' }])
+      await client.query('COMMIT')
       // COPY (SELECT …) TO through it decrypts too.
       const copied = await runProgram('psql', [proxyUrl, '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', "COPY (SELECT username, email FROM user_mail WHERE username = 'admin') TO STDOUT (FORMAT csv)"])
       expect(copied).toMatchObject({ stderr: '', stdout: 'admin,admin@example.com\n' })
