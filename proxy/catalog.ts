@@ -491,8 +491,13 @@ export class CatalogMap {
     if (seen.has(oid)) return undefined
     if (seen.size >= MAX_UNKNOWN_RELATIONS) seen.clear()
     seen.add(oid)
-    this.invalidate(database)
-    return this.load(database)
+    const reload = (): Promise<DatabaseCatalog> => {
+      this.invalidate(database)
+      return this.load(database)
+    }
+    // A load under way may have read the catalog before the relation existed: read it again after that one.
+    const pending = this.loading.get(database)
+    return pending === undefined ? reload() : pending.then(reload, reload)
   }
 
   /** Forget a database's catalog (after DDL); the next load() reads it again. */

@@ -175,6 +175,29 @@ describe('views over protected columns', () => {
     expect(await views(policy)).toMatchObject({ problems: [], readable: [] })
   })
 
+  it('reads the catalog again the first time a relation it does not know is reported, also after a load under way', async () => {
+    const policy = new Policy([column('public', 'users', 'email')])
+    const map = new CatalogMap({ target: parseUpstreamUrl(`${server.url(database)}?sslmode=disable`), connectTimeoutMs: 5_000, policy, logger: silentLogger })
+    const first = await map.load(database)
+    await direct.query('CREATE VIEW reported_mail AS SELECT id, email FROM users')
+    try {
+      const oid = Number((await direct.query<{ oid: string }>(`SELECT 'reported_mail'::regclass::oid::int8 AS oid`)).rows[0]!.oid)
+      const again = await map.unknownRelation(database, oid)
+      expect(again).not.toBe(first)
+      expect(again?.column(oid, 2)?.qualified).toBe('public.users.email')
+      expect(map.get(database)).toBe(again)
+      // Once per relation: then it is taken for what the catalog says.
+      expect(map.unknownRelation(database, oid)).toBeUndefined()
+      // A load under way when a new relation is reported: read again after it.
+      map.invalidate(database)
+      const underWay = map.load(database)
+      const after = await map.unknownRelation(database, oid + 1_000_000)
+      expect(after).not.toBe(await underWay)
+    } finally {
+      await direct.query('DROP VIEW reported_mail')
+    }
+  })
+
   it('sessions learn views created straight in PostgreSQL once the cached catalog is older than CATALOG_MAX_AGE_MS', async () => {
     const policy = new Policy([column('public', 'users', 'email')])
     const map = new CatalogMap({ target: parseUpstreamUrl(`${server.url(database)}?sslmode=disable`), connectTimeoutMs: 5_000, policy, logger: silentLogger })
