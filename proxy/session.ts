@@ -942,8 +942,11 @@ export class ClientSession implements CancelTarget {
       this.ctx.logger.error('session failed', { session: this.id, error: (error as Error)?.message ?? String(error) })
       wire = new WireError(SqlState.InternalError, 'internal error in pgveil; the connection is closed (see the pgveil log)', { severity: 'FATAL' })
     }
+    const frame = encodeErrorResponse(wire.toFields())
+    // The audit log gives the statement under way this error (a ciphertext that does not decrypt: XX001 by pgveil), not a closed connection.
+    if (this.phase === Phase.Ready) this.audit?.onClientBound(frame, 0, frame.length)
     if (this.client.writable) {
-      this.toClient.push(encodeErrorResponse(wire.toFields()))
+      this.toClient.push(frame)
       this.flushToClient()
     }
     this.close()

@@ -211,6 +211,24 @@ describe('audit lines, simple protocol', () => {
     expect(lines[4]).toMatchObject({ kind: 'update', protected_written: ['public.people.email'] })
   })
 
+  it('logs a statement that ended its session (a ciphertext that does not decrypt) with pgveil\'s SQLSTATE, not as a closed connection', async () => {
+    const { client, session } = await connect()
+    await client.query("INSERT INTO people (id, name, email) VALUES (900, 'Tampered', 'tampered@example.com')")
+    const direct = new pg.Client({ connectionString: server.url(database) })
+    await direct.connect()
+    try {
+      await direct.query('UPDATE people SET email = set_byte(email, length(email) - 1, get_byte(email, length(email) - 1) # 1) WHERE id = 900')
+    } finally {
+      await direct.end()
+    }
+    client.on('error', () => {})
+    await expect(client.query('SELECT email FROM people WHERE id = 900')).rejects.toMatchObject({ code: 'XX001' })
+    const lines = await statementsOf(session, 2)
+    expect(lines[1]).toMatchObject({ statement: 'SELECT email FROM people WHERE id = $1', outcome: { status: 'error', sqlstate: 'XX001', by: 'pgveil' } })
+    await eventually(() => auditLines().some((l) => l.event === 'disconnect' && l.session === session))
+    expect(auditLines().filter((l) => l.event === 'statement' && l.session === session)).toHaveLength(2)
+  })
+
   it('logs a failed login', async () => {
     const client = new pg.Client({ connectionString: proxy.url('no_such_database_here', server.superuser, server.superuserPassword ?? undefined) })
     await expect(client.connect()).rejects.toThrow(/does not exist/)
