@@ -390,6 +390,8 @@ export interface CatalogMapOptions {
   logger: Logger
   /** Told the readable views of each catalog loaded (for the audit log). */
   readonly readableViews?: ReadableViewColumns
+  /** At most one catalog read per database this often for relations it does not know (default UNKNOWN_RELATION_INTERVAL_MS). */
+  readonly unknownRelationIntervalMs?: number
 }
 
 /**
@@ -444,6 +446,8 @@ export const CATALOG_MAX_AGE_MS = 60_000
 
 /** Relations per database remembered as not known to the catalog (see CatalogMap.unknownRelation). */
 const MAX_UNKNOWN_RELATIONS = 4096
+/** At most one catalog read per database this often for relations it does not know. */
+export const UNKNOWN_RELATION_INTERVAL_MS = 2_000
 
 /** Catalogs per database, loaded once at a time (concurrent callers share one load). */
 export class CatalogMap {
@@ -451,8 +455,9 @@ export class CatalogMap {
   /** Per database, the catalog and when it was read. */
   private readonly catalogs = new Map<string, { readonly catalog: DatabaseCatalog; readonly loadedAt: number }>()
   private readonly loading = new Map<string, Promise<DatabaseCatalog>>()
-  /** Per database, relations seen with bytea result columns that the catalog did not know (see unknownRelation). */
+  /** Per database, relations seen with bytea result columns that the catalog did not know (see unknownRelation), and when one last had it read. */
   private readonly unknown = new Map<string, Set<number>>()
+  private readonly unknownReadAt = new Map<string, number>()
 
   constructor(options: CatalogMapOptions) {
     this.options = options
@@ -483,12 +488,19 @@ export class CatalogMap {
    * does not know the relation: it may be a view over protected columns created
    * straight in PostgreSQL. The first time a relation is seen so, the catalog is read
    * again (its promise returned); after that it is taken for an ordinary relation
-   * (undefined), until it is seen again after MAX_UNKNOWN_RELATIONS others.
+   * (undefined), until it is seen again after MAX_UNKNOWN_RELATIONS others. At most
+   * one such read per database every `unknownRelationIntervalMs` (an application that
+   * makes a temporary table with a bytea column per transaction must not have the
+   * catalog read each time): a relation reported meanwhile is not remembered, so it
+   * is read for when it comes again.
    */
   unknownRelation(database: string, oid: number): Promise<DatabaseCatalog> | undefined {
     let seen = this.unknown.get(database)
     if (seen === undefined) this.unknown.set(database, (seen = new Set()))
     if (seen.has(oid)) return undefined
+    const now = Date.now()
+    if (now - (this.unknownReadAt.get(database) ?? -Infinity) < (this.options.unknownRelationIntervalMs ?? UNKNOWN_RELATION_INTERVAL_MS)) return undefined
+    this.unknownReadAt.set(database, now)
     if (seen.size >= MAX_UNKNOWN_RELATIONS) seen.clear()
     seen.add(oid)
     const reload = (): Promise<DatabaseCatalog> => {

@@ -6,7 +6,7 @@
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Policy, type ColumnPolicy } from '../../policy/policy.js'
-import { CATALOG_MAX_AGE_MS, CatalogMap, loadDatabaseCatalog, type DatabaseCatalog } from '../../proxy/catalog.js'
+import { CATALOG_MAX_AGE_MS, CatalogMap, loadDatabaseCatalog, UNKNOWN_RELATION_INTERVAL_MS, type DatabaseCatalog } from '../../proxy/catalog.js'
 import { silentLogger } from '../../proxy/log.js'
 import { parseUpstreamUrl } from '../../proxy/upstream-url.js'
 import { dependentViewProblems, readableViewLines } from '../../proxy/view-check.js'
@@ -177,7 +177,7 @@ describe('views over protected columns', () => {
 
   it('reads the catalog again the first time a relation it does not know is reported, also after a load under way', async () => {
     const policy = new Policy([column('public', 'users', 'email')])
-    const map = new CatalogMap({ target: parseUpstreamUrl(`${server.url(database)}?sslmode=disable`), connectTimeoutMs: 5_000, policy, logger: silentLogger })
+    const map = new CatalogMap({ target: parseUpstreamUrl(`${server.url(database)}?sslmode=disable`), connectTimeoutMs: 5_000, policy, logger: silentLogger, unknownRelationIntervalMs: 0 })
     const first = await map.load(database)
     await direct.query('CREATE VIEW reported_mail AS SELECT id, email FROM users')
     try {
@@ -195,6 +195,28 @@ describe('views over protected columns', () => {
       expect(after).not.toBe(await underWay)
     } finally {
       await direct.query('DROP VIEW reported_mail')
+    }
+  })
+
+  it('reads the catalog for relations it does not know at most once an interval per database, and forgets the ones reported meanwhile', async () => {
+    const policy = new Policy([column('public', 'users', 'email')])
+    const map = new CatalogMap({ target: parseUpstreamUrl(`${server.url(database)}?sslmode=disable`), connectTimeoutMs: 5_000, policy, logger: silentLogger })
+    await map.load(database)
+    const now = Date.now()
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(now)
+    try {
+      const first = map.unknownRelation(database, 1)
+      expect(first).toBeInstanceOf(Promise)
+      await first
+      // Within the interval: another relation (a temporary table per transaction, say) does not have it read, and is not remembered.
+      expect(map.unknownRelation(database, 2)).toBeUndefined()
+      clock.mockReturnValue(now + UNKNOWN_RELATION_INTERVAL_MS)
+      const later = map.unknownRelation(database, 2)
+      expect(later).toBeInstanceOf(Promise)
+      await later
+      expect(map.unknownRelation(database, 1)).toBeUndefined()
+    } finally {
+      clock.mockRestore()
     }
   })
 
