@@ -24,6 +24,7 @@ export const MetricName = {
   jwtVerificationsTotal: 'pgveil_jwt_verifications_total',
   jwksFetchesTotal: 'pgveil_jwks_fetches_total',
   policyReloadsTotal: 'pgveil_policy_reloads_total',
+  catalogReadsTotal: 'pgveil_catalog_reads_total',
   auditLinesWrittenTotal: 'pgveil_audit_lines_written_total',
   auditLinesDroppedTotal: 'pgveil_audit_lines_dropped_total',
   auditSinkErrorsTotal: 'pgveil_audit_sink_errors_total',
@@ -103,6 +104,7 @@ export interface Metrics {
   readonly jwtVerificationsTotal: Counter<'outcome'>
   readonly jwksFetchesTotal: Counter<'outcome'>
   readonly policyReloadsTotal: Counter<'outcome'>
+  readonly catalogReadsTotal: Counter<'outcome'>
   readonly auditLinesWrittenTotal: Counter
   /**
    * Counts kept in plain fields on hot paths and added to their metrics when
@@ -153,6 +155,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     jwtVerificationsTotal: new Counter({ name: MetricName.jwtVerificationsTotal, help: 'SET IDENTITY token verifications by outcome: ok, or why the token was refused', labelNames: ['outcome'], registers }),
     jwksFetchesTotal: new Counter({ name: MetricName.jwksFetchesTotal, help: 'JWKS fetches from trusted issuers by outcome: ok, error', labelNames: ['outcome'], registers }),
     policyReloadsTotal: new Counter({ name: MetricName.policyReloadsTotal, help: 'Policy reloads by outcome: applied, unchanged, refused, failed', labelNames: ['outcome'], registers }),
+    catalogReadsTotal: new Counter({ name: MetricName.catalogReadsTotal, help: "Reads of a database's catalog (protected columns and the views over them) by outcome: ok, error", labelNames: ['outcome'], registers }),
     auditLinesWrittenTotal: new Counter({
       name: MetricName.auditLinesWrittenTotal,
       help: 'Audit lines (events) handed to the audit destination, the chain_start/chain_end lines not included',

@@ -392,6 +392,8 @@ export interface CatalogMapOptions {
   readonly readableViews?: ReadableViewColumns
   /** At most one catalog read per database this often for relations it does not know (default UNKNOWN_RELATION_INTERVAL_MS). */
   readonly unknownRelationIntervalMs?: number
+  /** Each read of a catalog, and how it went (a metric). */
+  readonly onRead?: (outcome: 'ok' | 'error') => void
 }
 
 /**
@@ -519,6 +521,17 @@ export class CatalogMap {
   }
 
   private async fetch(database: string): Promise<DatabaseCatalog> {
+    try {
+      const catalog = await this.read(database)
+      this.options.onRead?.('ok')
+      return catalog
+    } catch (error) {
+      this.options.onRead?.('error')
+      throw error
+    }
+  }
+
+  private async read(database: string): Promise<DatabaseCatalog> {
     const { target, connectTimeoutMs, policy, logger } = this.options
     const { client } = await connectAsPgveil(target, { database, timeoutMs: connectTimeoutMs, applicationName: 'pgveil catalog' })
     try {

@@ -72,7 +72,14 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       policy: from.policy,
       keyring: from.keyring,
       analyzer: await SqlAnalyzer.create(from.policy),
-      catalogs: new CatalogMap({ target, connectTimeoutMs: from.upstream.connectTimeoutMs, policy: from.policy, logger, readableViews: readableViews(from) }),
+      catalogs: new CatalogMap({
+        target,
+        connectTimeoutMs: from.upstream.connectTimeoutMs,
+        policy: from.policy,
+        logger,
+        readableViews: readableViews(from),
+        onRead: (outcome) => metrics.catalogReadsTotal.inc({ outcome }),
+      }),
       logger,
       metrics,
     }

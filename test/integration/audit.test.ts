@@ -339,8 +339,11 @@ describe('metrics and health', () => {
     const { client } = await connect()
     for (let i = 0; i < 3; i++) await client.query('SELECT email FROM people WHERE id = $1', [1])
     await expect(client.query("SELECT 1 FROM people WHERE email LIKE 'x%'")).rejects.toThrow(/LIKE/)
+    // DDL: the session reads its database's catalog again.
+    await client.query('CREATE TABLE metrics_tmp (id int); DROP TABLE metrics_tmp')
     await client.end()
     const after = await scrape()
+    expect(value(after, 'pgveil_catalog_reads_total{outcome="ok"}') - value(before, 'pgveil_catalog_reads_total{outcome="ok"}')).toBeGreaterThanOrEqual(1)
     expect(series.map((s) => value(after, s) - value(before, s))).toEqual([3, 1, 4, 4, expect.any(Number), 1])
     expect(value(after, 'pgveil_audit_lines_written_total') - value(before, 'pgveil_audit_lines_written_total')).toBeGreaterThanOrEqual(7)
     expect(after).toMatch(/^pgveil_audit_lines_dropped_total 0$/m)
