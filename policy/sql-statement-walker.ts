@@ -225,8 +225,15 @@ export class StatementWalker {
       return
     }
     if ('ViewStmt' in node) {
-      // A view stores the query, not values: bare protected columns in its result are fine.
-      if (node.ViewStmt.query !== undefined) this.#queryOutput(node.ViewStmt.query, undefined)
+      // A view stores the query, not values: bare protected columns in its result are fine (proxy/catalog.ts reads through such views).
+      if (node.ViewStmt.query !== undefined) {
+        const p = firstProtected(this.#queryOutput(node.ViewStmt.query, undefined))
+        // A temporary view lives in its own session, where pgveil's catalog cannot see it.
+        const view = node.ViewStmt.view
+        if (p !== undefined && (view?.relpersistence === 't' || view?.schemaname === 'pg_temp')) {
+          refuseColumn(p, 'a temporary view returning it is not supported (pgveil cannot see temporary views, so it could neither decrypt through one nor see a condition written against it)', 'create a regular view with CREATE VIEW, which pgveil reads through')
+        }
+      }
       return
     }
     if ('MergeStmt' in node) {

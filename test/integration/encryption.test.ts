@@ -416,6 +416,8 @@ describe('volume, pipelines, ORMs and DDL', () => {
       await expect(client.query('INSERT INTO mail_pairs (username, email) VALUES ($1, $2)', ['x', 'leak-view-insert@example.com'])).rejects.toMatchObject(write)
       expect((await client.query("SELECT email FROM mail_pairs WHERE username = 'admin'")).rows).toEqual([{ email: 'admin@example.com' }])
       await expect(through("WITH gone AS (DELETE FROM users WHERE username = 'nobody' RETURNING username) SELECT email FROM user_mail WHERE username IN (SELECT username FROM gone)")).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('writes through view "public.user_mail"') })
+      // A temporary view is in a session of its own, where pgveil's catalog cannot see it: refused.
+      await expect(client.query('CREATE TEMP VIEW mail_temp AS SELECT username, email FROM users')).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('a temporary view returning it is not supported') })
       // A view that reads the column without returning it: pgveil cannot read through it.
       await expect(through("SELECT * FROM mail_users WHERE username = 'leak-view-unreadable'")).rejects.toMatchObject({
         code: 'PV001',
