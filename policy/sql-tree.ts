@@ -8,6 +8,25 @@ export interface RelationName {
   readonly relname: string
 }
 
+/** The first result `visit` gives for an object anywhere under `node` (itself included), depth first. */
+export function firstObject<T>(node: unknown, visit: (object: Readonly<Record<string, unknown>>) => T | undefined): T | undefined {
+  if (Array.isArray(node)) {
+    for (const item of node) {
+      const found = firstObject(item, visit)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+  if (node === null || typeof node !== 'object') return undefined
+  const found = visit(node as Record<string, unknown>)
+  if (found !== undefined) return found
+  for (const value of Object.values(node)) {
+    const inner = firstObject(value, visit)
+    if (inner !== undefined) return inner
+  }
+  return undefined
+}
+
 /**
  * The first relation anywhere under `node` for which `match` gives a result. A
  * relation is a RangeVar: wrapped as `{RangeVar: {…}}` where any node may stand (FROM
@@ -15,22 +34,10 @@ export interface RelationName {
  * COPY); either way it is the object with a string `relname`.
  */
 export function firstRelation<T>(node: unknown, match: (relation: RelationName) => T | undefined): T | undefined {
-  if (Array.isArray(node)) {
-    for (const item of node) {
-      const found = firstRelation(item, match)
-      if (found !== undefined) return found
-    }
-    return undefined
-  }
-  if (node === null || typeof node !== 'object') return undefined
-  const record = node as { relname?: unknown; schemaname?: unknown }
-  if (typeof record.relname === 'string') {
-    const found = match(record as RelationName)
-    if (found !== undefined) return found
-  }
-  for (const value of Object.values(node)) {
-    const found = firstRelation(value, match)
-    if (found !== undefined) return found
-  }
-  return undefined
+  return firstObject(node, (object) => (typeof object.relname === 'string' ? match(object as unknown as RelationName) : undefined))
+}
+
+/** Whether an object anywhere under `node` has one of `keys` with a value (a node kind such as `InsertStmt`, or a field such as `intoClause`). */
+export function holdsKey(node: unknown, keys: ReadonlySet<string>): boolean {
+  return firstObject(node, (object) => (Object.keys(object).some((key) => keys.has(key) && object[key] != null) ? true : undefined)) === true
 }

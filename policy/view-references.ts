@@ -20,7 +20,7 @@
  */
 import { parseSync } from 'libpg-query'
 import { SqlLruCache } from './sql-lru-cache.js'
-import { firstRelation, type RelationName } from './sql-tree.js'
+import { firstRelation, holdsKey, type RelationName } from './sql-tree.js'
 
 /** Statements that read or write rows (their relations are what matters here). */
 const DATA_STATEMENTS = new Set(['SelectStmt', 'InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'CopyStmt', 'ExplainStmt', 'DeclareCursorStmt', 'CreateTableAsStmt', 'PrepareStmt'])
@@ -151,11 +151,11 @@ export class ViewReferences {
    * other write in it), else the view to name in its refusal (null: any it names).
    */
   #refusedWrite(kind: string, body: Record<string, unknown>): DependentView | null | undefined {
-    if (READ_STATEMENTS.has(kind)) return holdsNode(body, WRITE_NODES) ? null : undefined
+    if (READ_STATEMENTS.has(kind)) return holdsKey(body, WRITE_NODES) ? null : undefined
     // COPY (SELECT …) TO: a read (PostgreSQL copies a view's rows only this way).
-    if (kind === 'CopyStmt') return body.query !== undefined && body.is_from !== true && !holdsNode(body.query, WRITE_NODES) ? undefined : null
+    if (kind === 'CopyStmt') return body.query !== undefined && body.is_from !== true && !holdsKey(body.query, WRITE_NODES) ? undefined : null
     if (!WRITE_STATEMENTS.has(kind)) return null
-    if (holdsNode(body.withClause, WRITE_NODES) || holdsNode(body.selectStmt, WRITE_NODES)) return null
+    if (holdsKey(body.withClause, WRITE_NODES) || holdsKey(body.selectStmt, WRITE_NODES)) return null
     const target = this.#resolve(body.relation as RelationName)
     if (target === undefined || 'refused' in target) return undefined
     return target.writable ? undefined : target
@@ -177,15 +177,4 @@ export class ViewReferences {
     if (elsewhere !== undefined) return { refused: elsewhere, reason: 'unqualified' }
     return views[0]
   }
-}
-
-/** Whether any object under `node` has one of `keys` (with a value). */
-function holdsNode(node: unknown, keys: ReadonlySet<string>): boolean {
-  if (Array.isArray(node)) return node.some((item) => holdsNode(item, keys))
-  if (node === null || typeof node !== 'object') return false
-  for (const [key, value] of Object.entries(node)) {
-    if (keys.has(key) && value != null) return true
-    if (holdsNode(value, keys)) return true
-  }
-  return false
 }

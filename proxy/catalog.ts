@@ -40,9 +40,22 @@ export interface CatalogEntry {
   readonly column: ColumnPolicy
 }
 
+/** tableOid → attnum → column. */
+function byTableOid(entries: readonly CatalogEntry[]): Map<number, Map<number, ColumnPolicy>> {
+  const byTable = new Map<number, Map<number, ColumnPolicy>>()
+  for (const { tableOid, attnum, column } of entries) {
+    let table = byTable.get(tableOid)
+    if (table === undefined) byTable.set(tableOid, (table = new Map()))
+    table.set(attnum, column)
+  }
+  return byTable
+}
+
 export class DatabaseCatalog {
   /** tableOid → attnum → column. */
-  private readonly byTable = new Map<number, Map<number, ColumnPolicy>>()
+  private readonly byTable: ReadonlyMap<number, ReadonlyMap<number, ColumnPolicy>>
+  /** `schema.view.column` of a readable view's protected column → the table column it returns. */
+  private readonly viewOrigins = new Map<string, string>()
   readonly problems: readonly CatalogProblem[]
   /** "schema.table" → every column of a protected table, in attribute order (for COPY without a column list). */
   private readonly columnOrder: ReadonlyMap<string, readonly string[]>
@@ -65,11 +78,8 @@ export class DatabaseCatalog {
     this.viewList = views
     this.readableViews = readableViews
     this.viewAnalyzer = readableViews.length === 0 || policy === undefined ? null : new SqlAnalyzer(withTables(policy, readableViews))
-    for (const { tableOid, attnum, column } of entries) {
-      let table = this.byTable.get(tableOid)
-      if (table === undefined) this.byTable.set(tableOid, (table = new Map()))
-      table.set(attnum, column)
-    }
+    for (const view of readableViews) for (const [name, { origin }] of view.columns) this.viewOrigins.set(`${view.schema}.${view.table}.${name}`, origin)
+    this.byTable = byTableOid(entries)
     this.problems = problems
   }
 
@@ -79,8 +89,8 @@ export class DatabaseCatalog {
   }
 
   /** The table column a readable view's protected column returns (`schema.view.column` → `schema.table.column`). */
-  viewColumnOrigin(schema: string, view: string, column: string): string | undefined {
-    return this.readableViews.find((readable) => readable.schema === schema && readable.table === view)?.columns.get(column)?.origin
+  viewColumnOrigin(qualified: string): string | undefined {
+    return this.viewOrigins.get(qualified)
   }
 
   isProtectedTable(tableOid: number): boolean {
@@ -173,12 +183,7 @@ export async function loadDependentViews(client: pg.Client, policy: Policy, entr
   ])
   if (rows.length === 0) return { views: [], tables: [] }
   await loadSqlParser()
-  const known = new Map<number, Map<number, ColumnPolicy>>()
-  for (const { tableOid, attnum, column } of entries) {
-    let table = known.get(tableOid)
-    if (table === undefined) known.set(tableOid, (table = new Map()))
-    table.set(attnum, column)
-  }
+  const known = byTableOid(entries)
   const tables: ReadableView[] = []
   const dependent = new Map(rows.map((row) => [Number(row.oid), row]))
   const readsOf = await viewColumnReads(client, [...dependent.keys()])

@@ -388,7 +388,7 @@ export class SessionCrypto {
   private refusalOf(refused: RefusePlan): ErrorFields {
     const fields = refusalFields(refused)
     const column = refused.column
-    if (column === undefined || this.catalog?.viewColumnOrigin(column.schema, column.table, column.column) === undefined) return fields
+    if (column === undefined || this.catalog?.viewColumnOrigin(column.name) === undefined) return fields
     return { ...fields, hint: `"${column.schema}.${column.table}" is a view: pgveil decrypts the encrypted columns it returns and searches those whose table column is searchable, but refuses on them what it refuses on the table column (write other conditions, sorting and functions against the table)` }
   }
 
@@ -416,7 +416,7 @@ export class SessionCrypto {
 
   /** `schema.table.column` of a column the analyzer named: a view's is the table column it returns (what access rules and keys are for). */
   private tableColumnOf(column: QualifiedColumn): string {
-    return this.catalog?.viewColumnOrigin(column.schema, column.table, column.column) ?? column.name
+    return this.catalog?.viewColumnOrigin(column.name) ?? column.name
   }
 
   /** Index values of each canonical value under every index key version (a NULL stays one NULL). */
@@ -560,8 +560,8 @@ export class SessionCrypto {
     const cache = this.#described
     for (const entry of cache) if (entry.catalog === catalog && entry.source.equals(frame)) return entry.described
     const { fields } = decodeRowDescription(frame)
-    const { plan, rewritten } = planFields(this.ctx, catalog, fields)
-    for (const field of fields) if (field.tableOid !== 0 && field.typeOid === TypeOid.bytea && catalog.column(field.tableOid, field.columnAttr) === undefined) this.unknownRelation(field.tableOid)
+    const { plan, rewritten, unknownRelations } = planFields(this.ctx, catalog, fields)
+    for (const oid of unknownRelations) this.unknownRelation(oid)
     const described = { frame: plan?.decrypts === true ? encodeRowDescription(rewritten) : frame, plan, fields }
     // The source is copied: `frame` is a view of the read buffer, which is reused.
     if (cache.length >= DESCRIBED_CACHE_SIZE) cache.shift()
@@ -620,8 +620,10 @@ export class SessionCrypto {
  * a Bind's result formats; without them each field's own format applies. The plan is
  * null when no column needs either.
  */
-function planFields(keys: KeyringSource, catalog: DatabaseCatalog, fields: readonly FieldDescription[], formats?: readonly number[]): { plan: RowPlan | null; rewritten: FieldDescription[] } {
+function planFields(keys: KeyringSource, catalog: DatabaseCatalog, fields: readonly FieldDescription[], formats?: readonly number[]): { plan: RowPlan | null; rewritten: FieldDescription[]; unknownRelations: number[] } {
   const plan: (ProtectedField | GuardedField | undefined)[] = []
+  /** Relations of guarded fields: the catalog does not know them (see SessionCrypto.unknownRelation). */
+  const unknownRelations: number[] = []
   let decrypts = false
   let guards = false
   const rewritten = fields.map((field, i) => {
@@ -630,6 +632,7 @@ function planFields(keys: KeyringSource, catalog: DatabaseCatalog, fields: reado
     if (column === undefined) {
       const guard = field.typeOid === TypeOid.bytea
       guards ||= guard
+      if (guard && field.tableOid !== 0) unknownRelations.push(field.tableOid)
       plan.push(guard ? { kind: 'guard', name: field.name, binary: format === 1 } : undefined)
       return field
     }
@@ -638,7 +641,7 @@ function planFields(keys: KeyringSource, catalog: DatabaseCatalog, fields: reado
     plan.push({ kind: 'decrypt', opener: new EnvelopeOpener(keys, column.binding), name: column.qualified, codec, binary: format === 1, verbatim: codec.type === 'text' })
     return { ...field, typeOid: codec.oid, typeSize: codec.typlen, typeModifier: -1, format }
   })
-  return { plan: decrypts || guards ? { fields: plan, decrypts } : null, rewritten }
+  return { plan: decrypts || guards ? { fields: plan, decrypts } : null, rewritten, unknownRelations }
 }
 
 function sameFormats(a: readonly number[], b: readonly number[]): boolean {

@@ -22,7 +22,7 @@ import { Pending, PendingResponseQueue } from './pending-queue.js'
 import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
 import { CopyOutGuard } from './copy-guard.js'
 import type { SqlAnalyzer } from '../policy/sql-analyzer.js'
-import { NO_PROTECTED_COLUMNS, UnattributedCiphertextError, type RowPlan } from './row-decryptor.js'
+import { NO_PROTECTED_COLUMNS, type RowPlan } from './row-decryptor.js'
 import { SessionCrypto, type CryptoContext, type CryptoPending } from './session-crypto.js'
 import { ClientVerdict, PASS_REPLY, SessionIdentity, type IdentityPending } from './session-identity.js'
 import { ColumnAccessError, OPEN_ACCESS, type AccessRules } from '../policy/access.js'
@@ -788,13 +788,9 @@ export class ClientSession implements CancelTarget {
           this.replyToClient(encodeErrorResponse(error.toFields()))
           return true
         }
-        if (error instanceof DecryptionError || error instanceof UnattributedCiphertextError) {
-          this.failDecryption(error)
-          return false
-        }
-        // A value pgveil cannot print the way this session asked (its DateStyle and time zone): the result cannot go on.
-        if (!(error instanceof WireError)) throw error
-        this.failDecryption(new WireError(error.sqlState, error.message, { severity: 'FATAL', ...(error.hint === undefined ? {} : { hint: error.hint }) }))
+        // A value that does not decrypt, a ciphertext from elsewhere, a value pgveil cannot print the way this session asked: the result cannot go on.
+        if (!(error instanceof DecryptionError || error instanceof WireError)) throw error
+        this.failDecryption(error)
         return false
       }
     }
@@ -914,15 +910,16 @@ export class ClientSession implements CancelTarget {
   }
 
   /** A stored value could not be decrypted or attributed: the client gets one fixed error, the log the detail. */
+  /** A result or COPY cannot go on: the session ends with the error as FATAL (a value that does not decrypt is logged and counted). */
   private failDecryption(error: DecryptionError | WireError): void {
     if (error instanceof DecryptionError) {
       this.ctx.logger.error('decryption failed', { session: this.id, database: this.database, detail: error.detail })
       this.ctx.metrics.decryptionErrorsTotal.inc()
-      this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL' }))
-    } else {
-      this.fail(error)
     }
+    const hint = error instanceof WireError ? error.hint : undefined
+    this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL', ...(hint === undefined ? {} : { hint }) }))
   }
+
 
   // --- ending ------------------------------------------------------------
 
