@@ -155,6 +155,12 @@ export interface RewritePlan {
    * version is held, since one value has a different index under each version.
    */
   readonly needsOneIndexVersion?: QualifiedColumn
+  /**
+   * CREATE MATERIALIZED VIEW whose result holds a protected column: PostgreSQL
+   * reports it as `SELECT n`, not as DDL, so the session reads its catalog again
+   * after it to read through the new view at once.
+   */
+  readonly createsMaterializedView?: true
 }
 
 export interface ProtectedCopy {

@@ -147,6 +147,8 @@ export class StatementWalker {
   #needsOneIndexVersion: QualifiedColumn | undefined
   /** In DDL (constraints, index predicates, policies, triggers) no search is rewritten: index values there would be frozen under one key version. */
   #ddl = false
+  /** CREATE MATERIALIZED VIEW returning a protected column (see RewritePlan.createsMaterializedView). */
+  #createsMaterializedView = false
 
   constructor(policy: PolicyView, tokens: SqlTokens) {
     this.#policy = policy
@@ -169,7 +171,7 @@ export class StatementWalker {
         refuseColumn(search.column, `parameter $${n} is searched in it and also used elsewhere in the statement`, 'pass the value as two parameters, one for the search')
       }
     }
-    if (this.#copySpec === undefined && this.#copies.length === 0 && this.#params.size === 0 && this.#literals.length === 0 && this.#castRemovals.length === 0 && !this.#resultMayBeProtected && this.#rewrites.length === 0 && this.#searches.length === 0) {
+    if (this.#copySpec === undefined && this.#copies.length === 0 && this.#params.size === 0 && this.#literals.length === 0 && this.#castRemovals.length === 0 && !this.#resultMayBeProtected && this.#rewrites.length === 0 && this.#searches.length === 0 && !this.#createsMaterializedView) {
       return { action: 'passthrough' }
     }
     // Plans are cached and shared: freeze what a caller could otherwise edit.
@@ -185,6 +187,7 @@ export class StatementWalker {
       // A COPY carries its own rows (no RowDescription): the copy spec says what to decrypt.
       ...(this.#copySpec === undefined ? {} : { copy: this.#copySpec, resultColumnsMayBeProtected: false }),
       ...(this.#copies.length === 0 ? {} : { copies: Object.freeze([...this.#copies]) }),
+      ...(this.#createsMaterializedView ? { createsMaterializedView: true as const } : {}),
     }
     return Object.freeze(this.#needsOneIndexVersion === undefined ? plan : { ...plan, needsOneIndexVersion: this.#needsOneIndexVersion })
   }
@@ -220,7 +223,10 @@ export class StatementWalker {
       const q = node.CreateTableAsStmt.query
       if (q !== undefined) {
         const p = firstProtected(this.#queryOutput(q, undefined))
-        if (p !== undefined) this.#refuseCopyOut(p, node.CreateTableAsStmt.objtype === 'OBJECT_MATVIEW' ? 'CREATE MATERIALIZED VIEW … AS' : 'CREATE TABLE … AS')
+        if (p === undefined) return
+        // A materialized view keeps the envelopes as they are, bound to their table column: pgveil reads through it like a view (proxy/catalog.ts). A new table would not be in the policy.
+        if (node.CreateTableAsStmt.objtype !== 'OBJECT_MATVIEW') this.#refuseCopyOut(p, 'CREATE TABLE … AS')
+        this.#createsMaterializedView = true
       }
       return
     }

@@ -154,6 +154,8 @@ export class ViewReferences {
     if (READ_STATEMENTS.has(kind)) return holdsKey(body, WRITE_NODES) ? null : undefined
     // COPY (SELECT …) TO: a read (PostgreSQL copies a view's rows only this way).
     if (kind === 'CopyStmt') return body.query !== undefined && body.is_from !== true && !holdsKey(body.query, WRITE_NODES) ? undefined : null
+    // CREATE MATERIALIZED VIEW … AS SELECT: a read whose rows PostgreSQL keeps as they are (CREATE TABLE AS makes a table outside the policy).
+    if (kind === 'CreateTableAsStmt') return body.objtype === 'OBJECT_MATVIEW' && body.query !== undefined && !holdsKey(body.query, WRITE_NODES) ? undefined : null
     if (!WRITE_STATEMENTS.has(kind)) return null
     if (holdsKey(body.withClause, WRITE_NODES) || holdsKey(body.selectStmt, WRITE_NODES)) return null
     const target = this.#resolve(body.relation as RelationName)

@@ -65,6 +65,8 @@ export interface StatementState {
   boundPlan?: { readonly catalog: DatabaseCatalog; readonly fields: readonly FieldDescription[]; readonly formats: readonly number[]; readonly plan: RowPlan }
   /** It changes TimeZone or DateStyle ('SET TimeZone', 'RESET ALL', …): dates print with the new value only after the next Sync. */
   readonly changesFormat?: string
+  /** It creates a materialized view over protected columns: each execution has the catalog read again (RewritePlan.createsMaterializedView). */
+  readonly createsMaterializedView?: true
 }
 
 export interface PortalState {
@@ -256,6 +258,7 @@ export class SessionCrypto {
     if (inexact !== null) return { frame: encodeQuery(FAILING_SQL), refusal: encodeErrorResponse(inexact), copy: null }
     try {
       for (const statement of analysis.statements) if (statement.action === 'rewrite') this.checkCopies(statement.copies ?? [])
+      if (analysis.statements.some((statement) => statement.action === 'rewrite' && statement.createsMaterializedView === true)) this.catalogStale = true
       // COPY (query) TO may search or compare protected columns: its text is rewritten like any query's.
       return { frame: encodeQuery(this.spliceEncrypted(sql, analysis)), refusal: null, copy }
     } catch (error) {
@@ -305,7 +308,8 @@ export class SessionCrypto {
     for (const n of searchParams.keys()) setType(n, BYTEA_ARRAY_OID)
     const mayReturnProtected = statement !== undefined && statement.action === 'rewrite' && statement.resultColumnsMayBeProtected
     const copies = statement !== undefined && statement.action === 'rewrite' ? (statement.copies ?? []) : []
-    this.statements.set(parse.name, { params, searchParams, mayReturnProtected, copies, rowFields: null })
+    const prepared: StatementState = { params, searchParams, mayReturnProtected, copies, rowFields: null }
+    this.statements.set(parse.name, statement?.action === 'rewrite' && statement.createsMaterializedView === true ? { ...prepared, createsMaterializedView: true } : prepared)
     return { frames: [encodeParse({ name: parse.name, sql, paramTypes })], pending: [], dropUntilSync: false }
   }
 
@@ -314,6 +318,7 @@ export class SessionCrypto {
     const statement = this.statements.get(bind.statement) ?? plainStatement()
     const portal: PortalState = { statement, resultFormats: bind.resultFormats, rowPlan: null, described: false }
     this.portals.set(bind.portal, portal)
+    if (statement.createsMaterializedView === true) this.catalogStale = true
     try {
       this.checkCopies(statement.copies)
     } catch (error) {

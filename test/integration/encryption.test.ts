@@ -432,6 +432,45 @@ describe('volume, pipelines, ORMs and DDL', () => {
     expect(server.readLog()).not.toContain('leak-view')
   })
 
+  it('creates a materialized view over a protected column through pgveil and reads through it from the next statement, REFRESH included, in both protocols; copies into tables stay refused', async () => {
+    const client = new pg.Client({ connectionString: proxyUrl })
+    await client.connect()
+    const sql = postgres(proxyUrl, { max: 1, onnotice: () => {} })
+    try {
+      const { rows: inserted } = await client.query<{ id: number }>("INSERT INTO notes (body) VALUES ('matview-secret-one') RETURNING id")
+      const first = inserted[0]!.id
+      // PostgreSQL reports CREATE MATERIALIZED VIEW … AS as `SELECT n`, not as DDL: the session reads its catalog again all the same.
+      await client.query(`CREATE MATERIALIZED VIEW note_snapshot AS SELECT id, body FROM notes WHERE id >= ${first}`)
+      expect((await client.query('SELECT body FROM note_snapshot ORDER BY id')).rows).toEqual([{ body: 'matview-secret-one' }])
+      expect((await client.query('SELECT body FROM note_snapshot WHERE id = $1', [first])).fields.map((field) => field.dataTypeID)).toEqual([25])
+      // PostgreSQL keeps the envelopes as they are.
+      const stored = await direct.query<{ body: Buffer }>('SELECT body FROM note_snapshot')
+      expect(stored.rows).toHaveLength(1)
+      expect(stored.rows[0]!.body.subarray(0, 3)).toEqual(Buffer.from([0x70, 0x76, 0x01]))
+      expect(stored.rows[0]!.body.includes('matview-secret')).toBe(false)
+      // REFRESH takes the rows written since.
+      await client.query("INSERT INTO notes (body) VALUES ('matview-secret-two')")
+      await client.query('REFRESH MATERIALIZED VIEW note_snapshot')
+      expect((await client.query('SELECT body FROM note_snapshot ORDER BY id')).rows).toEqual([{ body: 'matview-secret-one' }, { body: 'matview-secret-two' }])
+      // Made in the extended protocol (a named prepared statement): read through at once by that session, and by another (postgres.js, extended too).
+      await client.query({ name: 'make_note_bodies', text: 'CREATE MATERIALIZED VIEW note_bodies AS SELECT body FROM note_snapshot' })
+      expect((await client.query<{ body: string }>('SELECT body FROM note_bodies')).rows.map((row) => row.body).sort()).toEqual(['matview-secret-one', 'matview-secret-two'])
+      expect((await sql<{ body: string }[]>`SELECT body FROM note_bodies`).map((row) => row.body).sort()).toEqual(['matview-secret-one', 'matview-secret-two'])
+      // A condition on its protected column is refused as on the table's.
+      await expect(client.query("SELECT id FROM note_snapshot WHERE body = 'matview-leak-condition'")).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('"public.note_snapshot.body"') })
+      // Copies into a table, and materialized views that change the value, stay refused.
+      await expect(client.query('CREATE TABLE note_copy AS SELECT body FROM notes')).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('CREATE TABLE … AS') })
+      await expect(client.query('CREATE TABLE note_copy AS SELECT body FROM note_snapshot')).rejects.toMatchObject({ code: 'PV001' })
+      await expect(client.query('CREATE MATERIALIZED VIEW note_upper AS SELECT upper(body) AS loud FROM notes')).rejects.toMatchObject({ code: 'PV001', message: expect.stringContaining('"public.notes.body"') })
+      await client.query('DROP MATERIALIZED VIEW note_bodies, note_snapshot')
+      await client.query('DELETE FROM notes WHERE id >= $1', [first])
+    } finally {
+      await sql.end()
+      await client.end()
+    }
+    expect(server.readLog()).not.toContain('matview-')
+  })
+
   it('an open session learns a view created straight in PostgreSQL once its catalog is over a minute old', async () => {
     const client = new pg.Client({ connectionString: proxyUrl })
     await client.connect()

@@ -195,6 +195,7 @@ const PASSTHROUGH: readonly Row[] = [
   { sql: 'COPY users (id, username) TO STDOUT', pass: true },
   { sql: 'INSERT INTO users DEFAULT VALUES', pass: true },
   { sql: 'CREATE VIEW user_emails AS SELECT id, email FROM users', pass: true },
+  { sql: 'CREATE MATERIALIZED VIEW user_names AS SELECT id, username FROM users WHERE email IS NOT NULL', pass: true },
   { sql: 'CREATE TEMP VIEW user_ids AS SELECT id FROM users WHERE email IS NOT NULL', pass: true },
   { sql: 'CREATE TEMPORARY VIEW user_emails AS SELECT id, email FROM users', refuse: { column: E, says: /a temporary view returning it is not supported[^]*CREATE VIEW/ } },
   { sql: 'CREATE VIEW pg_temp.user_emails AS SELECT * FROM users', refuse: { column: E, says: /a temporary view returning it/ } },
@@ -211,6 +212,9 @@ const PASSTHROUGH: readonly Row[] = [
 ]
 
 const REWRITES: readonly Row[] = [
+  // A materialized view keeps the envelopes bound to their table column, so pgveil reads through it; PostgreSQL reports it as `SELECT n`, so the plan says the catalog changes.
+  { sql: 'CREATE MATERIALIZED VIEW user_emails AS SELECT id, email FROM users', rewrite: {}, also: (plan) => expect(plan.action === 'rewrite' && plan.createsMaterializedView).toBe(true) },
+  { sql: 'CREATE MATERIALIZED VIEW IF NOT EXISTS billing.cards AS SELECT a.card, u.username FROM billing.accounts a JOIN users u ON u.id = a.owner WITH NO DATA', rewrite: {}, also: (plan) => expect(plan.action === 'rewrite' && plan.createsMaterializedView).toBe(true) },
   {
     // The users table of the issue.
     sql: "INSERT INTO users (username, password, user_type, email) VALUES ('admin', '…', 'admin', 'admin@example.com') RETURNING *",
@@ -441,6 +445,9 @@ const REFUSALS: readonly Row[] = [
   { sql: 'CREATE INDEX ON users (substring(ssn from 13 for 32))', refuse: { column: SSN, says: /an index or key is not supported on it/ } }, // ssn is not searchable
   { sql: 'CREATE TABLE users (id int, email text)', refuse: { column: E, says: /declaring it as text.*declare it bytea/ } },
   { sql: 'CREATE TABLE copy AS SELECT email FROM users', refuse: { column: E, says: /CREATE TABLE … AS/ } },
+  { sql: 'CREATE TABLE copy AS SELECT id, email FROM users WITH NO DATA', refuse: { column: E, says: /copying it into a new table with CREATE TABLE … AS/ } },
+  { sql: 'CREATE MATERIALIZED VIEW user_domains AS SELECT split_part(email, $$@$$, 2) AS domain FROM users', refuse: { column: E, says: /function/ } },
+  { sql: 'CREATE MATERIALIZED VIEW sorted_emails AS SELECT email FROM users ORDER BY email', refuse: { column: E, says: /ORDER BY|sort/ } },
   { sql: 'SELECT email INTO TEMP t FROM users', refuse: { column: E, says: /SELECT … INTO|CREATE TABLE … AS/ } },
   { sql: 'MERGE INTO users u USING staff s ON s.id = u.id WHEN MATCHED THEN UPDATE SET email = s.email', refuse: { column: E, says: /MERGE/ } },
   { sql: 'PREPARE p (text) AS INSERT INTO users (email) VALUES ($1)', refuse: { column: E, says: /PREPARE … AS on a statement that reads or writes the encrypted column.*extended query protocol/ } },

@@ -26,6 +26,7 @@ describe('views over protected columns in a statement', () => {
     'DECLARE c CURSOR FOR SELECT email FROM user_mail',
     'SELECT 1; SELECT email FROM user_mail',
     'COPY (SELECT email FROM user_mail WHERE username = $1) TO STDOUT',
+    'CREATE MATERIALIZED VIEW mail_snapshot AS SELECT username, email FROM user_mail',
   ])('read through readable views: %s', (sql) => {
     expect(views.useIn(sql)).toEqual({ refused: null })
   })
@@ -52,6 +53,7 @@ describe('views over protected columns in a statement', () => {
     ['WITH gone AS (DELETE FROM users RETURNING username) SELECT email FROM user_mail JOIN gone USING (username)', mail],
     ['WITH gone AS (DELETE FROM users RETURNING email) INSERT INTO user_mail (email) SELECT email FROM gone', mail],
     ['CREATE TABLE copied AS SELECT email FROM user_mail', mail],
+    ['CREATE MATERIALIZED VIEW gone_mail AS WITH gone AS (DELETE FROM users RETURNING username) SELECT email FROM user_mail JOIN gone USING (username)', mail],
     ['EXPLAIN ANALYZE SELECT email FROM reports.monthly', report],
   ])('refuse writes through a view PostgreSQL does not write through by itself, and other statements through a readable view: %s', (sql, view) => {
     expect(views.useIn(sql)).toEqual({ refused: view, reason: 'write' })
