@@ -311,4 +311,20 @@ describe('equality search through a view', () => {
     }
     expect(server.readLog()).not.toMatch(/ANN@example\.COM|111-11-1111/)
   })
+
+  it('searches a materialized view made through pgveil, whose rows keep the table column\'s index values, before and after a REFRESH … CONCURRENTLY', async () => {
+    const client = new pg.Client({ connectionString: proxyUrl })
+    await client.connect()
+    try {
+      await client.query('CREATE MATERIALIZED VIEW people_mail_snapshot AS SELECT id, email AS address FROM people WHERE id < 4')
+      await client.query('CREATE UNIQUE INDEX ON people_mail_snapshot (id)')
+      expect((await client.query('SELECT id, address FROM people_mail_snapshot WHERE address = $1', ['  ANN@example.COM '])).rows).toEqual([{ id: 1, address: 'Ann@Example.com' }])
+      await client.query('REFRESH MATERIALIZED VIEW CONCURRENTLY people_mail_snapshot')
+      expect((await client.query("SELECT id FROM people_mail_snapshot WHERE address IN ('bob@example.com', ' CY@example.com') ORDER BY id")).rows).toEqual([{ id: 2 }, { id: 3 }])
+      await client.query('DROP MATERIALIZED VIEW people_mail_snapshot')
+    } finally {
+      await client.end()
+    }
+    expect(server.readLog()).not.toMatch(/ANN@example\.COM|CY@example/)
+  })
 })
