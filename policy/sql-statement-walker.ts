@@ -1384,8 +1384,14 @@ export class StatementWalker {
       }
       this.#setting(s, [v])
     }
-    const counted = name === 'count' && call.agg_distinct === true && call.args?.length === 1 && (call.agg_order?.length ?? 0) === 0 && !this.#ddl ? this.#protectedRef(call.args[0], scope) : undefined
-    if (counted !== undefined && counted.column.indexDomain !== undefined) {
+    const counted = name === 'count' && call.args?.length === 1 && (call.agg_order?.length ?? 0) === 0 ? this.#protectedRef(call.args[0], scope) : undefined
+    if (counted !== undefined && call.agg_distinct !== true) {
+      // count(col) counts values that are not NULL, and a ciphertext is NULL exactly when its plaintext is.
+      this.#expr(call.agg_filter, scope, USE.aggregateFilter)
+      if (call.over !== undefined) this.#window(call.over, scope)
+      return
+    }
+    if (counted !== undefined && counted.column.indexDomain !== undefined && !this.#ddl) {
       // count(DISTINCT col) counts distinct index slots: one per distinct value.
       this.#sliceCompared(counted)
       this.#expr(call.agg_filter, scope, USE.aggregateFilter)
