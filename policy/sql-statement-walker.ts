@@ -382,7 +382,8 @@ export class StatementWalker {
    * Analyze a SELECT; returns its output columns. When `writeTargets` is given
    * (INSERT … SELECT), the target list writes into those columns positionally.
    */
-  #select(stmt: SelectStmt, outer: Scope | undefined, writeTargets?: readonly WriteTarget[]): Output {
+  /** `comparedWith`: the subquery's one result column is compared with that searchable column (see #sliceSubqueryComparison). */
+  #select(stmt: SelectStmt, outer: Scope | undefined, writeTargets?: readonly WriteTarget[], comparedWith?: QualifiedColumn): Output {
     const scope = this.#withScope(stmt.withClause, outer)
     if (stmt.op !== undefined && stmt.op !== 'SETOP_NONE') {
       const left = stmt.larg === undefined ? [] : this.#select(stmt.larg, scope)
@@ -420,6 +421,11 @@ export class StatementWalker {
       const target = writeTargets?.[i]
       if (target !== undefined && target.column !== undefined) {
         if (node.ResTarget.val !== undefined) this.#writeValue(node.ResTarget.val, target, level, true)
+        output.push({ kind: 'column', name: node.ResTarget.name, column: undefined })
+        return
+      }
+      if (comparedWith !== undefined) {
+        this.#comparedTarget(node.ResTarget.val, level, comparedWith)
         output.push({ kind: 'column', name: node.ResTarget.name, column: undefined })
         return
       }
@@ -1080,6 +1086,17 @@ export class StatementWalker {
     return { start, end, text: parts.join('') }
   }
 
+  /** A subquery's result column compared with the searchable column `column`: it must be a column of its index domain, and becomes its slot. */
+  #comparedTarget(value: Node | undefined, scope: Scope, column: QualifiedColumn): void {
+    const ref = value === undefined ? undefined : this.#protectedRef(value, scope)
+    if (ref === undefined) refuseUse(column, USE.subqueryComparison)
+    this.#requireSearchable(ref.column, USE.subqueryComparison)
+    if (ref.column.indexDomain !== column.indexDomain || ref.column.type !== column.type) {
+      refuseColumn(column, `comparing it with column "${ref.column.name}" is not supported: they are in different index domains`, 'give both columns the same index_domain, type and normalize in the policy, or compare in the application')
+    }
+    this.#sliceCompared(ref)
+  }
+
   /** Replace a column reference by its index slot. */
   #slice(target: ProtectedRef): void {
     const ref = this.#refExtent(target)
@@ -1408,11 +1425,30 @@ export class StatementWalker {
 
   #subLink(link: SubLink, scope: Scope): void {
     const kind = link.subLinkType
+    if (this.#sliceSubqueryComparison(link, scope)) return
     if (kind === 'ANY_SUBLINK' || kind === 'ALL_SUBLINK' || kind === 'ROWCOMPARE_SUBLINK') this.#expr(link.testexpr, scope, USE.subqueryComparison)
     const out = link.subselect === undefined ? [] : this.#queryOutput(link.subselect, scope)
     if (kind === 'EXISTS_SUBLINK') return
     const p = firstProtected(out)
     if (p !== undefined) refuseUse(p, kind === 'EXPR_SUBLINK' || kind === 'ARRAY_SUBLINK' || kind === 'MULTIEXPR_SUBLINK' ? USE.subqueryValue : USE.subqueryComparison)
+  }
+
+  /**
+   * `col IN (SELECT other …)`, `col = ANY (SELECT other …)`, `col <> ALL (SELECT other …)`
+   * for searchable columns of one index domain: both become index slots, as in a join.
+   * False when the sublink is not of that form (the caller walks it as usual).
+   */
+  #sliceSubqueryComparison(link: SubLink, scope: Scope): boolean {
+    const kind = link.subLinkType
+    const op = strings(link.operName).join('.')
+    if (!((kind === 'ANY_SUBLINK' && (op === '=' || op === '')) || (kind === 'ALL_SUBLINK' && (op === '<>' || op === '!=')))) return false
+    const tested = this.#protectedRef(link.testexpr, scope)
+    if (tested === undefined || tested.column.indexDomain === undefined || link.subselect === undefined || !('SelectStmt' in link.subselect)) return false
+    const select = link.subselect.SelectStmt
+    if ((select.op !== undefined && select.op !== 'SETOP_NONE') || select.valuesLists !== undefined || select.targetList?.length !== 1) return false
+    this.#select(select, scope, undefined, tested.column)
+    this.#sliceCompared(tested)
+    return true
   }
 
   /** Fallback for node types without a rule: any protected column inside is refused. */

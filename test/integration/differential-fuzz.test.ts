@@ -107,6 +107,9 @@ const read: fc.Arbitrary<Statement> = fc.oneof(
   predicate.map((p) => ({ sql: `SELECT DISTINCT email FROM {people} WHERE ${p}`, unordered: true as const })),
   fc.constant({ sql: 'SELECT p.id, c.id AS contact, c.email FROM {people} p JOIN {contacts} c ON c.email = p.email ORDER BY p.id, c.id' }),
   fc.constant({ sql: 'SELECT c.id FROM {contacts} c WHERE c.email IN (SELECT email FROM {people} WHERE id < 10) ORDER BY c.id' }),
+  predicate.map((p) => ({ sql: `SELECT c.id FROM {contacts} c WHERE c.email NOT IN (SELECT email FROM {people} WHERE ${p}) ORDER BY c.id` })),
+  predicate.map((p) => ({ sql: `SELECT id, email FROM {people} WHERE email = ANY (SELECT DISTINCT email FROM {contacts}) AND ${p} ORDER BY id` })),
+  predicate.map((p) => ({ sql: `SELECT id FROM {people} WHERE email <> ALL (SELECT email FROM {contacts} c WHERE c.id = {people}.id) AND ${p} ORDER BY id` })),
   predicate.map((p) => ({ sql: `SELECT c.id, c.email FROM {contacts} c WHERE EXISTS (SELECT 1 FROM {people} p WHERE p.email = c.email AND ${p}) ORDER BY c.id` })),
   predicate.map((p) => ({ sql: `SELECT count(ssn)::int AS s, count(email) FILTER (WHERE id > 5)::int AS e FROM {people} WHERE ${p}` })),
 )
