@@ -50,6 +50,9 @@ beforeAll(async () => {
   await client.connect()
   await client.query("INSERT INTO people (id, email, ssn, note) VALUES (1, 'ann@example.com', '111-11-1111', 'ann'), (2, 'bob@example.com', NULL, 'bob')")
   await client.query("INSERT INTO contacts (id, email) VALUES (1, 'ann@example.com')")
+  // Views and a materialized view made through pgveil, which it reads (and writes) through.
+  await client.query('CREATE VIEW people_view AS SELECT id, email, ssn, note FROM people')
+  await client.query('CREATE MATERIALIZED VIEW people_snapshot AS SELECT id, email, ssn FROM people')
   await client.end()
 })
 
@@ -185,6 +188,11 @@ const READS: readonly ((p: (col: string) => string, n: number) => string)[] = [
   (p) => `SELECT id FROM people AS "P" WHERE ${p('"P".ssn')}`,
   (p) => `SELECT id FROM people WHERE email IN (SELECT email FROM contacts WHERE ${p('contacts.email')})`,
   (p) => `SELECT id FROM people WHERE id = 1 AND (${p('email')} OR ${p('ssn')})`,
+  (p) => `SELECT id FROM people_view WHERE ${p('people_view.email')}`,
+  (p) => `SELECT id FROM people_view v WHERE ${p('v.ssn')}`,
+  (p) => `SELECT id FROM people_snapshot WHERE ${p('people_snapshot.email')}`,
+  (p) => `SELECT s.id FROM people_snapshot s JOIN people_view v USING (id) WHERE ${p('s.ssn')}`,
+  (p) => `UPDATE people_view SET note = 'x' WHERE ${p('people_view.email')}`,
 ]
 
 /** Statements where the value meets a protected column by a join's own rules (NATURAL, USING) or through a CTE. */
@@ -234,6 +242,9 @@ const WRITES: readonly ((v: string, id: number) => string)[] = [
   (v, id) => `INSERT INTO people (id, email) VALUES (${id}, ARRAY[${v}][1])`,
   (v, id) => `INSERT INTO people (id, email) VALUES (${id}, CASE WHEN true THEN ${v} END)`,
   (v, id) => `INSERT INTO people (id, ssn) VALUES (${id}, ${v}) ON CONFLICT DO NOTHING RETURNING ssn = 'x'`,
+  (v, id) => `INSERT INTO people_view (id, email) VALUES (${id}, ${v})`,
+  (v) => `UPDATE people_view SET ssn = ${v} WHERE id = -1`,
+  (v) => `UPDATE people_snapshot SET ssn = ${v} WHERE id = -1`,
 ]
 
 /** Extended protocol: the marker as a parameter in a protected place. */
