@@ -227,8 +227,8 @@ export async function startProxy(config: PgveilConfig, options: StartProxyOption
       context.access = next.access ?? null
       structureFingerprint = fingerprintPolicy(next, { dataKeys: false })
       policyFingerprint = fingerprint
-      logger.info('policy applied: open sessions end at their next idle point', { protectedColumns: next.policy.columns.length, sessions: sessions.size })
-      for (const session of sessions) session.retire("terminating connection because pgveil's column policy changed; reconnect to use the new policy")
+      logger.info('policy applied: open sessions take it at their next idle point, or end there when they cannot', { protectedColumns: next.policy.columns.length, sessions: sessions.size })
+      for (const session of sessions) session.policyChanged("terminating connection because pgveil's column policy changed; reconnect to use the new policy")
       return true
     },
     async close() {

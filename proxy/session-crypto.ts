@@ -166,9 +166,24 @@ export class SessionCrypto {
   /** What the session's identity may read and write (access rules); set by the session when the identity changes. */
   columnAccess: ColumnAccessView = OPEN_ACCESS
 
-  constructor(ctx: CryptoContext, database: string) {
+  /**
+   * Set when this session took a new column policy while open (Session.adoptPolicy):
+   * statements prepared before it exist in PostgreSQL but were planned under the old
+   * policy, so binding one is refused instead of passing its parameters unencrypted.
+   */
+  readonly #adopted: boolean
+
+  /** `previous`: the session's crypto under the policy before (its TimeZone and DateStyle carry over). */
+  constructor(ctx: CryptoContext, database: string, previous?: SessionCrypto) {
     this.ctx = ctx
     this.database = database
+    this.#adopted = previous !== undefined
+    if (previous !== undefined) this.format = previous.format
+  }
+
+  /** Named prepared statements this session holds (a new policy cannot take them over). */
+  get namedStatements(): number {
+    return this.statements.size - (this.statements.has('') ? 1 : 0)
   }
 
   async loadCatalog(): Promise<void> {
@@ -315,7 +330,13 @@ export class SessionCrypto {
 
   onBind(frame: Buffer): Forward & { portal: PortalState } {
     const bind = decodeBind(frame)
-    const statement = this.statements.get(bind.statement) ?? plainStatement()
+    const known = this.statements.get(bind.statement)
+    if (known === undefined && this.#adopted) {
+      const portal: PortalState = { statement: plainStatement(), resultFormats: bind.resultFormats, rowPlan: null, described: false }
+      const name = bind.statement === '' ? 'unnamed prepared statement' : `prepared statement "${bind.statement}"`
+      return { ...this.refuse({ severity: 'ERROR', code: '26000', message: `${name} does not exist under pgveil's new column policy`, hint: 'prepare it again (Parse): it was prepared before the policy changed' }), portal }
+    }
+    const statement = known ?? plainStatement()
     const portal: PortalState = { statement, resultFormats: bind.resultFormats, rowPlan: null, described: false }
     this.portals.set(bind.portal, portal)
     if (statement.createsMaterializedView === true) this.catalogStale = true

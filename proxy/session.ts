@@ -108,6 +108,12 @@ export class ClientSession implements CancelTarget {
   private upstreamSentFatal = false
   private draining = false
   private drainReason = 'terminating connection because pgveil is shutting down'
+  /** The column policy changed and this session has not taken the new one yet: why it ends if it cannot. */
+  private policyChangedReason: string | null = null
+  /** Taking a new column policy (its catalog is being read): client messages wait. */
+  private adoptingPolicy = false
+  /** The startup packet's parameters (a new policy checks the connection's search_path again). */
+  private startupParams: ReadonlyMap<string, string> = new Map()
   private waitingForClientDrain = false
   private waitingForUpstreamDrain = false
   private startupTimer: NodeJS.Timeout | null
@@ -210,13 +216,82 @@ export class ClientSession implements CancelTarget {
   }
 
   /**
-   * The column policy changed: statements this session prepared were planned under
-   * the old one, so the session ends (57P01) at its next idle point outside a
-   * transaction, and the client reconnects under the new policy.
+   * The session ends (57P01) at its next idle point outside a transaction, and the
+   * client reconnects (identity or access rules changed, or see adoptPolicy).
    */
   retire(reason: string): void {
     this.drainReason = reason
     this.drain()
+  }
+
+  /**
+   * The column policy changed (server.applyPolicy, after ctx took the new one). At its
+   * next idle point outside a transaction the session takes the new policy if nothing
+   * ties it to the old one (adoptPolicy); otherwise it ends with `reason` (57P01).
+   */
+  policyChanged(reason: string): void {
+    this.policyChangedReason = reason
+    if (this.phase === Phase.Startup || this.phase === Phase.Connecting) {
+      // Not past its startup checks yet: the ones it passed were the old policy's.
+      this.retire(reason)
+      return
+    }
+    this.adoptPolicyIfIdle()
+  }
+
+  private adoptPolicyIfIdle(): void {
+    if (this.policyChangedReason === null || !this.idleOutsideTransaction()) return
+    const reason = this.policyChangedReason
+    this.policyChangedReason = null
+    const blocker = this.policyBlocker()
+    if (blocker !== null) {
+      this.ctx.logger.debug('session ends for the new column policy', { session: this.id, why: blocker })
+      this.retire(reason)
+      return
+    }
+    this.adoptPolicy()
+  }
+
+  /** Why this session cannot take the new policy in place, or null. */
+  private policyBlocker(): string | null {
+    if (this.identity !== null || (this.ctx.identityTrust ?? null) !== null || (this.ctx.access ?? null) !== null) return 'identity and access rules are set per session'
+    const next = this.ctx.crypto
+    if (next === null) return null
+    // Without a policy the session did not follow TimeZone and DateStyle, which protected dates need.
+    if (this.crypto === null) return 'the session had no column policy'
+    if (this.crypto.namedStatements > 0) return 'named prepared statements were planned under the old policy'
+    try {
+      refuseProtectedSearchPath(next.analyzer, this.startupParams)
+    } catch {
+      return 'the connection\'s search_path names a schema with protected tables'
+    }
+    return null
+  }
+
+  /**
+   * Takes the new column policy in place: a new SessionCrypto (TimeZone and DateStyle
+   * carried over; statements prepared before refused at Bind) whose catalog is read
+   * before the client's next message is handled.
+   */
+  private adoptPolicy(): void {
+    const next = this.ctx.crypto
+    if (next === null || this.crypto === null) {
+      this.crypto = null
+      return
+    }
+    const crypto = new SessionCrypto(next, this.database, this.crypto)
+    this.crypto = crypto
+    this.adoptingPolicy = true
+    crypto.loadCatalog().then(
+      () => {
+        this.adoptingPolicy = false
+        this.resumeClient()
+      },
+      (error: unknown) => {
+        this.ctx.logger.error('catalog read failed', { session: this.id, database: this.database, error: (error as Error).message })
+        this.fail(new WireError(SqlState.ConnectionFailure, `pgveil could not read the catalog of database "${this.database}" for its new column policy`, { severity: 'FATAL' }))
+      },
+    )
   }
 
   /** Close now with a FATAL 57P01 (drain timeout reached, or immediate shutdown). */
@@ -289,6 +364,7 @@ export class ClientSession implements CancelTarget {
           })
         }
         if (this.ctx.crypto !== null) refuseProtectedSearchPath(this.ctx.crypto.analyzer, packet.params)
+        this.startupParams = packet.params
         this.user = packet.params.get('user') ?? ''
         this.database = packet.params.get('database') ?? this.user
         this.audit?.startup(this.user, this.database, packet.params.get('application_name') ?? '')
@@ -350,6 +426,8 @@ export class ClientSession implements CancelTarget {
   }
 
   private onReadyClientFrame(buffer: Buffer, start: number, end: number): boolean {
+    // Held until the new policy's catalog is read (adoptPolicy resumes).
+    if (this.adoptingPolicy) return false
     this.atReadyForQuery = false
     if (this.audit !== null) this.audit.onClientFrame(buffer, start, end)
     // Messages a column-policy refusal drops up to Sync are dropped before identity sees them.
@@ -453,6 +531,7 @@ export class ClientSession implements CancelTarget {
     }
     this.flushToClient()
     if (this.draining) this.closeIfDrainedAndIdle()
+    else if (this.policyChangedReason !== null) this.adoptPolicyIfIdle()
   }
 
   private readonly onUpstreamFrame = (buffer: Buffer, start: number, end: number): boolean => {
@@ -924,9 +1003,12 @@ export class ClientSession implements CancelTarget {
   // --- ending ------------------------------------------------------------
 
   private closeIfDrainedAndIdle(): void {
-    if (this.phase === Phase.Ready && this.atReadyForQuery && this.pending.isEmpty && this.transactionStatus === TransactionStatus.Idle) {
-      this.terminate(this.drainReason)
-    }
+    if (this.idleOutsideTransaction()) this.terminate(this.drainReason)
+  }
+
+  /** Ready, the client has its ReadyForQuery and sent nothing since, no transaction open. */
+  private idleOutsideTransaction(): boolean {
+    return this.phase === Phase.Ready && this.atReadyForQuery && this.pending.isEmpty && this.transactionStatus === TransactionStatus.Idle
   }
 
   /** Send the error (WireError as is, anything else as an internal error) and close. */

@@ -1,7 +1,8 @@
 /**
  * Hot reload of the column policy through the real `pgveil start`: an invalid edit
  * is refused and the running policy stays; a valid one protects new columns at once
- * for new sessions, and open sessions are asked to reconnect.
+ * for new sessions and for open sessions that nothing ties to the old one; the others
+ * are asked to reconnect.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -9,11 +10,13 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
+import { serialize } from 'pg-protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { connectCollectingErrors } from '../harness/clients.js'
 import { eventually } from '../harness/eventually.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { freePort } from '../harness/ports.js'
+import { RawClient } from '../harness/raw-client.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const server = getTestPostgres()
@@ -45,7 +48,7 @@ function startPgveil(): { child: ChildProcess; stdout: () => string; stderr: () 
 }
 
 describe('policy reload', () => {
-  it('refuses an invalid edit, applies a valid one, and asks open sessions to reconnect', async () => {
+  it('refuses an invalid edit, applies a valid one to new and open sessions, and asks sessions with statements prepared under the old one to reconnect', async () => {
     const port = await freePort()
     const adminPort = await freePort()
     const head = `listen: { host: 127.0.0.1, port: ${port} }\nadmin: { host: 127.0.0.1, port: ${adminPort} }\nupstream: { url: "${server.url(database)}?sslmode=disable" }\nkeys:\n  current: 1\n  versions: { 1: "env:PGVEIL_KEY_1" }\ntables:\n  people:\n    email: { type: text }\n`
@@ -67,11 +70,40 @@ describe('policy reload', () => {
       expect(await scrape.text()).toMatch(/^pgveil_policy_reloads_total\{outcome="refused"\} 1$/m)
       expect((await open.client.query('SELECT email FROM people WHERE id = 1')).rows).toEqual([{ email: 'one@example.com' }])
 
-      // A valid edit protects phone for new sessions; the open one is asked to reconnect.
+      // Sessions nothing ties to the old policy take the new one in place; one holding
+      // a named prepared statement (planned under the old policy) is asked to reconnect,
+      // and one that prepared the unnamed statement cannot bind it afterwards.
+      const named = await connect()
+      await named.client.query({ name: 'read-people', text: 'SELECT id FROM people WHERE id = $1', values: [1] })
+      const raw = await RawClient.startup(port, { user: server.superuser, database })
+      let from = raw.received.length
+      raw.send(serialize.parse({ text: 'INSERT INTO people (id, phone) VALUES ($1, $2)' }), serialize.sync())
+      await raw.untilReady(from)
+
+      // A valid edit protects phone.
       writeFileSync(configFile, `${head}    phone: { type: text }\n`)
       await eventually(() => stderr().includes('"msg":"policy reloaded"'))
-      await eventually(() => open.errors.length > 0)
-      expect(open.errors[0]).toMatchObject({ code: '57P01', message: expect.stringContaining("column policy changed") })
+      await eventually(() => named.errors.length > 0)
+      expect(named.errors[0]).toMatchObject({ code: '57P01', message: expect.stringContaining('column policy changed') })
+
+      // The open session goes on under the new policy: phone is encrypted from its next statement.
+      await open.client.query("INSERT INTO people (id, email, phone) VALUES (3, 'three@example.com', '+44 20 7946 0000')")
+      expect((await open.client.query('SELECT email, phone FROM people WHERE id = 3')).rows).toEqual([{ email: 'three@example.com', phone: '+44 20 7946 0000' }])
+      expect((await direct.query<{ phone: Buffer }>('SELECT phone FROM people WHERE id = 3')).rows[0]!.phone.subarray(0, 3)).toEqual(Buffer.from('pv\x01', 'latin1'))
+      expect(open.errors).toEqual([])
+
+      // The unnamed statement parsed before the change is refused at Bind: its phone parameter would have gone unencrypted.
+      from = raw.received.length
+      raw.send(serialize.bind({ values: ['4', 'unbound-phone-secret'] }), serialize.execute({}), serialize.sync())
+      const bound = await raw.untilReady(from)
+      expect(bound.find((m) => m.name === 'error')).toMatchObject({ code: '26000', message: expect.stringContaining("pgveil's new column policy") })
+      // Parsed again, it runs encrypted.
+      from = raw.received.length
+      raw.send(serialize.parse({ text: 'INSERT INTO people (id, phone) VALUES ($1, $2)' }), serialize.bind({ values: ['4', 'bound-again-phone'] }), serialize.execute({}), serialize.sync())
+      expect((await raw.untilReady(from)).map((m) => m.name)).toEqual(['parseComplete', 'bindComplete', 'commandComplete', 'readyForQuery'])
+      expect((await direct.query<{ phone: Buffer }>('SELECT phone FROM people WHERE id = 4')).rows[0]!.phone.includes('bound-again-phone')).toBe(false)
+      raw.close()
+      expect(server.readLog()).not.toContain('unbound-phone-secret')
 
       const fresh = await connect()
       await fresh.client.query("INSERT INTO people (id, email, phone) VALUES (2, 'two@example.com', '+33 1 23 45 67 89')")
