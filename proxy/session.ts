@@ -256,10 +256,10 @@ export class ClientSession implements CancelTarget {
   private policyBlocker(): string | null {
     if (this.identity !== null || (this.ctx.identityTrust ?? null) !== null || (this.ctx.access ?? null) !== null) return 'identity and access rules are set per session'
     const next = this.ctx.crypto
+    if (this.crypto !== null && this.crypto.namedStatements > 0) return 'named prepared statements were planned under the old policy'
     if (next === null) return null
     // Without a policy the session did not follow TimeZone and DateStyle, which protected dates need.
     if (this.crypto === null) return 'the session had no column policy'
-    if (this.crypto.namedStatements > 0) return 'named prepared statements were planned under the old policy'
     try {
       refuseProtectedSearchPath(next.analyzer, this.startupParams)
     } catch {
