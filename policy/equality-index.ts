@@ -34,7 +34,7 @@ export interface IndexedColumn {
 
 /** The text that is indexed: the canonical plaintext after the column's normalisation. */
 export function indexInput(column: IndexedColumn, canonical: string): string {
-  let text = column.type === 'numeric' ? numericIndexForm(canonical) : canonical
+  let text = column.type === 'numeric' ? numericIndexForm(canonical) : column.type === 'jsonb' ? jsonbIndexForm(canonical) : canonical
   const normalize = column.normalize
   if (normalize !== undefined) {
     if (normalize.includes('trim')) text = text.trim()
@@ -49,6 +49,31 @@ function numericIndexForm(canonical: string): string {
   if (!canonical.includes('.') || !/^-?[0-9]+\.[0-9]+$/.test(canonical)) return canonical
   const trimmed = canonical.replace(/0+$/, '').replace(/\.$/, '')
   return trimmed === '-0' ? '0' : trimmed
+}
+
+/**
+ * A jsonb document as PostgreSQL prints it, with each number in numericIndexForm:
+ * jsonb equality compares numbers as numerics (`{"a": 1.0}` = `{"a": 1}`), and its
+ * output keeps their scale. Strings are left as they are (their escapes included).
+ */
+function jsonbIndexForm(canonical: string): string {
+  let out = ''
+  let from = 0
+  let i = 0
+  while (i < canonical.length) {
+    const c = canonical.charCodeAt(i)
+    if (c === 0x22) {
+      // A string: to its closing quote, stepping over escapes.
+      for (i++; i < canonical.length && canonical.charCodeAt(i) !== 0x22; i++) if (canonical.charCodeAt(i) === 0x5c) i++
+      i++
+    } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let end = i + 1
+      while (end < canonical.length && /[0-9.eE+-]/.test(canonical[end]!)) end++
+      out += canonical.slice(from, i) + numericIndexForm(canonical.slice(i, end))
+      from = i = end
+    } else i++
+  }
+  return from === 0 ? canonical : out + canonical.slice(from)
 }
 
 function domainOf(column: IndexedColumn): string {

@@ -39,8 +39,8 @@ beforeAll(async () => {
     CREATE TABLE contacts (id int PRIMARY KEY, email bytea);
     CREATE TABLE people_plain (id int PRIMARY KEY, email text, ssn text, note text);
     CREATE TABLE contacts_plain (id int PRIMARY KEY, email text);
-    CREATE TABLE measures (id int PRIMARY KEY, n bytea, amount bytea, day bytea, flag bytea);
-    CREATE TABLE measures_plain (id int PRIMARY KEY, n integer, amount numeric, day date, flag boolean);
+    CREATE TABLE measures (id int PRIMARY KEY, n bytea, amount bytea, day bytea, flag bytea, at bytea, ref bytea, doc bytea);
+    CREATE TABLE measures_plain (id int PRIMARY KEY, n integer, amount numeric, day date, flag boolean, at timestamptz, ref uuid, doc jsonb);
   `)
   const email = { search: 'equality', indexDomain: 'index:email' } as const
   const searchable = (name: string, type: string): ColumnPolicy => ({ ...column('measures', name), type, search: 'equality', indexDomain: `public.measures.${name}` })
@@ -52,6 +52,9 @@ beforeAll(async () => {
     searchable('amount', 'numeric'),
     searchable('day', 'date'),
     searchable('flag', 'boolean'),
+    searchable('at', 'timestamptz'),
+    searchable('ref', 'uuid'),
+    searchable('doc', 'jsonb'),
   ])
   proxy = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, policy, keyring: new Keyring(new Map([[1, randomBytes(32)]]), 1, randomBytes(32)) })
   viaPgveil = new pg.Client({ connectionString: proxy.url(database, server.superuser, server.superuserPassword ?? undefined) })
@@ -135,11 +138,14 @@ const step = fc.oneof({ weight: 2, arbitrary: write.map((s) => ({ kind: 'write' 
  * `'007'`; `1.5`, `1.50`; `t`, `yes`): the index must find them all, and what
  * comes back must print as PostgreSQL prints it.
  */
-const TYPED: Readonly<Record<'n' | 'amount' | 'day' | 'flag', readonly (string | null)[]>> = {
+const TYPED: Readonly<Record<'n' | 'amount' | 'day' | 'flag' | 'at' | 'ref' | 'doc', readonly (string | null)[]>> = {
   n: ['7', "'007'", "'+7'", "' 7 '", '0', "'-0'", '2147483647', '-2147483648', '-7', 'NULL'],
   amount: ['1.5', "'1.50'", '1.500', '-1.5', '0', "'-0'", '0.000', '10', "'1e1'", '100.0', "'NaN'", "'Infinity'", "'-Infinity'", 'NULL'],
   day: ["'2024-02-29'", "'2024-2-29'", "'1999-12-31'", "'infinity'", "'-infinity'", "'epoch'", "'1970-01-01'", "'0044-03-15 BC'", 'NULL'],
   flag: ["'true'", "'t'", "'yes'", "'on'", "'1'", "'TRUE'", "' true '", "'false'", "'f'", "'no'", "'off'", "'0'", 'true', 'false', 'NULL'],
+  at: ["'2024-03-10 12:00:00+00'", "'2024-03-10T12:00:00Z'", "'2024-03-10 13:00:00+01'", "'2024-03-10 07:00:00-05'", "'2024-03-10 12:00:00.000+00'", "'2024-03-10 12:00:00.5+00'", "'2024-03-10 12:00:00.500000+00'", "'infinity'", 'NULL'],
+  ref: ["'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'", "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'", "'a0eebc999c0b4ef8bb6d6bb9bd380a11'", "'00000000-0000-0000-0000-000000000000'", 'NULL'],
+  doc: [`'{"a": 1, "b": [true, null]}'`, `'{"b":[true,null],"a":1}'`, `'{"a": 1.0, "b": [true, null]}'`, `'{"a": 1.00}'`, `'{"a": 1}'`, `'{"a": 1e0}'`, `'[]'`, `'"x"'`, `'null'`, `'{"a": {"a": 1}}'`, 'NULL'],
 }
 const typedColumn = fc.constantFrom(...(Object.keys(TYPED) as (keyof typeof TYPED)[]))
 const typedValue = (c: keyof typeof TYPED): fc.Arbitrary<string> => fc.constantFrom(...(TYPED[c] as string[]))

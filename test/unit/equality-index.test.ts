@@ -39,6 +39,16 @@ describe('equality index values', () => {
     expect(indexInput({ binding: 'b', type: 'numeric' }, 'NaN')).toBe('NaN')
   })
 
+  it('index jsonb numbers as numerics, wherever they are, and leave strings alone', () => {
+    const jsonb = { binding: 'b', type: 'jsonb' }
+    expect(indexInput(jsonb, '{"a": 1.0, "b": [2.50, -0.0, 10, 1.05]}')).toBe('{"a": 1, "b": [2.5, 0, 10, 1.05]}')
+    expect(indexInput(jsonb, '1.000')).toBe('1')
+    expect(indexInput(jsonb, '{"1.0": "1.0", "k\\"2.0": 3.10}')).toBe('{"1.0": "1.0", "k\\"2.0": 3.1}')
+    expect(indexInput(jsonb, '[true, null, "x", {}]')).toBe('[true, null, "x", {}]')
+    // Documents PostgreSQL takes as equal index alike.
+    expect(indexInput(jsonb, '{"a": 1.00}')).toBe(indexInput(jsonb, '{"a": 1}'))
+  })
+
   it('are sealed into searchable envelopes (current index key version), which still open', () => {
     const envelope = sealColumnValue(keyring, email, 'Ann@Example.com')
     expect(openValue(keyring, email.binding, envelope).toString()).toBe('Ann@Example.com')
