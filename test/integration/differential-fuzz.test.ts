@@ -155,8 +155,17 @@ const typedStep: fc.Arbitrary<Statement & { kind: 'read' | 'write' }> = fc.oneof
   typedColumn.chain((c) => fc.array(typedValue(c).filter((v) => v !== 'NULL'), { minLength: 1, maxLength: 3 }).map((vs) => ({ kind: 'read' as const, sql: `SELECT id, ${c} FROM {measures} WHERE ${c} IN (${vs.join(', ')}) ORDER BY id` }))),
   typedColumn.chain((c) => typedValue(c).filter((v) => v !== 'NULL').map((v) => ({ kind: 'read' as const, sql: `SELECT id FROM {measures} WHERE ${c} <> ${v} ORDER BY id` }))),
   typedColumn.map((c) => ({ kind: 'read' as const, sql: `SELECT count(DISTINCT ${c})::int AS d, count(${c})::int AS n FROM {measures}` })),
+  // The same values as parameters (text format), one and as an array.
+  typedColumn.chain((c) => typedValue(c).filter((v) => v !== 'NULL').map((v) => ({ kind: 'read' as const, sql: `SELECT id, ${c} FROM {measures} WHERE ${c} = $1 ORDER BY id`, params: [unquote(v)] }))),
+  typedColumn.chain((c) => fc.array(typedValue(c).filter((v) => v !== 'NULL'), { minLength: 1, maxLength: 3 }).map((vs) => ({ kind: 'read' as const, sql: `SELECT id FROM {measures} WHERE ${c} = ANY($1) ORDER BY id`, params: [vs.map(unquote)] }))),
+  fc.tuple(fc.integer({ min: 1, max: 40 }), typedColumn).chain(([k, c]) => typedValue(c).map((v) => ({ kind: 'write' as const, sql: `UPDATE {measures} SET ${c} = $1 WHERE id = $2`, params: [v === 'NULL' ? null : unquote(v), k] }))),
   typedColumn.map((c) => ({ kind: 'read' as const, sql: `SELECT DISTINCT ${c} FROM {measures}`, unordered: true as const, byValue: true as const })),
 )
+
+/** A literal as the text a parameter carries: `'007'` → `007`. */
+function unquote(literal: string): string {
+  return literal.startsWith("'") ? literal.slice(1, -1).replace(/''/g, "'") : literal
+}
 
 async function run(client: pg.Client, statement: Statement, plain: boolean): Promise<{ rows?: unknown[]; code?: string }> {
   const sql = statement.sql.replace(/\{(people|contacts|measures)\}/g, (_match, table: string) => (plain ? `${table}_plain` : table))
