@@ -103,3 +103,16 @@ export class PendingResponseQueue<T = undefined> {
     this.head = 0
   }
 }
+
+/**
+ * Puts `map`'s entry for `key` back as it is now: the undo of a change made for a
+ * message PostgreSQL may still fail or skip (a named statement or portal).
+ */
+export function restorer<V>(map: Map<string, V>, key: string): () => void {
+  const had = map.has(key)
+  const before = map.get(key)
+  return () => {
+    if (had) map.set(key, before as V)
+    else map.delete(key)
+  }
+}

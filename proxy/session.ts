@@ -23,7 +23,7 @@ import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
 import { CopyOutGuard } from './copy-guard.js'
 import type { SqlAnalyzer } from '../policy/sql-analyzer.js'
 import { NO_PROTECTED_COLUMNS, type RowPlan } from './row-decryptor.js'
-import { SessionCrypto, type CryptoContext, type CryptoPending } from './session-crypto.js'
+import { CLOSED, SessionCrypto, type CryptoContext, type CryptoPending } from './session-crypto.js'
 import { ClientVerdict, PASS_REPLY, SessionIdentity, type IdentityPending } from './session-identity.js'
 import { ColumnAccessError, OPEN_ACCESS, type AccessRules } from '../policy/access.js'
 import type { IdentityTrust } from '../policy/identity.js'
@@ -112,6 +112,8 @@ export class ClientSession implements CancelTarget {
   private policyChangedReason: string | null = null
   /** Taking a new column policy (its catalog is being read): client messages wait. */
   private adoptingPolicy = false
+  /** The client message that arrived meanwhile (a copy: the framer has moved past it); the rest waits in the framer. */
+  private heldForPolicy: Buffer | null = null
   /** The startup packet's parameters (a new policy checks the connection's search_path again). */
   private startupParams: ReadonlyMap<string, string> = new Map()
   private waitingForClientDrain = false
@@ -285,6 +287,23 @@ export class ClientSession implements CancelTarget {
     crypto.loadCatalog().then(
       () => {
         this.adoptingPolicy = false
+        const held = this.heldForPolicy
+        this.heldForPolicy = null
+        if (held !== null && this.phase === Phase.Ready) {
+          let next: boolean
+          try {
+            next = this.onClientFrame(held, 0, held.length)
+          } catch (error) {
+            this.fail(error)
+            return
+          }
+          if (!next) {
+            // Its handler holds what follows (and resumes it).
+            this.flushToUpstream()
+            this.flushToClient()
+            return
+          }
+        }
         this.resumeClient()
       },
       (error: unknown) => {
@@ -426,8 +445,11 @@ export class ClientSession implements CancelTarget {
   }
 
   private onReadyClientFrame(buffer: Buffer, start: number, end: number): boolean {
-    // Held until the new policy's catalog is read (adoptPolicy resumes).
-    if (this.adoptingPolicy) return false
+    // Held until the new policy's catalog is read (adoptPolicy handles it then, and resumes the framer).
+    if (this.adoptingPolicy) {
+      this.heldForPolicy = Buffer.from(buffer.subarray(start, end))
+      return false
+    }
     this.atReadyForQuery = false
     if (this.audit !== null) this.audit.onClientFrame(buffer, start, end)
     // Messages a column-policy refusal drops up to Sync are dropped before identity sees them.
@@ -778,7 +800,7 @@ export class ClientSession implements CancelTarget {
         return this.forwardClientFrame(frame, 0, frame.length)
       case FrontendCode.Parse: {
         const result = crypto.onParse(frame)
-        this.forward(result.frames, result.pending.length === 0 ? [[Pending.Parse, undefined]] : result.pending)
+        this.forward(result.frames, result.pending)
         this.droppingUntilSync = result.dropUntilSync
         return true
       }
@@ -810,7 +832,7 @@ export class ClientSession implements CancelTarget {
       case FrontendCode.Close: {
         const close = decodeClose(frame)
         crypto.close(close.target, close.name)
-        this.forward([frame], [[Pending.Close, undefined]])
+        this.forward([frame], [[Pending.Close, CLOSED]])
         return true
       }
       default:
@@ -914,10 +936,14 @@ export class ClientSession implements CancelTarget {
       case BackendCode.ParseComplete:
       case BackendCode.CloseComplete:
         if (context?.kind === 'suppress') out = null
+        else if (context?.kind === 'parse' || context?.kind === 'close') crypto.confirmChange()
         break
       case BackendCode.BindComplete:
         if (context?.kind === 'suppress') out = null
-        else if (context?.kind === 'bind' && context.portal.rowPlan === null) context.portal.rowPlan = crypto.planFromStatement(context.portal)
+        else if (context?.kind === 'bind') {
+          crypto.confirmChange()
+          if (context.portal.rowPlan === null) context.portal.rowPlan = crypto.planFromStatement(context.portal)
+        }
         break
       case BackendCode.ParameterDescription:
         if (context?.kind === 'describe-statement') out = crypto.rewriteParameterDescription(frame, context.statement)
@@ -952,6 +978,8 @@ export class ClientSession implements CancelTarget {
         if (frame[0] === BackendCode.CommandComplete && DDL_TAG.test(decodeCommandComplete(frame).tag)) crypto.catalogStale = true
         break
       case BackendCode.ErrorResponse:
+        // PostgreSQL skips the rest of the pipeline: the statements and portals it did not make are forgotten again.
+        if (head !== 0 && head !== Pending.Query && head !== Pending.FunctionCall) crypto.undoUnconfirmed()
         // A failed COPY IN: whatever rows the client still sends are dropped here.
         if (this.copyIn !== null) {
           this.copyIn = null

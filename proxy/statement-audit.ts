@@ -21,7 +21,7 @@ import { sameLiteralShape, withJson, type StatementSummarizer, type StatementSum
 import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { decodeNoticeFields } from '../protocol/errors.js'
 import { BackendCode, FrontendCode } from '../protocol/message-codes.js'
-import { Pending, PendingResponseQueue } from './pending-queue.js'
+import { Pending, PendingResponseQueue, restorer } from './pending-queue.js'
 
 /** What sessions share while the audit log is on (rebuilt when the policy changes). */
 export interface AuditContext {
@@ -169,6 +169,13 @@ export class SessionAudit {
   /** The named statement the last Bind used, by name bytes: Bind after Bind of one statement skips decoding the name. */
   private lastBoundName: Buffer | null = null
   private lastBoundSummary: StatementSummary = UNKNOWN_STATEMENT
+  /**
+   * Statements and portals named by Parse and Bind messages not answered yet, oldest
+   * first, each able to undo itself: after an error PostgreSQL skips the rest of the
+   * pipeline, so they were never made, and later executions of those names run what
+   * the names held before (a failed re-Parse must not relabel what runs).
+   */
+  private readonly unconfirmed: (() => void)[] = []
   /** The last CommandComplete tag's bytes and members. */
   private lastTag: Buffer | null = null
   private lastTagMembers: LineFragment = NO_TAG
@@ -266,9 +273,14 @@ export class SessionAudit {
         const nameEnd = nulAt(buffer, start + 5)
         const sqlEnd = buffer.indexOf(0, nameEnd + 1)
         const summary = this.parsed.summarize(this.ctx().summarizer, buffer, nameEnd + 1, sqlEnd)[0] ?? UNKNOWN_STATEMENT
-        if (nameEnd === start + 5) this.unnamedStatement = summary
-        else {
-          this.statements.set(buffer.toString('latin1', start + 5, nameEnd), summary)
+        if (nameEnd === start + 5) {
+          const before = this.unnamedStatement
+          this.unconfirmed.push(() => (this.unnamedStatement = before))
+          this.unnamedStatement = summary
+        } else {
+          const name = buffer.toString('latin1', start + 5, nameEnd)
+          this.unconfirmed.push(restorer(this.statements, name))
+          this.statements.set(name, summary)
           this.lastBoundName = null
         }
         this.queue.push(Pending.Parse, { summary, start: this.arrived })
@@ -278,8 +290,15 @@ export class SessionAudit {
         const portalEnd = nulAt(buffer, start + 5)
         const statementEnd = nulAt(buffer, portalEnd + 1)
         const summary = statementEnd === portalEnd + 1 ? this.unnamedStatement : this.namedStatement(buffer, portalEnd + 1, statementEnd)
-        if (portalEnd === start + 5) this.unnamedPortal = summary
-        else this.portals.set(buffer.toString('latin1', start + 5, portalEnd), summary)
+        if (portalEnd === start + 5) {
+          const before = this.unnamedPortal
+          this.unconfirmed.push(() => (this.unnamedPortal = before))
+          this.unnamedPortal = summary
+        } else {
+          const name = buffer.toString('latin1', start + 5, portalEnd)
+          this.unconfirmed.push(restorer(this.portals, name))
+          this.portals.set(name, summary)
+        }
         this.queue.push(Pending.Bind, { summary, start: this.arrived })
         break
       }
@@ -329,6 +348,9 @@ export class SessionAudit {
       }
       case BackendCode.ParseComplete:
       case BackendCode.BindComplete:
+        this.unconfirmed.shift()
+        queue.shift()
+        break
       case BackendCode.NoData:
         queue.shift()
         break
@@ -388,6 +410,9 @@ export class SessionAudit {
       query.index = query.summaries.length
     } else if (head !== Pending.FunctionCall) {
       queue.failUntilSync()
+      for (let i = this.unconfirmed.length - 1; i >= 0; i--) this.unconfirmed[i]!()
+      this.unconfirmed.length = 0
+      this.lastBoundName = null
     }
   }
 
@@ -464,6 +489,7 @@ function nulAt(buffer: Buffer, from: number): number {
   for (let i = from; i < stop; i++) if (buffer[i] === 0) return i
   return buffer.indexOf(0, stop)
 }
+
 
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000

@@ -16,6 +16,7 @@ import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { from as copyFrom } from 'pg-copy-streams'
+import { serialize } from 'pg-protocol'
 import postgres from 'postgres'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { verifyAuditLog } from '../../audit/verify.js'
@@ -25,6 +26,7 @@ import { startAdmin, type AdminServer } from '../../proxy/admin.js'
 import { createLogger, silentLogger } from '../../proxy/log.js'
 import { parseUpstreamUrl } from '../../proxy/upstream-url.js'
 import { eventually } from '../harness/eventually.js'
+import { RawClient } from '../harness/raw-client.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
 
@@ -261,6 +263,35 @@ describe('audit lines, extended protocol', () => {
     expect(lines[2]).toMatchObject({ statement: 'SELECT name, email FROM people WHERE id = $1', protected_read: ['public.people.email'], fingerprint: lines[1]!.fingerprint })
     expect(lines[5]).toMatchObject({ outcome: { sqlstate: '22P02', by: 'postgresql' } })
     expect(lines[6]).toMatchObject({ statement: 'SELEC $1', outcome: { sqlstate: '42601' } })
+  })
+
+  it('attributes an Execute to the statement PostgreSQL runs, not to a re-Parse of its name that failed or was skipped', async () => {
+    const raw = await RawClient.startup(proxy.port, { user: server.superuser, database })
+    const session = await sessionOf(raw.socket.localPort!)
+    const run = async (...messages: Buffer[]): Promise<void> => {
+      const from = raw.received.length
+      raw.send(...messages, serialize.sync())
+      await raw.untilReady(from)
+    }
+    try {
+      await run(serialize.parse({ name: 'reader', text: 'SELECT name, email FROM people WHERE id = $1' }))
+      // Defining "reader" again fails (42P05): it still reads the protected column.
+      await run(serialize.parse({ name: 'reader', text: 'SELECT 1 AS harmless' }))
+      await run(serialize.bind({ statement: 'reader', values: ['1'] }), serialize.execute({}))
+      // A Parse skipped after an error in its pipeline does not relabel it either.
+      await run(serialize.execute({ portal: 'missing' }), serialize.close({ type: 'S', name: 'reader' }), serialize.parse({ name: 'reader', text: 'SELECT 2 AS harmless' }))
+      await run(serialize.bind({ statement: 'reader', values: ['1'] }), serialize.execute({}))
+    } finally {
+      raw.close()
+    }
+    const lines = await statementsOf(session, 4)
+    expect(lines.map((l) => [l.statement, l.outcome?.status, l.outcome?.sqlstate])).toEqual([
+      ['SELECT $1 AS harmless', 'error', '42P05'],
+      ['SELECT name, email FROM people WHERE id = $1', 'ok', undefined],
+      ['(unknown prepared statement)', 'error', '34000'],
+      ['SELECT name, email FROM people WHERE id = $1', 'ok', undefined],
+    ])
+    expect(lines[3]).toMatchObject({ protected_read: ['public.people.email'] })
   })
 
   it('follows pipelined statements of postgres.js', async () => {

@@ -204,26 +204,26 @@ describe('encrypted columns answer as plaintext columns (statements built at ran
 
 /** Runs each statement through pgveil and on the plaintext twin; returns what differed. */
 async function compare(steps: readonly (Statement & { kind: 'read' | 'write' })[]): Promise<{ counts: { writes: number; reads: number; readsWithRows: number; refused: number }; mismatches: string[] }> {
-    const counts = { writes: 0, reads: 0, readsWithRows: 0, refused: 0 }
-    const mismatches: string[] = []
-    for (const statement of steps) {
-      const encrypted = await run(viaPgveil, statement, false)
-      if (encrypted.code === 'PV001') {
-        // Refused before it reached PostgreSQL: the plaintext side does not run it either.
-        counts.refused++
-        continue
-      }
-      if (statement.kind === 'write') {
-        const plaintext = await run(direct, statement, true)
-        counts.writes++
-        // A write must do the same on both sides (it succeeds on both, or fails with the same code).
-        if (encrypted.code !== plaintext.code) mismatches.push(`${statement.sql} ${JSON.stringify(statement.params ?? [])}: pgveil ${encrypted.code ?? 'ok'}, plaintext ${plaintext.code ?? 'ok'}`)
-        continue
-      }
-      const plaintext = await run(direct, statement, true)
-      counts.reads++
-      if ((encrypted.rows?.length ?? 0) > 0) counts.readsWithRows++
-      if (JSON.stringify(encrypted) !== JSON.stringify(plaintext)) mismatches.push(`${statement.sql} ${JSON.stringify(statement.params ?? [])}:\n  pgveil    ${JSON.stringify(encrypted)}\n  plaintext ${JSON.stringify(plaintext)}`)
+  const counts = { writes: 0, reads: 0, readsWithRows: 0, refused: 0 }
+  const mismatches: string[] = []
+  for (const statement of steps) {
+    const encrypted = await run(viaPgveil, statement, false)
+    if (encrypted.code === 'PV001') {
+      // Refused before it reached PostgreSQL: the plaintext side does not run it either.
+      counts.refused++
+      continue
     }
-    return { counts, mismatches }
+    if (statement.kind === 'write') {
+      const plaintext = await run(direct, statement, true)
+      counts.writes++
+      // A write must do the same on both sides (it succeeds on both, or fails with the same code).
+      if (encrypted.code !== plaintext.code) mismatches.push(`${statement.sql} ${JSON.stringify(statement.params ?? [])}: pgveil ${encrypted.code ?? 'ok'}, plaintext ${plaintext.code ?? 'ok'}`)
+      continue
+    }
+    const plaintext = await run(direct, statement, true)
+    counts.reads++
+    if ((encrypted.rows?.length ?? 0) > 0) counts.readsWithRows++
+    if (JSON.stringify(encrypted) !== JSON.stringify(plaintext)) mismatches.push(`${statement.sql} ${JSON.stringify(statement.params ?? [])}:\n  pgveil    ${JSON.stringify(encrypted)}\n  plaintext ${JSON.stringify(plaintext)}`)
+  }
+  return { counts, mismatches }
 }

@@ -711,6 +711,38 @@ describe('pipelined extended protocol with protected columns (raw)', () => {
   })
 })
 
+describe('statements PostgreSQL did not make (raw)', () => {
+  it('keeps the plan of a named statement whose re-Parse failed, or whose Close was skipped after an error, so its values are still encrypted', async () => {
+    const client = await RawClient.startup(proxy.port, { user: server.superuser, database })
+    const stored = async (): Promise<Buffer[]> => (await direct.query<{ body: Buffer }>("SELECT body FROM notes WHERE id >= 9100 ORDER BY id")).rows.map((row) => row.body)
+    try {
+      const run = async (...messages: Buffer[]): Promise<string[]> => {
+        const from = client.received.length
+        client.send(...messages, serialize.sync())
+        return (await client.untilReady(from)).map((m) => (m.name === 'error' ? `error ${m.code}` : m.name))
+      }
+      expect(await run(serialize.parse({ name: 'keep', text: 'INSERT INTO notes (id, body) VALUES ($1, $2)' }))).toEqual(['parseComplete', 'readyForQuery'])
+      // PostgreSQL refuses to define "keep" again (42P05): it still inserts into the protected column.
+      expect(await run(serialize.parse({ name: 'keep', text: 'SELECT $1::int AS a, $2::text AS b' }))).toEqual(['error 42P05', 'readyForQuery'])
+      expect(await run(serialize.bind({ statement: 'keep', values: ['9100', 'kept-plan-secret-1'] }), serialize.execute({}))).toEqual(['bindComplete', 'commandComplete', 'readyForQuery'])
+      // A Close after an error in the same pipeline is skipped: "keep" still exists.
+      expect(await run(serialize.execute({ portal: 'missing' }), serialize.close({ type: 'S', name: 'keep' }))).toEqual(['error 34000', 'readyForQuery'])
+      expect(await run(serialize.bind({ statement: 'keep', values: ['9101', 'kept-plan-secret-2'] }), serialize.execute({}))).toEqual(['bindComplete', 'commandComplete', 'readyForQuery'])
+      // A Parse skipped after an error does not replace it either.
+      expect(await run(serialize.execute({ portal: 'missing' }), serialize.close({ type: 'S', name: 'keep' }), serialize.parse({ name: 'keep', text: 'SELECT $1::int AS a, $2::text AS b' }))).toEqual(['error 34000', 'readyForQuery'])
+      expect(await run(serialize.bind({ statement: 'keep', values: ['9102', 'kept-plan-secret-3'] }), serialize.execute({}))).toEqual(['bindComplete', 'commandComplete', 'readyForQuery'])
+      const bodies = await stored()
+      expect(bodies).toHaveLength(3)
+      for (const body of bodies) expect(body.subarray(0, 3)).toEqual(Buffer.from('pv\x01', 'latin1'))
+      expect((await through<{ body: string }>('SELECT body FROM notes WHERE id >= 9100 ORDER BY id')).rows.map((row) => row.body)).toEqual(['kept-plan-secret-1', 'kept-plan-secret-2', 'kept-plan-secret-3'])
+    } finally {
+      client.close()
+      await direct.query('DELETE FROM notes WHERE id >= 9100')
+    }
+    expect(server.readLog()).not.toContain('kept-plan-secret')
+  })
+})
+
 describe('TimeZone changed in the middle of an extended-protocol batch (raw)', () => {
   it('ends the session rather than print a protected timestamp with the setting PostgreSQL has not reported yet', async () => {
     const client = await RawClient.startup(proxy.port, { user: server.superuser, database })

@@ -80,11 +80,23 @@ describe('policy reload', () => {
       raw.send(serialize.parse({ text: 'INSERT INTO people (id, phone) VALUES ($1, $2)' }), serialize.sync())
       await raw.untilReady(from)
 
-      // A valid edit protects phone.
+      // A valid edit protects phone. The open session's catalog read for it waits on a
+      // lock (its view over email is probed), so the session's next message arrives
+      // while it takes the new policy: it waits, and is answered once the catalog is in.
+      await direct.query('CREATE VIEW people_mail AS SELECT id, email FROM people')
+      const locker = new pg.Client({ connectionString: server.url(database) })
+      await locker.connect()
+      await locker.query('BEGIN; LOCK TABLE people IN ACCESS EXCLUSIVE MODE')
       writeFileSync(configFile, `${head}    phone: { type: text }\n`)
       await eventually(() => stderr().includes('"msg":"policy reloaded"'))
       await eventually(() => named.errors.length > 0)
       expect(named.errors[0]).toMatchObject({ code: '57P01', message: expect.stringContaining('column policy changed') })
+      const waiting = open.client.query('SELECT 1 AS answered')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      await locker.query('COMMIT')
+      await locker.end()
+      const answered = await Promise.race([waiting, new Promise((resolve) => setTimeout(() => resolve('no answer within 5 s'), 5000))])
+      expect(answered).toMatchObject({ rows: [{ answered: 1 }] })
 
       // The open session goes on under the new policy: phone is encrypted from its next statement.
       await open.client.query("INSERT INTO people (id, email, phone) VALUES (3, 'three@example.com', '+44 20 7946 0000')")
