@@ -87,12 +87,13 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('close' as const), kind: fc.constantFrom('S' as const, 'P' as const), name: fc.nat(2) }) },
   { weight: 1, arbitrary: fc.constant({ op: 'flush' as const }) },
 )
-/** A batch: messages up to a Sync, or a simple Query of its own (DEALLOCATE, a read). */
+/** A batch: messages up to a Sync, or a simple Query of its own (transaction control, DEALLOCATE, a read). */
 type Batch = readonly Op[] | { readonly query: string }
-// No BEGIN: with explicit transactions some sequences crash PostgreSQL 15.18 itself
-// (a segfault straight from a client, pgveil or not), which would take the shared
-// test server down.
-const QUERIES = ['DEALLOCATE ALL', 'DEALLOCATE s1', 'SELECT id, secret FROM {t} ORDER BY id LIMIT 2', 'COMMIT']
+// Explicit transactions keep named portals open across Syncs. A failed transaction
+// is rolled back at once (Side.run): some sequences of messages in one crash
+// PostgreSQL 15.18 itself (a segfault straight from a client, pgveil or not), which
+// would take the shared test server down.
+const QUERIES = ['BEGIN', 'COMMIT', 'ROLLBACK', 'DEALLOCATE ALL', 'DEALLOCATE s1', 'SELECT id, secret FROM {t} ORDER BY id LIMIT 2']
 const batch: fc.Arbitrary<Batch> = fc.oneof({ weight: 5, arbitrary: fc.array(op, { minLength: 1, maxLength: 10 }) }, { weight: 1, arbitrary: fc.constantFrom(...QUERIES).map((query) => ({ query })) })
 
 /** One side: its connection, its table, and which statement each name holds (to make Bind's parameters). */
@@ -143,7 +144,13 @@ class Side {
       if (batch.query === 'DEALLOCATE s1') this.named.delete(1)
       this.client.send(serialize.query(batch.query.replaceAll('{t}', this.table)))
     } else this.client.send(...this.messages(batch))
-    return (await this.client.untilReady(from)).filter((m) => m.name !== 'notice' && m.name !== 'parameterStatus').map(describeMessage)
+    const replies = await this.client.untilReady(from)
+    if ((replies.at(-1) as { status?: string }).status === 'E') {
+      const rollback = this.client.received.length
+      this.client.send(serialize.query('ROLLBACK'))
+      await this.client.untilReady(rollback)
+    }
+    return replies.filter((m) => m.name !== 'notice' && m.name !== 'parameterStatus').map(describeMessage)
   }
 }
 
