@@ -273,16 +273,8 @@ export class SessionAudit {
         const nameEnd = nulAt(buffer, start + 5)
         const sqlEnd = buffer.indexOf(0, nameEnd + 1)
         const summary = this.parsed.summarize(this.ctx().summarizer, buffer, nameEnd + 1, sqlEnd)[0] ?? UNKNOWN_STATEMENT
-        if (nameEnd === start + 5) {
-          const before = this.unnamedStatement
-          this.unconfirmed.push(() => (this.unnamedStatement = before))
-          this.unnamedStatement = summary
-        } else {
-          const name = buffer.toString('latin1', start + 5, nameEnd)
-          this.unconfirmed.push(restorer(this.statements, name))
-          this.statements.set(name, summary)
-          this.lastBoundName = null
-        }
+        this.define(this.statements, 'unnamedStatement', nameEnd === start + 5 ? null : buffer.toString('latin1', start + 5, nameEnd), summary)
+        if (nameEnd !== start + 5) this.lastBoundName = null
         this.queue.push(Pending.Parse, { summary, start: this.arrived })
         break
       }
@@ -290,15 +282,7 @@ export class SessionAudit {
         const portalEnd = nulAt(buffer, start + 5)
         const statementEnd = nulAt(buffer, portalEnd + 1)
         const summary = statementEnd === portalEnd + 1 ? this.unnamedStatement : this.namedStatement(buffer, portalEnd + 1, statementEnd)
-        if (portalEnd === start + 5) {
-          const before = this.unnamedPortal
-          this.unconfirmed.push(() => (this.unnamedPortal = before))
-          this.unnamedPortal = summary
-        } else {
-          const name = buffer.toString('latin1', start + 5, portalEnd)
-          this.unconfirmed.push(restorer(this.portals, name))
-          this.portals.set(name, summary)
-        }
+        this.define(this.portals, 'unnamedPortal', portalEnd === start + 5 ? null : buffer.toString('latin1', start + 5, portalEnd), summary)
         this.queue.push(Pending.Bind, { summary, start: this.arrived })
         break
       }
@@ -425,6 +409,18 @@ export class SessionAudit {
     } else if (head === Pending.Parse || head === Pending.Bind || head === Pending.Execute) {
       const extended = entry as ExtendedEntry
       this.logStatement('extended', extended.summary, extended.start, NO_TAG, outcome)
+    }
+  }
+
+  /** Makes the statement or portal `name` (null: the unnamed one) stand for `summary`, until PostgreSQL fails its message (see unconfirmed). */
+  private define(named: Map<string, StatementSummary>, unnamed: 'unnamedStatement' | 'unnamedPortal', name: string | null, summary: StatementSummary): void {
+    if (name === null) {
+      const before = this[unnamed]
+      this.unconfirmed.push(() => (this[unnamed] = before))
+      this[unnamed] = summary
+    } else {
+      this.unconfirmed.push(restorer(named, name))
+      named.set(name, summary)
     }
   }
 
