@@ -116,13 +116,7 @@ interface ExtendedEntry {
   readonly start: number
 }
 
-/** A Close of a named statement or portal: forgotten once PostgreSQL confirms it (it skips the Close after an error in the pipeline). */
-interface CloseEntry {
-  readonly closes: 'statement' | 'portal'
-  readonly name: string
-}
-
-type Entry = QueryEntry | ExtendedEntry | CloseEntry
+type Entry = QueryEntry | ExtendedEntry
 
 /**
  * The last SQL text a session summarized (its bytes, in a buffer reused from one text
@@ -170,7 +164,7 @@ export class SessionAudit {
   private lastBoundName: Buffer | null = null
   private lastBoundSummary: StatementSummary = UNKNOWN_STATEMENT
   /**
-   * Statements and portals named by Parse and Bind messages not answered yet, oldest
+   * Statements and portals named or closed by Parse, Bind and Close messages not answered yet, oldest
    * first, each able to undo itself: after an error PostgreSQL skips the rest of the
    * pipeline, so they were never made, and later executions of those names run what
    * the names held before (a failed re-Parse must not relabel what runs).
@@ -296,9 +290,17 @@ export class SessionAudit {
         break
       case FrontendCode.Close: {
         const nameEnd = nulAt(buffer, start + 6)
-        // The unnamed ones are replaced by the next Parse or Bind: nothing to forget.
-        if (nameEnd === start + 6) this.queue.push(Pending.Close)
-        else this.queue.push(Pending.Close, { closes: buffer[start + 5] === 0x53 ? 'statement' : 'portal', name: buffer.toString('latin1', start + 6, nameEnd) })
+        // Forgotten now, undoably, like Parse and Bind: a Parse of the name after it must not be forgotten when the CloseComplete comes.
+        // The unnamed ones are replaced by the next Parse or Bind: nothing to forget (one undo entry all the same, for its CloseComplete).
+        if (nameEnd === start + 6) this.unconfirmed.push(NOTHING_TO_UNDO)
+        else {
+          const named = buffer[start + 5] === 0x53 ? this.statements : this.portals
+          const name = buffer.toString('latin1', start + 6, nameEnd)
+          this.unconfirmed.push(restorer(named, name))
+          named.delete(name)
+          this.lastBoundName = null
+        }
+        this.queue.push(Pending.Close)
         break
       }
       case FrontendCode.Sync:
@@ -318,18 +320,7 @@ export class SessionAudit {
     switch (buffer[start]) {
       case BackendCode.DataRow:
         break
-      case BackendCode.CloseComplete: {
-        const entry = queue.peekContext() as CloseEntry | undefined
-        if (entry !== undefined) {
-          if (entry.closes === 'portal') this.portals.delete(entry.name)
-          else {
-            this.statements.delete(entry.name)
-            this.lastBoundName = null
-          }
-        }
-        queue.shift()
-        break
-      }
+      case BackendCode.CloseComplete:
       case BackendCode.ParseComplete:
       case BackendCode.BindComplete:
         this.unconfirmed.shift()
@@ -478,6 +469,7 @@ export class SessionAudit {
 }
 
 const OK: StatementOutcome = { status: 'ok' }
+const NOTHING_TO_UNDO = (): void => {}
 
 /** The NUL that ends a name starting at `from` (names are short: a loop before the native search). */
 function nulAt(buffer: Buffer, from: number): number {

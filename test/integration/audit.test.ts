@@ -281,15 +281,19 @@ describe('audit lines, extended protocol', () => {
       // A Parse skipped after an error in its pipeline does not relabel it either.
       await run(serialize.execute({ portal: 'missing' }), serialize.close({ type: 'S', name: 'reader' }), serialize.parse({ name: 'reader', text: 'SELECT 2 AS harmless' }))
       await run(serialize.bind({ statement: 'reader', values: ['1'] }), serialize.execute({}))
+      // Closed and defined again in one pipeline: the CloseComplete, arriving after the Parse was sent, must not forget the new one.
+      await run(serialize.close({ type: 'S', name: 'reader' }), serialize.parse({ name: 'reader', text: 'SELECT id FROM people WHERE id = $1' }))
+      await run(serialize.bind({ statement: 'reader', values: ['1'] }), serialize.execute({}))
     } finally {
       raw.close()
     }
-    const lines = await statementsOf(session, 4)
+    const lines = await statementsOf(session, 5)
     expect(lines.map((l) => [l.statement, l.outcome?.status, l.outcome?.sqlstate])).toEqual([
       ['SELECT $1 AS harmless', 'error', '42P05'],
       ['SELECT name, email FROM people WHERE id = $1', 'ok', undefined],
       ['(unknown prepared statement)', 'error', '34000'],
       ['SELECT name, email FROM people WHERE id = $1', 'ok', undefined],
+      ['SELECT id FROM people WHERE id = $1', 'ok', undefined],
     ])
     expect(lines[3]).toMatchObject({ protected_read: ['public.people.email'] })
   })
