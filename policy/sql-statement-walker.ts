@@ -380,9 +380,10 @@ export class StatementWalker {
 
   /**
    * Analyze a SELECT; returns its output columns. When `writeTargets` is given
-   * (INSERT … SELECT), the target list writes into those columns positionally.
+   * (INSERT … SELECT), the target list writes into those columns positionally; when
+   * `comparedWith` is given, its one result column is compared with that searchable
+   * column (see #sliceSubqueryComparison).
    */
-  /** `comparedWith`: the subquery's one result column is compared with that searchable column (see #sliceSubqueryComparison). */
   #select(stmt: SelectStmt, outer: Scope | undefined, writeTargets?: readonly WriteTarget[], comparedWith?: QualifiedColumn): Output {
     const scope = this.#withScope(stmt.withClause, outer)
     if (stmt.op !== undefined && stmt.op !== 'SETOP_NONE') {
@@ -1091,9 +1092,7 @@ export class StatementWalker {
     const ref = value === undefined ? undefined : this.#protectedRef(value, scope)
     if (ref === undefined) refuseUse(column, USE.subqueryComparison)
     this.#requireSearchable(ref.column, USE.subqueryComparison)
-    if (ref.column.indexDomain !== column.indexDomain || ref.column.type !== column.type) {
-      refuseColumn(column, `comparing it with column "${ref.column.name}" is not supported: they are in different index domains`, 'give both columns the same index_domain, type and normalize in the policy, or compare in the application')
-    }
+    this.#requireOneIndexDomain(column, ref.column)
     this.#sliceCompared(ref)
   }
 
@@ -1105,6 +1104,13 @@ export class StatementWalker {
 
   #requireSearchable(column: QualifiedColumn, use: ColumnUse): void {
     if (column.indexDomain === undefined) refuseUse(column, use)
+  }
+
+  /** Two searchable columns whose index slots are compared: one index domain and type, or refused naming `column`. */
+  #requireOneIndexDomain(column: QualifiedColumn, other: QualifiedColumn): void {
+    if (column.indexDomain !== other.indexDomain || column.type !== other.type) {
+      refuseColumn(column, `comparing it with column "${other.name}" is not supported: they are in different index domains`, 'give both columns the same index_domain, type and normalize in the policy, or compare in the application')
+    }
   }
 
   /** Index slots compared with each other: exact only under one index key version (checked per session). */
@@ -1131,9 +1137,7 @@ export class StatementWalker {
       if (left !== undefined && right !== undefined) {
         this.#requireSearchable(left.column, use)
         this.#requireSearchable(right.column, use)
-        if (left.column.indexDomain !== right.column.indexDomain || left.column.type !== right.column.type) {
-          refuseColumn(left.column, `comparing it with column "${right.column.name}" is not supported: they are in different index domains`, 'give both columns the same index_domain, type and normalize in the policy, or compare in the application')
-        }
+        this.#requireOneIndexDomain(left.column, right.column)
         this.#sliceCompared(left)
         this.#sliceCompared(right)
         return true

@@ -105,14 +105,55 @@ export class PendingResponseQueue<T = undefined> {
 }
 
 /**
- * Puts `map`'s entry for `key` back as it is now: the undo of a change made for a
- * message PostgreSQL may still fail or skip (a named statement or portal).
+ * Changes a session made to its named statements and portals for Parse, Bind and
+ * Close messages PostgreSQL has not answered yet, oldest first, each able to undo
+ * itself. They are made when the message is sent, since the messages after it in a
+ * pipeline use them; ParseComplete, BindComplete or CloseComplete confirms the
+ * oldest; after an error PostgreSQL skips every message up to Sync, so the changes
+ * of the failed message and of those after it never happened there and are undone,
+ * newest first. A name must never stand for another statement than PostgreSQL's of
+ * that name (SessionCrypto: a plain plan over a statement that writes a protected
+ * column would pass its value unencrypted; SessionAudit: a read would be logged as
+ * another statement).
  */
-export function restorer<V>(map: Map<string, V>, key: string): () => void {
-  const had = map.has(key)
-  const before = map.get(key)
-  return () => {
-    if (had) map.set(key, before as V)
-    else map.delete(key)
+export class UnconfirmedChanges {
+  readonly #undo: (() => void)[] = []
+
+  /** Sets (or, with undefined, deletes) `map`'s entry for `key`, undoably. */
+  set<V>(map: Map<string, V>, key: string, value: V | undefined): void {
+    const had = map.has(key)
+    const before = map.get(key)
+    this.#undo.push(() => {
+      if (had) map.set(key, before as V)
+      else map.delete(key)
+    })
+    if (value === undefined) map.delete(key)
+    else map.set(key, value)
   }
+
+  /** A change made some other way, with its undo (a no-op for a message that changes nothing but is confirmed all the same). */
+  record(undo: () => void): void {
+    this.#undo.push(undo)
+  }
+
+  /** PostgreSQL answered the oldest change-making message still unanswered: its change stands. */
+  confirm(): void {
+    this.#undo.shift()
+  }
+
+  /** PostgreSQL failed a message in a pipeline: the changes not yet confirmed are undone, newest first. */
+  undoAll(): void {
+    for (let i = this.#undo.length - 1; i >= 0; i--) this.#undo[i]!()
+    this.#undo.length = 0
+  }
+}
+
+/**
+ * Whether an ErrorResponse answering the pending message `head` makes PostgreSQL skip
+ * every message up to the next Sync: an extended-protocol message. A simple Query's
+ * error ends at its ReadyForQuery, a FunctionCall's is its own, and one with nothing
+ * pending is asynchronous (a FATAL before the connection ends).
+ */
+export function skipsToSync(head: Pending | 0): boolean {
+  return head !== 0 && head !== Pending.Query && head !== Pending.FunctionCall
 }

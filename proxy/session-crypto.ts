@@ -32,7 +32,7 @@ import type { Metrics } from '../audit/metrics.js'
 import { ColumnAccessError, OPEN_ACCESS, type ColumnAccessView } from '../policy/access.js'
 import type { Logger } from './log.js'
 import { FAILING_SQL, failingExtendedFrames } from './failing-statement.js'
-import { Pending, restorer } from './pending-queue.js'
+import { Pending, UnconfirmedChanges } from './pending-queue.js'
 import { decodeByteaText, NO_PROTECTED_COLUMNS, RowDecryptor, RowSink, type GuardedField, type ProtectedField, type RowPlan } from './row-decryptor.js'
 import { originsText, viewKind } from './view-check.js'
 
@@ -116,7 +116,6 @@ const NO_SEARCH_PARAMS: ReadonlyMap<number, SearchParam> = new Map()
 const PARSED: CryptoPending = { kind: 'parse' }
 export const CLOSED: CryptoPending = { kind: 'close' }
 
-
 /** A statement pgveil does not rewrite. Its own object: a Describe fills in its rowFields. */
 function plainStatement(changesFormat?: string): StatementState {
   const statement: StatementState = { params: NO_PARAMS, searchParams: NO_SEARCH_PARAMS, mayReturnProtected: false, copies: [], rowFields: null }
@@ -129,17 +128,8 @@ export class SessionCrypto {
   catalog: DatabaseCatalog | null = null
   private readonly statements = new Map<string, StatementState>()
   private readonly portals = new Map<string, PortalState>()
-  /**
-   * Changes to statements and portals made for Parse, Bind and Close messages
-   * PostgreSQL has not answered yet, oldest first, each able to undo itself. They are
-   * made when the message is sent, since the messages after it in a pipeline use
-   * them; after an error PostgreSQL skips every message up to Sync, so the changes of
-   * the failed message and of those after it never happened there and are undone. A
-   * statement name must never map to another plan than PostgreSQL's statement of
-   * that name: a plain plan over a statement that writes a protected column would
-   * pass its value unencrypted.
-   */
-  readonly #unconfirmed: (() => void)[] = []
+  /** Changes to statements and portals PostgreSQL has not confirmed (see UnconfirmedChanges). */
+  readonly #unconfirmed = new UnconfirmedChanges()
   /** Row plan of the result being streamed for a simple Query. */
   queryRowPlan: RowPlan | null = null
   /** From the session's ParameterStatus (TimeZone, DateStyle); read for every value, so kept as one object. */
@@ -198,27 +188,14 @@ export class SessionCrypto {
     if (previous !== undefined) this.format = previous.format
   }
 
-  /** PostgreSQL answered the oldest change-making message still unanswered (ParseComplete, BindComplete, CloseComplete): its change stands. */
+  /** ParseComplete, BindComplete or CloseComplete of a message that changed statements or portals. */
   confirmChange(): void {
-    this.#unconfirmed.shift()
+    this.#unconfirmed.confirm()
   }
 
-  /** PostgreSQL failed a message in a pipeline: the changes not yet confirmed are undone, newest first. */
+  /** PostgreSQL failed a message in a pipeline: the statements and portals it did not make are forgotten again. */
   undoUnconfirmed(): void {
-    for (let i = this.#unconfirmed.length - 1; i >= 0; i--) this.#unconfirmed[i]!()
-    this.#unconfirmed.length = 0
-  }
-
-  #setStatement(name: string, statement: StatementState | undefined): void {
-    this.#unconfirmed.push(restorer(this.statements, name))
-    if (statement === undefined) this.statements.delete(name)
-    else this.statements.set(name, statement)
-  }
-
-  #setPortal(name: string, portal: PortalState | undefined): void {
-    this.#unconfirmed.push(restorer(this.portals, name))
-    if (portal === undefined) this.portals.delete(name)
-    else this.portals.set(name, portal)
+    this.#unconfirmed.undoAll()
   }
 
   /** Named prepared statements this session holds (a new policy cannot take them over). */
@@ -328,7 +305,7 @@ export class SessionCrypto {
     if (!(analyzer instanceof SqlAnalyzer)) return this.refuse(analyzer)
     const analysis = analyzer.analyze(parse.sql)
     if (analysis.action === 'passthrough') {
-      this.#setStatement(parse.name, plainStatement(formatChangeOf(parse.sql)))
+      this.#unconfirmed.set(this.statements, parse.name, plainStatement(formatChangeOf(parse.sql)))
       return { frames: [frame], pending: [[Pending.Parse, PARSED]], dropUntilSync: false }
     }
     if (analysis.action === 'refuse') {
@@ -364,7 +341,7 @@ export class SessionCrypto {
     const mayReturnProtected = statement !== undefined && statement.action === 'rewrite' && statement.resultColumnsMayBeProtected
     const copies = statement !== undefined && statement.action === 'rewrite' ? (statement.copies ?? []) : []
     const prepared: StatementState = { params, searchParams, mayReturnProtected, copies, rowFields: null }
-    this.#setStatement(parse.name, statement?.action === 'rewrite' && statement.createsMaterializedView === true ? { ...prepared, createsMaterializedView: true } : prepared)
+    this.#unconfirmed.set(this.statements, parse.name, statement?.action === 'rewrite' && statement.createsMaterializedView === true ? { ...prepared, createsMaterializedView: true } : prepared)
     return { frames: [encodeParse({ name: parse.name, sql, paramTypes })], pending: [[Pending.Parse, PARSED]], dropUntilSync: false }
   }
 
@@ -378,7 +355,7 @@ export class SessionCrypto {
     }
     const statement = known ?? plainStatement()
     const portal: PortalState = { statement, resultFormats: bind.resultFormats, rowPlan: null, described: false }
-    this.#setPortal(bind.portal, portal)
+    this.#unconfirmed.set(this.portals, bind.portal, portal)
     if (statement.createsMaterializedView === true) this.catalogStale = true
     try {
       this.checkCopies(statement.copies)
@@ -433,8 +410,8 @@ export class SessionCrypto {
   }
 
   close(target: 'S' | 'P', name: string): void {
-    if (target === 'S') this.#setStatement(name, undefined)
-    else this.#setPortal(name, undefined)
+    if (target === 'S') this.#unconfirmed.set(this.statements, name, undefined)
+    else this.#unconfirmed.set(this.portals, name, undefined)
   }
 
   /**

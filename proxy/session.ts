@@ -18,7 +18,7 @@ import type { CancelRegistry, CancelTarget } from './cancel-registry.js'
 import type { PgveilConfig } from './config.js'
 import { FrameWriter } from './frame-writer.js'
 import type { Logger } from './log.js'
-import { Pending, PendingResponseQueue } from './pending-queue.js'
+import { Pending, PendingResponseQueue, skipsToSync } from './pending-queue.js'
 import { CopyRowError, type CopyRowTransformer } from './copy-crypto.js'
 import { CopyOutGuard } from './copy-guard.js'
 import type { SqlAnalyzer } from '../policy/sql-analyzer.js'
@@ -599,9 +599,7 @@ export class ClientSession implements CancelTarget {
         break
       case BackendCode.ErrorResponse: {
         const head = pending.peek()
-        // Simple-protocol errors end at ReadyForQuery; extended ones skip to the next Sync.
-        // An error with nothing pending is asynchronous (a FATAL before the connection ends).
-        if (head !== 0 && head !== Pending.Query && head !== Pending.FunctionCall) pending.failUntilSync()
+        if (skipsToSync(head)) pending.failUntilSync()
         if (isFatal(buffer.subarray(start, end))) this.upstreamSentFatal = true
         break
       }
@@ -979,7 +977,7 @@ export class ClientSession implements CancelTarget {
         break
       case BackendCode.ErrorResponse:
         // PostgreSQL skips the rest of the pipeline: the statements and portals it did not make are forgotten again.
-        if (head !== 0 && head !== Pending.Query && head !== Pending.FunctionCall) crypto.undoUnconfirmed()
+        if (skipsToSync(head)) crypto.undoUnconfirmed()
         // A failed COPY IN: whatever rows the client still sends are dropped here.
         if (this.copyIn !== null) {
           this.copyIn = null
@@ -1016,7 +1014,6 @@ export class ClientSession implements CancelTarget {
     return true
   }
 
-  /** A stored value could not be decrypted or attributed: the client gets one fixed error, the log the detail. */
   /** A result or COPY cannot go on: the session ends with the error as FATAL (a value that does not decrypt is logged and counted). */
   private failDecryption(error: DecryptionError | WireError): void {
     if (error instanceof DecryptionError) {
@@ -1026,7 +1023,6 @@ export class ClientSession implements CancelTarget {
     const hint = error instanceof WireError ? error.hint : undefined
     this.fail(new WireError(error.sqlState, error.message, { severity: 'FATAL', ...(hint === undefined ? {} : { hint }) }))
   }
-
 
   // --- ending ------------------------------------------------------------
 

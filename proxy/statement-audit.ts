@@ -21,7 +21,7 @@ import { sameLiteralShape, withJson, type StatementSummarizer, type StatementSum
 import { PGVEIL_REFUSED } from '../policy/sql-plan.js'
 import { decodeNoticeFields } from '../protocol/errors.js'
 import { BackendCode, FrontendCode } from '../protocol/message-codes.js'
-import { Pending, PendingResponseQueue, restorer } from './pending-queue.js'
+import { Pending, PendingResponseQueue, skipsToSync, UnconfirmedChanges } from './pending-queue.js'
 
 /** What sessions share while the audit log is on (rebuilt when the policy changes). */
 export interface AuditContext {
@@ -163,13 +163,8 @@ export class SessionAudit {
   /** The named statement the last Bind used, by name bytes: Bind after Bind of one statement skips decoding the name. */
   private lastBoundName: Buffer | null = null
   private lastBoundSummary: StatementSummary = UNKNOWN_STATEMENT
-  /**
-   * Statements and portals named or closed by Parse, Bind and Close messages not answered yet, oldest
-   * first, each able to undo itself: after an error PostgreSQL skips the rest of the
-   * pipeline, so they were never made, and later executions of those names run what
-   * the names held before (a failed re-Parse must not relabel what runs).
-   */
-  private readonly unconfirmed: (() => void)[] = []
+  /** Statements and portals named or closed by messages PostgreSQL has not confirmed (see UnconfirmedChanges): a failed re-Parse must not relabel what runs. */
+  private readonly unconfirmed = new UnconfirmedChanges()
   /** The last CommandComplete tag's bytes and members. */
   private lastTag: Buffer | null = null
   private lastTagMembers: LineFragment = NO_TAG
@@ -292,12 +287,9 @@ export class SessionAudit {
         const nameEnd = nulAt(buffer, start + 6)
         // Forgotten now, undoably, like Parse and Bind: a Parse of the name after it must not be forgotten when the CloseComplete comes.
         // The unnamed ones are replaced by the next Parse or Bind: nothing to forget (one undo entry all the same, for its CloseComplete).
-        if (nameEnd === start + 6) this.unconfirmed.push(NOTHING_TO_UNDO)
+        if (nameEnd === start + 6) this.unconfirmed.record(NOTHING_TO_UNDO)
         else {
-          const named = buffer[start + 5] === 0x53 ? this.statements : this.portals
-          const name = buffer.toString('latin1', start + 6, nameEnd)
-          this.unconfirmed.push(restorer(named, name))
-          named.delete(name)
+          this.unconfirmed.set(buffer[start + 5] === 0x53 ? this.statements : this.portals, buffer.toString('latin1', start + 6, nameEnd), undefined)
           this.lastBoundName = null
         }
         this.queue.push(Pending.Close)
@@ -323,7 +315,7 @@ export class SessionAudit {
       case BackendCode.CloseComplete:
       case BackendCode.ParseComplete:
       case BackendCode.BindComplete:
-        this.unconfirmed.shift()
+        this.unconfirmed.confirm()
         queue.shift()
         break
       case BackendCode.NoData:
@@ -383,10 +375,9 @@ export class SessionAudit {
     if (head === Pending.Query) {
       const query = entry as QueryEntry
       query.index = query.summaries.length
-    } else if (head !== Pending.FunctionCall) {
+    } else if (skipsToSync(head)) {
       queue.failUntilSync()
-      for (let i = this.unconfirmed.length - 1; i >= 0; i--) this.unconfirmed[i]!()
-      this.unconfirmed.length = 0
+      this.unconfirmed.undoAll()
       this.lastBoundName = null
     }
   }
@@ -405,14 +396,10 @@ export class SessionAudit {
 
   /** Makes the statement or portal `name` (null: the unnamed one) stand for `summary`, until PostgreSQL fails its message (see unconfirmed). */
   private define(named: Map<string, StatementSummary>, unnamed: 'unnamedStatement' | 'unnamedPortal', name: string | null, summary: StatementSummary): void {
-    if (name === null) {
-      const before = this[unnamed]
-      this.unconfirmed.push(() => (this[unnamed] = before))
-      this[unnamed] = summary
-    } else {
-      this.unconfirmed.push(restorer(named, name))
-      named.set(name, summary)
-    }
+    if (name !== null) return this.unconfirmed.set(named, name, summary)
+    const before = this[unnamed]
+    this.unconfirmed.record(() => (this[unnamed] = before))
+    this[unnamed] = summary
   }
 
   /** The summary of the named statement in buffer[start, end). */
@@ -477,7 +464,6 @@ function nulAt(buffer: Buffer, from: number): number {
   for (let i = from; i < stop; i++) if (buffer[i] === 0) return i
   return buffer.indexOf(0, stop)
 }
-
 
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000

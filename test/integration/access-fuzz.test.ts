@@ -16,10 +16,11 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AccessRules } from '../../policy/access.js'
 import { Keyring } from '../../policy/keyring.js'
-import { Policy, type ColumnPolicy } from '../../policy/policy.js'
+import { Policy } from '../../policy/policy.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { TestJwksServer } from '../harness/jwks-server.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
+import { protectedColumn } from '../harness/policy.js'
 
 const server = getTestPostgres()
 const SEED = Number(process.env.ACCESS_FUZZ_SEED ?? 20261123)
@@ -34,10 +35,6 @@ const SSN = 'ssnmarker-zqwv'
 const SALARY = '987654.321'
 const PLAINTEXTS = [EMAIL, SSN, SALARY, 'quietmarker.zvk']
 
-function column(table: string, name: string, type: string): ColumnPolicy {
-  const qualified = `public.${table}.${name}`
-  return { schema: 'public', table, column: name, qualified, type, binding: qualified }
-}
 
 async function connect(claims: Record<string, unknown> | null, binary = false): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: proxy.url(database), ...(binary ? { binary: true } : {}) } as pg.ClientConfig)
@@ -54,7 +51,7 @@ beforeAll(async () => {
   await direct.connect()
   await direct.query('CREATE TABLE people (id int PRIMARY KEY, name text, email bytea, ssn bytea, salary bytea)')
   await direct.end()
-  const policy = new Policy([column('people', 'email', 'text'), column('people', 'ssn', 'text'), column('people', 'salary', 'numeric')])
+  const policy = new Policy([protectedColumn('people', 'email', 'text'), protectedColumn('people', 'ssn', 'text'), protectedColumn('people', 'salary', 'numeric')])
   const access = new AccessRules([
     { column: 'public.people.email', read: [{ claim: 'scope', includes: 'pii:read' }], otherwise: 'mask', mask: 'email', write: null },
     { column: 'public.people.ssn', read: [{ claim: 'scope', includes: 'pii:read' }], otherwise: 'null', mask: 'redact', write: null },

@@ -16,6 +16,7 @@ import { Keyring } from '../../policy/keyring.js'
 import { Policy, type ColumnPolicy } from '../../policy/policy.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
+import { protectedColumn } from '../harness/policy.js'
 
 const server = getTestPostgres()
 const SEED = Number(process.env.DIFF_FUZZ_SEED ?? 20261123)
@@ -25,10 +26,6 @@ let proxy: TestProxy
 let viaPgveil: pg.Client
 let direct: pg.Client
 
-function column(table: string, name: string, extra: Partial<ColumnPolicy> = {}): ColumnPolicy {
-  const qualified = `public.${table}.${name}`
-  return { schema: 'public', table, column: name, qualified, type: 'text', binding: qualified, ...extra }
-}
 
 beforeAll(async () => {
   database = await server.createDatabase('differential')
@@ -43,11 +40,11 @@ beforeAll(async () => {
     CREATE TABLE measures_plain (id int PRIMARY KEY, n integer, amount numeric, day date, flag boolean, at timestamptz, ref uuid, doc jsonb);
   `)
   const email = { search: 'equality', indexDomain: 'index:email' } as const
-  const searchable = (name: string, type: string): ColumnPolicy => ({ ...column('measures', name), type, search: 'equality', indexDomain: `public.measures.${name}` })
+  const searchable = (name: string, type: string): ColumnPolicy => protectedColumn('measures', name, type, { search: 'equality', indexDomain: `public.measures.${name}` })
   const policy = new Policy([
-    column('people', 'email', email),
-    column('people', 'ssn'),
-    column('contacts', 'email', email),
+    protectedColumn('people', 'email', 'text', email),
+    protectedColumn('people', 'ssn'),
+    protectedColumn('contacts', 'email', 'text', email),
     searchable('n', 'integer'),
     searchable('amount', 'numeric'),
     searchable('day', 'date'),

@@ -14,9 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { envelopeIndex, openValue } from '../../policy/envelope.js'
 import { indexMac, sealColumnValue } from '../../policy/equality-index.js'
 import { Keyring } from '../../policy/keyring.js'
-import { Policy, type ColumnPolicy } from '../../policy/policy.js'
+import { Policy } from '../../policy/policy.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
+import { protectedColumn } from '../harness/policy.js'
 
 const server = getTestPostgres()
 let database: string
@@ -24,19 +25,15 @@ let proxy: TestProxy
 let direct: pg.Client
 let proxyUrl: string
 
-function column(table: string, name: string, type: string, extra: Partial<ColumnPolicy> = {}): ColumnPolicy {
-  const qualified = `public.${table}.${name}`
-  return { schema: 'public', table, column: name, qualified, type, binding: qualified, ...extra }
-}
 
 const EMAIL = { search: 'equality', normalize: ['trim', 'lowercase'], indexDomain: 'index:email' } as const
 const policy = new Policy([
-  column('people', 'email', 'text', { ...EMAIL, unique: true }),
-  column('people', 'age', 'integer', { search: 'equality', indexDomain: 'public.people.age' }),
-  column('people', 'ssn', 'text'),
-  column('contacts', 'email', 'text', EMAIL),
-  column('orgs', 'email', 'text', { search: 'equality', indexDomain: 'public.orgs.email' }),
-  column('big', 'email', 'text', { search: 'equality', indexDomain: 'public.big.email' }),
+  protectedColumn('people', 'email', 'text', { ...EMAIL, unique: true }),
+  protectedColumn('people', 'age', 'integer', { search: 'equality', indexDomain: 'public.people.age' }),
+  protectedColumn('people', 'ssn', 'text'),
+  protectedColumn('contacts', 'email', 'text', EMAIL),
+  protectedColumn('orgs', 'email', 'text', { search: 'equality', indexDomain: 'public.orgs.email' }),
+  protectedColumn('big', 'email', 'text', { search: 'equality', indexDomain: 'public.big.email' }),
 ])
 const keyring = new Keyring(new Map([[1, randomBytes(32)]]), 1, randomBytes(32))
 

@@ -8,11 +8,12 @@ import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AccessRules } from '../../policy/access.js'
 import { Keyring } from '../../policy/keyring.js'
-import { Policy, type ColumnPolicy } from '../../policy/policy.js'
+import { Policy } from '../../policy/policy.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { runProgram } from '../harness/programs.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
 import { TestJwksServer } from '../harness/jwks-server.js'
+import { protectedColumn } from '../harness/policy.js'
 
 const server = getTestPostgres()
 let database: string
@@ -21,10 +22,6 @@ let proxy: TestProxy
 let direct: pg.Client
 const clients: pg.Client[] = []
 
-function column(table: string, name: string, type: string): ColumnPolicy {
-  const qualified = `public.${table}.${name}`
-  return { schema: 'public', table, column: name, qualified, type, binding: qualified }
-}
 
 async function connect(to: TestProxy = proxy): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: to.url(database) })
@@ -54,7 +51,7 @@ beforeAll(async () => {
     ALTER TABLE documents ENABLE ROW LEVEL SECURITY;
     CREATE POLICY documents_owner ON documents USING (owner = current_setting('pgveil.sub', true));
   `)
-  const policy = new Policy([column('people', 'email', 'text'), column('people', 'ssn', 'text'), column('people', 'salary', 'numeric'), column('people', 'note', 'text')])
+  const policy = new Policy([protectedColumn('people', 'email', 'text'), protectedColumn('people', 'ssn', 'text'), protectedColumn('people', 'salary', 'numeric'), protectedColumn('people', 'note', 'text')])
   const access = new AccessRules([
     { column: 'public.people.email', read: [{ claim: 'scope', includes: 'pii:read' }, { claim: 'sub', in: ['alice'] }], otherwise: 'mask', mask: 'email', write: null },
     { column: 'public.people.ssn', read: [{ claim: 'scope', includes: 'pii:read' }], otherwise: 'null', mask: 'redact', write: null },

@@ -8,9 +8,10 @@ import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Keyring } from '../../policy/keyring.js'
-import { Policy, type ColumnPolicy } from '../../policy/policy.js'
+import { Policy } from '../../policy/policy.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
+import { protectedColumn } from '../harness/policy.js'
 
 const server = getTestPostgres()
 const ROWS = 20_000
@@ -18,10 +19,6 @@ let database: string
 let direct: pg.Client
 let proxy: TestProxy
 
-function column(table: string, name: string, type: string): ColumnPolicy {
-  const qualified = `public.${table}.${name}`
-  return { schema: 'public', table, column: name, qualified, type, binding: qualified }
-}
 
 /** What row n holds, as the application wrote it. */
 const email = (n: number): string => `customer-${n}@example.com${n % 7 === 0 ? ' — ünïcødé' : ''}`
@@ -39,7 +36,7 @@ beforeAll(async () => {
   direct = new pg.Client({ connectionString: server.url(database) })
   await direct.connect()
   await direct.query('CREATE TABLE people (id int PRIMARY KEY, email bytea, amount bytea, born bytea, note text, raw bytea)')
-  const policy = new Policy([column('people', 'email', 'text'), column('people', 'amount', 'numeric'), column('people', 'born', 'date')])
+  const policy = new Policy([protectedColumn('people', 'email', 'text'), protectedColumn('people', 'amount', 'numeric'), protectedColumn('people', 'born', 'date')])
   const keyring = new Keyring(new Map([[1, randomBytes(32)]]), 1)
   const upstreamUrl = `${server.url(database)}?sslmode=disable`
   proxy = await startTestProxy({ upstreamUrl, policy, keyring })

@@ -16,9 +16,10 @@ import fc from 'fast-check'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Keyring } from '../../policy/keyring.js'
-import { Policy, type ColumnPolicy } from '../../policy/policy.js'
+import { Policy } from '../../policy/policy.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
+import { protectedColumn } from '../harness/policy.js'
 
 const server = getTestPostgres()
 const SEED = Number(process.env.LEAK_FUZZ_SEED ?? 20261123)
@@ -27,10 +28,6 @@ let database: string
 let proxy: TestProxy
 let proxyUrl: string
 
-function column(table: string, name: string, extra: Partial<ColumnPolicy> = {}): ColumnPolicy {
-  const qualified = `public.${table}.${name}`
-  return { schema: 'public', table, column: name, qualified, type: 'text', binding: qualified, ...extra }
-}
 
 beforeAll(async () => {
   database = await server.createDatabase('leak_fuzz')
@@ -43,7 +40,7 @@ beforeAll(async () => {
   `)
   await direct.end()
   const email = { search: 'equality', normalize: ['lowercase'], indexDomain: 'index:email' } as const
-  const policy = new Policy([column('people', 'email', email), column('people', 'ssn'), column('contacts', 'email', email)])
+  const policy = new Policy([protectedColumn('people', 'email', 'text', email), protectedColumn('people', 'ssn'), protectedColumn('contacts', 'email', 'text', email)])
   proxy = await startTestProxy({ upstreamUrl: `${server.url(database)}?sslmode=disable`, policy, keyring: new Keyring(new Map([[1, randomBytes(32)]]), 1, randomBytes(32)) })
   proxyUrl = proxy.url(database, server.superuser, server.superuserPassword ?? undefined)
   const client = new pg.Client({ connectionString: proxyUrl })

@@ -21,6 +21,7 @@ import { eventually } from '../harness/eventually.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { runProgram } from '../harness/programs.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
+import { protectedColumn } from '../harness/policy.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const CLI = path.join(ROOT, 'dist', 'proxy', 'cli.js')
@@ -41,10 +42,6 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true })
 })
 
-function column(table: string, name: string, type: string): ColumnPolicy {
-  const qualified = `public.${table}.${name}`
-  return { schema: 'public', table, column: name, qualified, type, binding: qualified }
-}
 
 function keyring(versions: (1 | 2)[], current: 1 | 2): Keyring {
   return new Keyring(new Map(versions.map((v) => [v, v === 1 ? KEY_1 : KEY_2])), current)
@@ -154,7 +151,7 @@ async function versionsIn(direct: pg.Client, table: string, col: string): Promis
 describe('pgveil migrate: key rotation', () => {
   it('re-encrypts values of an old key version so that the old key can be removed; a second run does nothing', async () => {
     const { database, direct } = await setup('migrate rotation', 'CREATE TABLE accounts (id serial PRIMARY KEY, owner text NOT NULL, email bytea, salary bytea)')
-    const columns = [column('accounts', 'email', 'text'), column('accounts', 'salary', 'numeric')]
+    const columns = [protectedColumn('accounts', 'email', 'text'), protectedColumn('accounts', 'salary', 'numeric')]
     const proxy = await startProxy(database, columns, keyring([1], 1))
     const expected = new Map<string, { email: string | null; salary: string | null }>()
     const write = async (from: number, to: number): Promise<void> => {
@@ -206,7 +203,7 @@ describe('pgveil migrate: key rotation', () => {
   it('leaves values it cannot open as they are, counts them as left and exits 1', async () => {
     // A composite primary key: batches walk (id, lang).
     const { database, direct } = await setup('migrate unreadable', 'CREATE TABLE notes (id int, lang text, body bytea, PRIMARY KEY (id, lang))')
-    const body = column('notes', 'body', 'text')
+    const body = protectedColumn('notes', 'body', 'text')
     const v1 = keyring([1], 1)
     await direct.query(`INSERT INTO notes VALUES (1, 'en', $1), (2, 'en', $2), (3, 'fr', $3)`, [sealValue(v1, body.binding, Buffer.from('one')), Buffer.from('not an envelope'), sealValue(v1, body.binding, Buffer.from('three'))])
     const before = (await direct.query<{ body: Buffer }>('SELECT body FROM notes WHERE id = 2')).rows[0]!.body
@@ -239,7 +236,7 @@ describe('pgveil migrate: interrupted', () => {
 
   it('re-encryption killed with SIGKILL and run again: every row is there and reads', async () => {
     const { database, direct } = await setup('migrate killed reencrypt', 'CREATE TABLE big (id int PRIMARY KEY, secret bytea)')
-    const secret = column('big', 'secret', 'text')
+    const secret = protectedColumn('big', 'secret', 'text')
     const v1 = keyring([1], 1)
     const ids = Array.from({ length: ROWS }, (_, i) => i + 1)
     await direct.query('INSERT INTO big SELECT * FROM unnest($1::int[], $2::bytea[])', [ids, ids.map((i) => sealValue(v1, secret.binding, Buffer.from(`secret-${i}`)))])
@@ -267,7 +264,7 @@ describe('pgveil migrate: interrupted', () => {
     const { database, direct } = await setup('migrate killed convert', 'CREATE TABLE big (k text, n int NOT NULL, code integer NOT NULL)')
     // No primary key: the table is walked by ctid.
     await direct.query(`INSERT INTO big SELECT 'k' || i, i, i * 3 FROM generate_series(1, ${ROWS}) AS i`)
-    const code = column('big', 'code', 'integer')
+    const code = protectedColumn('big', 'code', 'integer')
     const config = writeConfig('killed-convert', server.url(database), [1], 1, [code])
 
     const doneAtKill = await killMidway(
@@ -310,7 +307,7 @@ describe('pgveil migrate: plaintext to encrypted', () => {
        CREATE UNIQUE INDEX people_email ON people (email);
        INSERT INTO people (name, email, age) SELECT 'person' || i, 'zq' || i || '.initial@plain.example', CASE WHEN i % 5 = 0 THEN NULL ELSE i % 90 END FROM generate_series(1, ${INITIAL}) AS i;`,
     )
-    const columns = [column('people', 'email', 'text'), column('people', 'age', 'integer')]
+    const columns = [protectedColumn('people', 'email', 'text'), protectedColumn('people', 'age', 'integer')]
     const expected = new Map<string, { email: string; age: number | null }>()
     for (let i = 1; i <= INITIAL; i++) expected.set(`person${i}`, { email: `zq${i}.initial@plain.example`, age: i % 5 === 0 ? null : i % 90 })
     const proxy = await startProxy(database, columns, keyring([1], 1))
@@ -390,7 +387,7 @@ describe('pgveil migrate: plaintext to encrypted', () => {
 
   it('stops at a value its policy type refuses, naming the row and not the value, and resumes once it is corrected', async () => {
     const { database, direct } = await setup('migrate bad value', `CREATE TABLE scores (id int PRIMARY KEY, score text); INSERT INTO scores SELECT i, (i * 2)::text FROM generate_series(1, 50) AS i; UPDATE scores SET score = 'zqbad' WHERE id = 30;`)
-    const score = column('scores', 'score', 'integer')
+    const score = protectedColumn('scores', 'score', 'integer')
     const config = writeConfig('bad-value', server.url(database), [1], 1, [score])
     const failed = await migrate(config, ['--batch-size', '10'])
     expect(failed.code).toBe(1)
@@ -414,7 +411,7 @@ describe('pgveil migrate: plaintext to encrypted', () => {
 
   it('refuses a column a view depends on, naming it, and changes nothing', async () => {
     const { database, direct } = await setup('migrate blocked', `CREATE TABLE users (id int PRIMARY KEY, email text); INSERT INTO users VALUES (1, 'a@b.example'); CREATE VIEW emails AS SELECT email FROM users;`)
-    const result = await migrate(writeConfig('blocked', server.url(database), [1], 1, [column('users', 'email', 'text')]))
+    const result = await migrate(writeConfig('blocked', server.url(database), [1], 1, [protectedColumn('users', 'email', 'text')]))
     expect(result.code).toBe(1)
     expect(result.stderr).toMatch(/view emails depends on column "public\.users\.email": drop it first/)
     expect((await direct.query('SELECT email FROM users')).rows).toEqual([{ email: 'a@b.example' }])
@@ -424,7 +421,7 @@ describe('pgveil migrate: plaintext to encrypted', () => {
 describe('pgveil migrate --dry-run', () => {
   it('prints the plan and changes nothing', async () => {
     const { database, direct } = await setup('migrate dry run', `CREATE TABLE t (id int PRIMARY KEY, secret bytea, note text NOT NULL DEFAULT 'x'); CREATE INDEX t_note ON t (note);`)
-    const secret = column('t', 'secret', 'text')
+    const secret = protectedColumn('t', 'secret', 'text')
     const v1 = keyring([1], 1)
     for (let i = 1; i <= 30; i++) await direct.query('INSERT INTO t VALUES ($1, $2, $3)', [i, sealValue(v1, secret.binding, Buffer.from(`s${i}`)), `note ${i}`])
     const snapshot = async (): Promise<unknown> => ({
@@ -434,7 +431,7 @@ describe('pgveil migrate --dry-run', () => {
       triggers: (await direct.query(`SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass`)).rows,
     })
     const before = await snapshot()
-    const config = writeConfig('dry-run', server.url(database), [1, 2], 2, [secret, column('t', 'note', 'text')])
+    const config = writeConfig('dry-run', server.url(database), [1, 2], 2, [secret, protectedColumn('t', 'note', 'text')])
 
     const text = await migrate(config, ['--dry-run'])
     expect(text.code, text.stderr).toBe(0)
@@ -459,7 +456,7 @@ describe('pgveil migrate --dry-run', () => {
 
   it('refuses bad options with exit 2', async () => {
     const database = await server.createDatabase('migrate usage')
-    const config = writeConfig('usage', server.url(database), [1], 1, [column('t', 'secret', 'text')])
+    const config = writeConfig('usage', server.url(database), [1], 1, [protectedColumn('t', 'secret', 'text')])
     for (const args of [['--batch-size', '0'], ['--batch-size', 'many'], ['--lock-timeout', '-1'], ['--frobnicate']]) {
       const result = await migrate(config, args)
       expect(result.code, args.join(' ')).toBe(2)

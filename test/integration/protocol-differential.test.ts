@@ -20,11 +20,12 @@ import pg from 'pg'
 import { serialize } from 'pg-protocol'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Keyring } from '../../policy/keyring.js'
-import { Policy, type ColumnPolicy } from '../../policy/policy.js'
+import { Policy } from '../../policy/policy.js'
 import { eventually } from '../harness/eventually.js'
 import { getTestPostgres } from '../harness/pg.js'
 import { startTestProxy, type TestProxy } from '../harness/proxy.js'
 import { RawClient, type ReceivedMessage } from '../harness/raw-client.js'
+import { protectedColumn } from '../harness/policy.js'
 
 const server = getTestPostgres()
 const SEED = Number(process.env.PROTOCOL_FUZZ_SEED ?? 20261123)
@@ -34,10 +35,6 @@ let proxy: TestProxy
 const scratch = mkdtempSync(path.join(tmpdir(), 'pgveil-protocol-'))
 const auditFile = path.join(scratch, 'audit.log')
 
-function column(name: string, extra: Partial<ColumnPolicy> = {}): ColumnPolicy {
-  const qualified = `public.items.${name}`
-  return { schema: 'public', table: 'items', column: name, qualified, type: 'text', binding: qualified, ...extra }
-}
 
 const ROWS = "(1, 'first secret', 'a@twin.example', 'n1'), (2, 'second secret', 'b@twin.example', NULL), (3, NULL, 'a@twin.example', 'n3'), (4, 'fourth ✓', NULL, 'n4')"
 
@@ -51,7 +48,7 @@ beforeAll(async () => {
     INSERT INTO items_plain (id, secret, email, note) VALUES ${ROWS};
   `)
   await direct.end()
-  const policy = new Policy([column('secret'), column('email', { search: 'equality' })])
+  const policy = new Policy([protectedColumn('items', 'secret'), protectedColumn('items', 'email', 'text', { search: 'equality' })])
   proxy = await startTestProxy({
     upstreamUrl: `${server.url(database)}?sslmode=disable`,
     policy,
